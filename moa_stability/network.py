@@ -67,7 +67,8 @@ def _per_device(field: str, value: Any, n: int, positive: bool = False) -> np.nd
 
 def job_types_used(M: int) -> tuple[str, ...]:
     """Job types that occur with ``M`` layers (refine needs ``M >= 2``, aggregate ``M >= 1``)."""
-    return tuple(c for c, need in zip(JOB_TYPES, (0, 2, 1), strict=True) if M >= need)
+    min_layers = {"propose": 0, "refine": 2, "aggregate": 1}
+    return tuple(c for c in JOB_TYPES if min_layers[c] <= M)
 
 
 def _service_times(value: Any, n: int, M: int) -> np.ndarray:

@@ -139,10 +139,7 @@ def stability_report(net: MoANetwork) -> StabilityReport:
     rho = loads(net)
     peak = float(rho.max())
     kelly = kelly_type(net)
-    if peak >= 1:
-        verdict = "unstable"
-    else:
-        verdict = "stable" if kelly else "undetermined"
+    verdict = "unstable" if peak >= 1 else "stable" if kelly else "undetermined"
     alpha = _paper_alpha(net, rates, rho)
     lam = float(net.arrival_rate.max())
     K = net.inferences_per_prompt
