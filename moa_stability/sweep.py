@@ -64,25 +64,31 @@ class SweepPoint:
 
 
 def simulate_point(net: MoANetwork, seed: int, **options: Any) -> dict[str, Any]:
-    """The default point: :func:`moa_stability.simulate` summarised in scalars.
+    r"""The default point: :func:`moa_stability.simulate` summarised in scalars.
 
-    Returns ``verdict``, the time-average queue (``mean_queue_max``, ``mean_queue_mean``, jobs),
-    ``latency_mean_s``, ``latency_p95_s``, ``utilisation_max``, ``growth_slope_per_s`` (largest
-    per-device queue growth, jobs/s), ``inferences`` and the exact ``max_load``
-    (:math:`\\max_i \\rho_i`).
+    Returns ``verdict``; the time-average jobs at the busiest device and over devices
+    (``mean_queue_max`` with its 95% CI half-width ``mean_queue_max_ci``, ``mean_queue_mean``);
+    ``latency_mean_s`` (with ``latency_ci_s``) and ``latency_p95_s``; ``utilisation_max``;
+    the growth of the total jobs in the system ``growth_slope_per_s`` (with
+    ``growth_slope_ci_per_s``); ``inferences``; ``cap_hit_s`` (when the job cap stopped the
+    run, NaN if never) and the exact ``max_load`` :math:`\max_i \rho_i`.
     """
     from .simulate import simulate
 
-    result = simulate(net, seed=seed, **options)
+    r = simulate(net, seed=seed, **options)
+    busiest = int(np.argmax(r.mean_queue))
     return {
-        "verdict": result.verdict,
-        "mean_queue_max": float(np.max(result.mean_queue)),
-        "mean_queue_mean": float(np.mean(result.mean_queue)),
-        "latency_mean_s": float(result.latency_mean),
-        "latency_p95_s": float(result.latency_p95),
-        "utilisation_max": float(np.max(result.utilisation)),
-        "growth_slope_per_s": float(np.max(result.growth_slope)),
-        "inferences": int(np.sum(result.inferences)),
+        "verdict": r.verdict,
+        "mean_queue_max": float(r.mean_queue[busiest]),
+        "mean_queue_max_ci": float(r.mean_queue_ci[busiest]),
+        "mean_queue_mean": float(np.mean(r.mean_queue)),
+        "latency_mean_s": float(r.latency_mean), "latency_ci_s": float(r.latency_ci),
+        "latency_p95_s": float(r.latency_p95),
+        "utilisation_max": float(np.max(r.utilisation)),
+        "growth_slope_per_s": float(r.growth_slope),
+        "growth_slope_ci_per_s": float(r.growth_slope_ci),
+        "inferences": int(r.inferences),
+        "cap_hit_s": float("nan") if r.cap_hit_time is None else float(r.cap_hit_time),
         "max_load": float(loads(net).max()),
     }
 
@@ -105,15 +111,14 @@ def _check_grid(grid: Mapping[str, Any], options: set[str] | None,
                 fixed: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Each grid field as a non-empty list of values, after checking every name."""
     network = set(NETWORK_FIELDS + RATE_FIELDS)
-    valid = sorted(network) + sorted(options or ())
-    unknown = [f for f in grid if f not in network and options is not None and f not in options]
-    unknown += [f for f in fixed if options is not None and f not in options]
-    if unknown:
-        raise ValueError(f"sweep: unknown field(s) {unknown}; valid names are {valid}")
     misplaced = sorted(network & set(fixed))
     if misplaced:
         raise ValueError(f"sweep: {misplaced} are network fields, not point keywords; set "
                          "them in base or list them in the grid")
+    unknown = [f for f in [*grid, *fixed] if options is not None and f not in network | options]
+    if unknown:
+        valid = sorted(network) + sorted(options or ())
+        raise ValueError(f"sweep: unknown field(s) {unknown}; valid names are {valid}")
     if all(f in grid for f in RATE_FIELDS):
         raise ValueError("sweep: grid has both 'scale' and 'load'; keep one of them")
     both = sorted(set(grid) & set(fixed))
@@ -213,14 +218,14 @@ def sweep_points(grid: Mapping[str, Any], seeds: int | Sequence[int] = 1,
     if not isinstance(grid, Mapping):
         raise ValueError(f"grid={grid!r}: pass a mapping field -> list of values")
     axes = _check_grid(grid, _option_names(point), options)
-    fields = _base_fields(base)
+    fields, seed_list = _base_fields(base), _seed_list(seeds)
     points = []
     for values in itertools.product(*axes.values()):
         params = dict(zip(axes, values, strict=True))
         net = _network(fields, params)
         opts = {**options, **{f: v for f, v in params.items()
                               if f not in NETWORK_FIELDS + RATE_FIELDS}}
-        for seed in _seed_list(seeds):
+        for seed in seed_list:
             points.append(SweepPoint(params, seed, net, opts, point_key(net, seed, opts, point)))
     return points
 
@@ -290,9 +295,11 @@ def _dask_client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[A
         yield client
     elif client == "local":
         workers = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
-        # One thread per worker: points hold the GIL (numba loops, numpy), so processes scale.
+        # One single-threaded process per core: points hold the GIL in numba loops, and numba's
+        # own thread pool would oversubscribe the cores that the other workers use.
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as local:
+                          env={"NUMBA_NUM_THREADS": "1"}, dashboard_address="127.0.0.1:0"
+                          ) as cluster, Client(cluster) as local:
             yield local
     else:
         try:
@@ -393,20 +400,20 @@ def sweep(grid: Mapping[str, Any], seeds: int | Sequence[int] = 1,
     Returns
     -------
     pandas.DataFrame
-        Columns: the grid fields, ``seed``, then the point's summary names. For the default
-        point: ``verdict``, ``mean_queue_max``, ``mean_queue_mean``, ``latency_mean_s``,
-        ``latency_p95_s``, ``utilisation_max``, ``growth_slope_per_s``, ``inferences``,
-        ``max_load``. ``attrs`` holds the base network and the fixed options.
+        Columns: the grid fields, ``seed``, then the point's summary names (for the default
+        point, those listed in :func:`simulate_point`), rows in grid order with seeds
+        innermost. ``attrs["options"]`` holds the fixed keywords.
 
     Examples
     --------
+    >>> from moa_stability import loads
     >>> from moa_stability.sweep import sweep
     >>> def busiest(net, seed):
     ...     return {"max_load": float(loads(net).max())}
     >>> sweep({"M": [1, 2], "k": [1]}, point=busiest, client=None, progress=False)
        M  k  seed  max_load
-    0  1  1     0     0.75
-    1  2  1     0     1.25
+    0  1  1     0      0.75
+    1  2  1     0      1.25
     """
     _check_client(client, n_workers)
     points = sweep_points(grid, seeds, point, base, **options)
