@@ -55,6 +55,7 @@ from .network import AGGREGATE, PROPOSE, REFINE, MoANetwork, _per_device
 OBJECTIVES: tuple[str, ...] = ("scale", "sum", "min", "proportional")
 """Objectives of :func:`max_stable_rate`."""
 
+_GOALS = {"sum": cp.sum, "min": cp.min, "proportional": lambda rates: cp.sum(cp.log(rates))}
 _DEFAULT_SOLVER = {"scale": "HIGHS", "sum": "HIGHS", "min": "HIGHS", "proportional": "CLARABEL"}
 # The log objective is flat at its optimum, so a duality gap g leaves the rates off by about
 # sqrt(g): Clarabel's defaults (1e-8) give ~1e-4 relative, these ~1e-5. Tighter than 1e-11
@@ -284,7 +285,7 @@ def _rates(objective: str, n: int, direction: np.ndarray, base: np.ndarray,
         goal: cp.Expression = theta
     else:
         lam = cp.Variable(n, nonneg=True, name="rate")
-        goal = {"sum": cp.sum, "min": cp.min}.get(objective, lambda v: cp.sum(cp.log(v)))(lam)
+        goal = _GOALS[objective](lam)
     cons = []
     low = np.flatnonzero(bounds.lower > 0)
     if low.size:
@@ -319,9 +320,9 @@ def _inclusion(net: MoANetwork, edges: _Edges, layer: int, rates: np.ndarray,
     r"""``pi = x / lambda_origin`` on the edges, uniform for idle origins, projected back onto
     :math:`\{0 \le \pi \le 1, \sum_i \pi[j, i] = k_m\}` to remove solver round-off."""
     n, km, origin = net.n, net.k[layer], edges.origin
-    deg = net.degrees.astype(float)
     if flow is None:
         return sp.csr_array((n, n))
+    deg = net.degrees.astype(float)
     lam = rates[origin]
     active = lam > _IDLE_RTOL * rates.max(initial=0.0)
     pi = np.where(active, np.clip(flow / np.where(active, lam, 1.0), 0.0, 1.0), km / deg[origin])
@@ -396,8 +397,8 @@ def _solve(net: MoANetwork, objective: str, bounds: _Bounds, optimise_selection:
         optimum = net.replace(arrival_rate=rates)
         selection = tuple(optimum.inclusion(m) for m in range(net.M))
     rho = loads(optimum)
-    value = {"scale": lambda: float(prog.goal.value), "sum": rates.sum, "min": rates.min,
-             "proportional": lambda: np.log(rates).sum()}[objective]()
+    # The objective at the returned rates, which are clipped to their bounds.
+    value = prog.goal.value if objective == "scale" else _GOALS[objective](rates).value
     return StableRateResult(
         objective=objective, value=float(value), rates=rates, loads=rho, load_cap=bounds.cap,
         binding=tuple(int(i) for i in np.flatnonzero(rho >= bounds.cap * (1 - _BINDING_RTOL))),
@@ -426,7 +427,7 @@ def _status_error(net: MoANetwork, status: str, prog: _Program, cap: float, solv
 def _least_peak_load(net: MoANetwork, edges: _Edges, rates: np.ndarray) -> np.ndarray:
     """Loads at ``rates`` under the selection that minimises the largest load."""
     load, _, cons = _flow_loads(net, edges, rates)
-    cp.Problem(cp.Minimize(cp.max(load)), cons).solve(solver="HIGHS")
+    cp.Problem(cp.Minimize(cp.max(load)), cons).solve(solver="HIGHS", **_SOLVER_OPTIONS["HIGHS"])
     return np.asarray(load.value, dtype=float)
 
 
@@ -442,7 +443,8 @@ def max_stable_rate(net: MoANetwork, objective: str = "scale", optimise_selectio
     * ``scale``: :math:`\lambda = \theta\lambda^{\text{given}}`, :math:`f = \theta`; for a fixed
       selection :math:`\theta^* = (1-\text{margin})/\max_i\rho_i(\lambda^{\text{given}})`,
     * ``sum``: :math:`f = \sum_i \lambda_i` (largest total throughput),
-    * ``min``: :math:`f = \min_i \lambda_i` (max-min fair),
+    * ``min``: :math:`f = \min_i \lambda_i` (max-min fair at its first level: the smallest
+      rate as large as possible, the others anywhere that fits),
     * ``proportional``: :math:`f = \sum_i \log\lambda_i` (proportionally fair).
 
     With ``optimise_selection`` the inclusion probabilities :math:`\pi_m` are variables too,
