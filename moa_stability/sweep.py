@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -138,7 +139,10 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
         if seeds < 1:
             raise ValueError(f"seeds={seeds}: need at least one; pass a count >= 1 or a list")
         return list(range(int(seeds)))
-    values = list(seeds)
+    try:
+        values = list(seeds)
+    except TypeError as err:
+        raise ValueError(f"seeds={seeds!r}: pass a count >= 1 or a list of integers") from err
     if not values or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in values):
         raise ValueError(f"seeds={values}: pass a count >= 1 or a list of integers >= 0")
     if len(set(values)) < len(values):
@@ -298,8 +302,8 @@ def _dask_client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[A
         # One single-threaded process per core: points hold the GIL in numba loops, and numba's
         # own thread pool would oversubscribe the cores that the other workers use.
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          env={"NUMBA_NUM_THREADS": "1"}, dashboard_address="127.0.0.1:0"
-                          ) as cluster, Client(cluster) as local:
+                          env={"NUMBA_NUM_THREADS": "1"}, dashboard_address="127.0.0.1:0",
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as local:
             yield local
     else:
         try:
@@ -327,7 +331,12 @@ def _check_client(client: Any, n_workers: int | None) -> None:
                                   or not isinstance(n_workers, int) or n_workers < 1):
         raise ValueError(f"n_workers={n_workers!r}: a worker count >= 1, used only with "
                          "client='local'; size a remote cluster where it is started")
-    if client is None or isinstance(client, str):
+    if client is None or client == "local":
+        return
+    if isinstance(client, str):
+        if ":" not in client:
+            raise ValueError(f"client={client!r}: not a scheduler address; pass one such as "
+                             "'tcp://host:8786', or 'local' or None")
         return
     from distributed import Client
 
@@ -403,6 +412,13 @@ def sweep(grid: Mapping[str, Any], seeds: int | Sequence[int] = 1,
         Columns: the grid fields, ``seed``, then the point's summary names (for the default
         point, those listed in :func:`simulate_point`), rows in grid order with seeds
         innermost. ``attrs["options"]`` holds the fixed keywords.
+
+    Notes
+    -----
+    Local workers are spawned processes, so a script that uses ``client="local"`` needs the
+    ``if __name__ == "__main__":`` guard. Workers of a remote cluster need ``moa_stability``
+    (and the point's module) installed; results come back to this process, which alone writes
+    the cache, so no shared disk is needed. A kill loses at most the points in flight.
 
     Examples
     --------

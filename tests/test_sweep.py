@@ -113,6 +113,8 @@ def test_heterogeneous_base_keeps_per_device_values_across_M():
     ({}, {"base": 3}, "MoANetwork or a dict"),
     ({"load": [0.5]}, {"base": {"n": 2}}, "carries no load"),
     ({}, {"client": 3}, "scheduler address"),
+    ({}, {"client": "nowhere"}, "not a scheduler address"),
+    ({}, {"seeds": 2.5}, "list of integers"),
     ({}, {"n_workers": 2}, "only with client='local'"),
     ({}, {"client": "local", "n_workers": 0}, "worker count >= 1"),
 ])
