@@ -208,15 +208,23 @@ def new_tree(times):
 
 @njit(cache=True)
 def tree_set(key, tree, s, value):
-    """Set source ``s``'s next event time and replay its matches up to the root (a fixed
-    number of branch-free steps, faster here than a binary heap or stopping early)."""
+    """Set source ``s``'s next event time and replay its matches up to the root.
+
+    The winner climbing from ``s`` is carried in registers and meets the sibling's stored
+    winner at each level; those loads do not depend on the stores of this walk, which keeps
+    the loop free of store-to-load chains and (with conditional moves) of branches.
+    """
     key[s] = value
-    node = (tree.shape[0] // 2 + s) >> 1
-    while node >= 1:
-        a = tree[2 * node]
-        b = tree[2 * node + 1]
-        tree[node] = a if key[a] <= key[b] else b
+    node = tree.shape[0] // 2 + s
+    win = s
+    while node > 1:
+        rival = tree[node ^ 1]
+        rival_time = key[rival]
+        take = rival_time < value
+        win = rival if take else win
+        value = rival_time if take else value
         node >>= 1
+        tree[node] = win
 
 
 # ---- time integrals ---------------------------------------------------------------------------
