@@ -33,7 +33,7 @@ def grid_of(points: int) -> dict[str, list[float]]:
 def calibrated_horizon(point_seconds: float) -> float:
     """Simulated seconds whose simulation takes about ``point_seconds`` here."""
     net = sweep_points(grid_of(1), base=BASE)[0].network
-    simulate_point(net, 0, horizon=1e3)  # compile
+    simulate_point(net, 0, horizon=1e4)  # compile
     horizon = 1e4
     while True:
         start = time.perf_counter()
@@ -83,7 +83,7 @@ def main() -> None:
                       env={"NUMBA_NUM_THREADS": "1"}, dashboard_address="127.0.0.1:0"
                       ) as cluster:
         sweep(grid_of(args.workers), base=BASE, client=cluster.scheduler_address,
-              progress=False, horizon=1e3)  # workers import and compile
+              progress=False, horizon=1e4)  # workers import and compile
         # Interleaved, so that load from other processes drifts into every kind alike.
         for _ in range(args.repeats):
             times["serial"].append(timed(serial_loop))

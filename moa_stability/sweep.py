@@ -320,8 +320,10 @@ def _run_dask(todo: Sequence[SweepPoint], point: PointFunction, client: Any,
     from distributed import as_completed
 
     with _dask_client(client, n_workers, len(todo)) as dask_client:
+        # Fresh task keys (pure=False): results a long-lived cluster still holds from an
+        # earlier sweep could come from older code under the same point name.
         futures = {dask_client.submit(_evaluate, point, p.network, p.seed, p.options,
-                                      key=f"moa-point-{p.key}"): p for p in todo}
+                                      pure=False): p for p in todo}
         for future in as_completed(futures):
             done(futures[future], future.result())
 
