@@ -128,7 +128,8 @@ def slot_count(rng, x):
 def draw_service(rng, m, dist, scv, slotted, samples, lo, hi):
     r"""One service time of mean ``m`` (clock units), in slots when ``slotted``.
 
-    For ``EXPONENTIAL``, ``m`` is the ``scale`` of :func:`memoryless` instead. Gamma has shape
+    For ``EXPONENTIAL``, ``m`` is the ``scale`` of :func:`memoryless` instead (the event loop
+    calls that directly, as it is the common case). Gamma has shape
     ``1/scv``; lognormal has :math:`\sigma^2 = \ln(1 + scv)`; empirical resamples
     ``samples[lo:hi]``, pre-scaled to mean one.
     """
@@ -348,8 +349,12 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
             jobs -= 1
             if q[i] > 0:
                 c = stage_type[stage[job_prompt[head[i]]]]
-                tree_set(key, tree, s, t + draw_service(rng, mean[c, i], dist, scv, slotted,
-                                                        samples, bounds[c], bounds[c + 1]))
+                if dist == EXPONENTIAL:  # inline: a call with array arguments costs more
+                    duration = memoryless(rng, mean[c, i], slotted)
+                else:
+                    duration = draw_service(rng, mean[c, i], dist, scv, slotted, samples,
+                                            bounds[c], bounds[c + 1])
+                tree_set(key, tree, s, t + duration)
             else:
                 tree_set(key, tree, s, np.inf)
             out_inferences[stage_type[stage[p]], i] += 1
@@ -419,9 +424,12 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
                 job_next[tail[d]] = j
             else:
                 head[d] = j
-                tree_set(key, tree, n + d, t + draw_service(rng, mean[c, d], dist, scv,
-                                                            slotted, samples, bounds[c],
-                                                            bounds[c + 1]))
+                if dist == EXPONENTIAL:
+                    duration = memoryless(rng, mean[c, d], slotted)
+                else:
+                    duration = draw_service(rng, mean[c, d], dist, scv, slotted, samples,
+                                            bounds[c], bounds[c + 1])
+                tree_set(key, tree, n + d, t + duration)
             last[d] = t
             tail[d] = j
             q[d] += 1

@@ -250,7 +250,8 @@ def _service(net: MoANetwork, service: str, scv: float, samples: Any, unit_s: fl
     if service not in SERVICES:
         raise ValueError(f"service={service!r}: unknown service distribution; use one of "
                          f"{sorted(SERVICES)}")
-    scv = _positive("scv", scv)
+    if service in ("gamma", "lognormal"):
+        scv = _positive("scv", scv)
     values, bounds = np.ones(1), np.zeros(len(JOB_TYPES) + 1, np.int64)
     if service == "empirical":
         values, bounds = _empirical(net, samples)
@@ -529,7 +530,7 @@ def simulate(net: MoANetwork, method: str = "slots", horizon: float | None = Non
         Simulated seconds per replication (default :math:`10^5` times the largest mean
         service time). Slots: rounded to whole slots.
     dt : float, optional
-        Slot length in seconds (slots only); needs :math:`\lambda_i dt \le 1` and
+        Slot length in seconds (slots only; ignored by events); needs :math:`\lambda_i dt \le 1` and
         :math:`dt \le E[S]`. Default a tenth of the smaller of the shortest mean service time
         and the shortest mean inter-arrival time.
     seed : int
@@ -540,7 +541,8 @@ def simulate(net: MoANetwork, method: str = "slots", horizon: float | None = Non
         coefficient of variation ``scv``. Empirical resamples ``samples[c]`` (seconds) scaled
         by ``service_time[c, i] / mean(samples[c])``.
     scv : float
-        Squared coefficient of variation of gamma and lognormal service, > 0.
+        Squared coefficient of variation of gamma and lognormal service, > 0 (unused by the
+        other distributions).
     samples : mapping of str to array_like, optional
         Measured seconds per job type, for ``service="empirical"``.
     replications : int
