@@ -261,16 +261,17 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
     ``i``'s user prompts; ``mean[c, i]`` the service parameter of type ``c`` at ``i`` (with
     ``dist``, ``scv``, ``samples[bounds[c]:bounds[c+1]]`` as in :func:`draw_service`);
     ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
-    proposer layer ``m``,
-    CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers, drawn uniformly if
+    proposer layer ``m``, CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers, drawn
+    uniformly if
     ``uniform[m]`` else by systematic sampling on the cumulative probabilities ``cum[m]``;
     ``edges`` the bin edges; latency histogram cells of width ``1/hist_scale`` in
     ``log(latency / hist_lo)``.
 
     Outputs: per bin, integrals of queue length and busy time per device and of prompts at
-    joins, latency sums and counts (bins ``>= warm_bin``); the latency histogram; the maximum
-    queue; completed inferences per (type, device); selection counts per CSR position; totals.
-    Stops early, setting ``out_totals[CAP_HIT]``, when the jobs in the system would exceed
+    joins, latency sums and counts of the prompts answered in it; latency histograms of the
+    prompts answered before (row 0) and after (row 1) bin ``warm_bin``; the maximum queue;
+    completed inferences per (type, device); selection counts per CSR position; totals. Stops
+    early, setting ``out_totals[CAP_HIT]``, when the jobs in the system would exceed
     ``cap``.
     """
     rng = rng_seed.copy()
@@ -376,12 +377,11 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
                 out_totals[COMPLETED] += 1
                 out_totals[PROMPT_INFERENCES] += done[p]
                 out_totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
-                if b >= warm_bin:
-                    latency = t - birth[p]
-                    out_lat_sum[b] += latency
-                    out_lat_count[b] += 1
-                    cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
-                    out_hist[min(cell, out_hist.shape[0] - 1)] += 1
+                latency = t - birth[p]
+                out_lat_sum[b] += latency
+                out_lat_count[b] += 1
+                cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
+                out_hist[int(b >= warm_bin), min(cell, out_hist.shape[1] - 1)] += 1
                 free_prompts[free_top] = p
                 free_top += 1
                 continue

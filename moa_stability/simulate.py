@@ -52,7 +52,8 @@ _DEFAULT_DT_FRACTION = 0.1
 class SimulationResult:
     r"""What one call of :func:`simulate` measured, pooled over its replications.
 
-    Time averages, utilisation and latency cover the window after the warm-up; counts
+    Time averages, utilisation and latency cover the window after the warm-up (or, if a job
+    cap stopped the run during the warm-up, everything simulated); counts
     (``prompts_*``, ``inferences*``, ``selection_counts``) cover the whole run of every
     replication. Confidence intervals are 95% Student-t half-widths: over **independent
     replications** when ``replications >= 2``, else over **batch means** (``ci_method``).
@@ -373,8 +374,9 @@ def _run(net: MoANetwork, plan: _Plan) -> tuple[tuple[np.ndarray, ...], np.ndarr
     R, n = len(plan.seeds), net.n
     cells = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
     out = (np.zeros((R, N_BINS, n)), np.zeros((R, N_BINS, n)), np.zeros((R, N_BINS)),
-           np.zeros((R, N_BINS)), np.zeros((R, N_BINS), np.int64), np.zeros((R, cells), np.int64),
-           np.zeros((R, n), np.int64), np.zeros((R, len(JOB_TYPES), n), np.int64),
+           np.zeros((R, N_BINS)), np.zeros((R, N_BINS), np.int64),
+           np.zeros((R, 2, cells), np.int64), np.zeros((R, n), np.int64),
+           np.zeros((R, len(JOB_TYPES), n), np.int64),
            np.zeros((R,) + plan.selection[2].shape, np.int64),
            np.zeros((R, kern.N_TOTALS), np.int64))
     t_end = np.zeros(R)
@@ -413,21 +415,26 @@ class _Windows:
     lat_sum: np.ndarray
     lat_count: np.ndarray
     mid: np.ndarray  # (B,) clock units
+    hist: np.ndarray  # latency histogram of the window
 
 
 def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Windows:
-    """Group the post-warm-up bins into batches (all covered bins if a cap cut the run short)."""
+    """Group the covered bins after the warm-up into batches (all covered bins when a job cap
+    stopped every replication before the warm-up ended)."""
     edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
     cover = np.clip(t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
-    first = plan.warm_bin if cover[:, plan.warm_bin:].sum() > 0 else 0
-    groups = np.array_split(np.arange(first, N_BINS), min(N_BATCHES, N_BINS - first))
+    covered = np.flatnonzero(cover.sum(axis=0) > 0)
+    after = covered[covered >= plan.warm_bin]
+    bins = after if after.size else covered
+    groups = np.array_split(bins, min(N_BATCHES, bins.size))
 
     def batch(x: np.ndarray) -> np.ndarray:
         return np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
 
     mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
+    hist = out[5][:, 1] if after.size else out[5].sum(axis=1)
     return _Windows(batch(cover), batch(out[0]), batch(out[1]), batch(out[2]), batch(out[3]),
-                    batch(out[4]), mid)
+                    batch(out[4]), mid, hist.sum(axis=0))
 
 
 def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -452,7 +459,7 @@ def _summarise(net: MoANetwork, plan: _Plan, out: tuple[np.ndarray, ...], t_end:
     utilisation, utilisation_ci = _ratio_ci(w.busy, cover_n)
     total, total_ci = _ratio_ci(w.area.sum(axis=2), w.cover)
     latency, latency_ci = _ratio_ci(w.lat_sum, w.lat_count.astype(float))
-    p50, p95, p99 = _quantiles(out[5].sum(axis=0), plan.hist_grid, (0.5, 0.95, 0.99))
+    p50, p95, p99 = _quantiles(w.hist, plan.hist_grid, (0.5, 0.95, 0.99))
     covered = w.cover.sum(axis=0) > 0
     series = w.area.sum(axis=(0, 2))[covered] / w.cover.sum(axis=0)[covered]
     slope = growth_slope(w.mid[covered] * unit, series)

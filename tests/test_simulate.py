@@ -179,11 +179,13 @@ def test_result_does_not_depend_on_thread_count():
 # ---- bounded memory, inputs, outputs -------------------------------------------------------------
 def test_unstable_network_stops_at_the_job_cap():
     net = paper_network(arrival_rate=1.5 / 7)
-    r = simulate(net, horizon=1e7, max_jobs=2000, seed=0)
+    r = simulate(net, horizon=1e5, max_jobs=2000, seed=0)
     assert r.verdict == "unstable" and "cap" in r.evidence
-    assert r.cap_hit_time is not None and r.cap_hit_time < 1e5
+    assert r.cap_hit_time is not None and r.cap_hit_time < 2e4
     assert r.simulated_s == pytest.approx(r.cap_hit_time, rel=1e-3)
     assert r.max_queue.max() <= 2000
+    # The statistics then describe what was simulated before the cap.
+    assert np.all(np.isfinite(r.mean_queue)) and r.latency_mean > 0 and r.growth_slope > 0
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
