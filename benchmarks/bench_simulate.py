@@ -73,15 +73,16 @@ def job_level_rows(scale: float) -> list[tuple[str, float, str]]:
 
 def slot_rows(scale: float) -> list[tuple[str, float, str]]:
     net = MoANetwork(n=100, M=2, k=2, arrival_rate=0.9 / 7)
-    threads = numba.get_num_threads()
     slots = int(1e6 * scale)
-    r, wall = timed(simulate, net, method="slots", horizon=slots * 0.1, dt=0.1,
-                    replications=threads, seed=1)
-    updates = net.n * r.horizon_slots * threads
-    return [(f"n=100 slotted, {r.horizon_slots:.0e} slots x {threads} replications: "
-             "device-slot updates/s", updates / wall,
-             f"{r.inferences / threads:.3g} inferences per replication, {wall:.2f} s"),
-            ("n=100 slotted: inferences/s (all threads)", r.inferences / wall, "")]
+    rows = []
+    for reps in (1, numba.get_num_threads()):
+        r, wall = timed(simulate, net, method="slots", horizon=slots * 0.1, dt=0.1,
+                        replications=reps, seed=1)
+        per = "core" if reps == 1 else f"{reps} threads"
+        rows.append((f"n=100 slotted, {r.horizon_slots:.0e} slots x {reps} replication(s): "
+                     f"device-slot updates/s ({per})", net.n * r.horizon_slots * reps / wall,
+                     f"{r.inferences / wall:.3g} inferences/s, {wall:.2f} s"))
+    return rows
 
 
 def ciw_sojourn(n: int, rate: float, horizon: float) -> tuple[float, int, float]:
