@@ -48,7 +48,7 @@ _DEFAULT_HORIZON_SERVICES = 100_000
 _DEFAULT_DT_FRACTION = 0.1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SimulationResult:
     r"""What one call of :func:`simulate` measured, pooled over its replications.
 
