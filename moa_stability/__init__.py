@@ -4,6 +4,9 @@ At which prompt rates do the device queues stay bounded, how long do prompts wai
 should work be spread to carry more? See README.md for a tour.
 """
 
+from importlib import import_module
+from typing import Any
+
 from .loads import helper_rates, job_rates, kelly_type, loads, max_uniform_scale
 from .network import (
     JOB_TYPES,
@@ -13,20 +16,38 @@ from .network import (
     random_regular_graph,
 )
 from .report import StabilityReport, stability_report
+from .simulate import SimulationResult, simulate
+from .sweep import sweep
 
 __all__ = [
     "JOB_TYPES",
     "MoANetwork",
+    "SimulationResult",
     "StabilityReport",
+    "StableRateResult",
+    "capacity_region",
     "helper_rates",
     "job_rates",
     "kelly_type",
     "loads",
+    "max_stable_rate",
     "max_uniform_scale",
     "network_from_dict",
     "paper_network",
     "random_regular_graph",
+    "simulate",
     "stability_report",
+    "sweep",
 ]
 
 __version__ = "0.1.0"
+
+# cvxpy takes most of a second to import: load the optimiser on first use only.
+_LAZY = {"max_stable_rate": "optimize", "capacity_region": "optimize",
+         "StableRateResult": "optimize"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
