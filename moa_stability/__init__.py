@@ -26,6 +26,7 @@ __all__ = [
     "StabilityReport",
     "StableRateResult",
     "capacity_region",
+    "cross_check",
     "helper_rates",
     "job_rates",
     "kelly_type",
@@ -44,7 +45,7 @@ __version__ = "0.1.0"
 
 # cvxpy takes most of a second to import: load the optimiser on first use only.
 _LAZY = {"max_stable_rate": "optimize", "capacity_region": "optimize",
-         "StableRateResult": "optimize"}
+         "StableRateResult": "optimize", "cross_check": "crosscheck"}
 
 
 def __getattr__(name: str) -> Any:

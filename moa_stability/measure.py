@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .network import JOB_TYPES, count_field
+
 __all__ = [
     "AGGREGATION_INSTRUCTION",
     "JOB_TYPES",
@@ -61,8 +63,6 @@ __all__ = [
     "parse_configs",
     "save_trace",
 ]
-
-JOB_TYPES: tuple[str, ...] = ("propose", "refine", "aggregate")
 
 TRACE_COLUMNS: tuple[str, ...] = (
     "prompt_id",
@@ -117,11 +117,8 @@ def inferences_per_prompt(M: int, k: int) -> int:
 
 
 def _check_config(M: Any, k: Any, n_devices: int | None = None) -> None:
-    for name, value in (("M", M), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+    count_field("M", M, 0)
+    count_field("k", k, 0)
     if n_devices is not None and k > n_devices - 1:
         raise ValueError(f"k={k} extra proposers need n_devices >= k+1, got {n_devices}")
 

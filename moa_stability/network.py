@@ -37,7 +37,8 @@ def _fail(field: str, value: Any, problem: str, fix: str) -> ValueError:
     return ValueError(f"{field}={shown}: {problem}; {fix}")
 
 
-def _as_count(field: str, value: Any, minimum: int) -> int:
+def count_field(field: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``, else a ValueError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise _fail(field, value, "must be an integer", f"pass a whole number >= {minimum}")
     if value < minimum:
@@ -45,8 +46,9 @@ def _as_count(field: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _per_device(field: str, value: Any, n: int, positive: bool = False) -> np.ndarray:
-    """A scalar or length-``n`` vector of finite non-negative floats, as a read-only array."""
+def per_device_field(field: str, value: Any, n: int, positive: bool = False) -> np.ndarray:
+    """A scalar or length-``n`` vector of finite non-negative floats, as a read-only array
+    (``positive``: strictly positive); else a ValueError naming ``field``."""
     try:
         arr = np.array(value, dtype=float)
     except (TypeError, ValueError) as err:
@@ -86,15 +88,15 @@ def _service_times(value: Any, n: int, M: int) -> np.ndarray:
                         f"give a mean for each of {used}")
         # A type that never occurs at this M gets the propose mean: it never carries load.
         rows = [value.get(c, value["propose"]) for c in JOB_TYPES]
-        table = np.vstack([_per_device(f"service_time[{c!r}]", r, n, positive=True)
+        table = np.vstack([per_device_field(f"service_time[{c!r}]", r, n, positive=True)
                            for c, r in zip(JOB_TYPES, rows, strict=True)])
     else:
         arr = np.asarray(value, dtype=float) if not isinstance(value, str) else None
         if arr is not None and arr.shape == (3, n):
-            table = np.vstack([_per_device(f"service_time[{c!r}]", arr[i], n, positive=True)
+            table = np.vstack([per_device_field(f"service_time[{c!r}]", arr[i], n, positive=True)
                                for i, c in enumerate(JOB_TYPES)])
         else:
-            row = _per_device("service_time", value, n, positive=True)
+            row = per_device_field("service_time", value, n, positive=True)
             table = np.vstack([row, row, row])
     table.setflags(write=False)
     return table
@@ -213,13 +215,13 @@ class MoANetwork:
     selection: Any = None
 
     def __post_init__(self) -> None:
-        n = _as_count("n", self.n, 1)
-        M = _as_count("M", self.M, 0)
+        n = count_field("n", self.n, 1)
+        M = count_field("M", self.M, 0)
         k = self._layer_counts(self.k, M)
         topology = _adjacency(self.topology, n)
         fields = {
             "n": n, "M": M, "k": k, "topology": topology,
-            "arrival_rate": _per_device("arrival_rate", self.arrival_rate, n),
+            "arrival_rate": per_device_field("arrival_rate", self.arrival_rate, n),
             "service_time": _service_times(self.service_time, n, M),
         }
         for name, value in fields.items():
@@ -230,7 +232,7 @@ class MoANetwork:
     @staticmethod
     def _layer_counts(value: Any, M: int) -> tuple[int, ...]:
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return (_as_count("k", value, 0),) * M
+            return (count_field("k", value, 0),) * M
         try:
             counts = tuple(value)
         except TypeError as err:
@@ -239,7 +241,7 @@ class MoANetwork:
         if len(counts) != M:
             raise _fail("k", value, f"has {len(counts)} entries but M={M}",
                         "give one proposer count per layer, or a single int")
-        return tuple(_as_count(f"k[{m}]", c, 0) for m, c in enumerate(counts))
+        return tuple(count_field(f"k[{m}]", c, 0) for m, c in enumerate(counts))
 
     def _check_graph_supports_k(self) -> None:
         kmax = max(self.k, default=0)
@@ -402,7 +404,7 @@ def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:
     fields = dict(spec)
     topo = fields.get("topology")
     if isinstance(topo, Mapping):
-        n = _as_count("n", fields["n"], 1)
+        n = count_field("n", fields["n"], 1)
         if "edges" in topo:
             edges = np.asarray(topo["edges"], dtype=int).reshape(-1, 2)
             if edges.size and (edges.min() < 0 or edges.max() >= n):

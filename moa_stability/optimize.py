@@ -50,7 +50,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .loads import loads
-from .network import AGGREGATE, PROPOSE, REFINE, MoANetwork, _per_device
+from .network import AGGREGATE, PROPOSE, REFINE, MoANetwork, per_device_field
 
 OBJECTIVES: tuple[str, ...] = ("scale", "sum", "min", "proportional")
 """Objectives of :func:`max_stable_rate`."""
@@ -224,7 +224,7 @@ class _Bounds:
             raise ValueError(f"margin={margin}: must be a number in [0, 1) (loads are held "
                              "at most 1 - margin); pass e.g. margin=0.1")
         n = net.n
-        lower = np.zeros(n) if rate_lower is None else _per_device("rate_lower", rate_lower, n)
+        lower = np.zeros(n) if rate_lower is None else per_device_field("rate_lower", rate_lower, n)
         upper = np.full(n, np.inf) if rate_upper is None else _upper_bounds(rate_upper, n)
         bad = np.flatnonzero(lower > upper)
         if bad.size:
@@ -247,7 +247,7 @@ def _upper_bounds(value: Any, n: int) -> np.ndarray:
         raise ValueError(f"rate_upper={value!r}: not numeric; pass a number or a length-n "
                          "array (inf for no bound)") from err
     free = np.isposinf(arr)
-    return np.where(free, np.inf, _per_device("rate_upper", np.where(free, 0.0, arr), n))
+    return np.where(free, np.inf, per_device_field("rate_upper", np.where(free, 0.0, arr), n))
 
 
 def _lowest_scale(direction: np.ndarray, base: np.ndarray, lower: np.ndarray) -> float:

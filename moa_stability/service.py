@@ -45,6 +45,8 @@ import pandas as pd
 import scipy.linalg
 import scipy.stats
 
+from .network import JOB_TYPES, count_field, job_types_used
+
 __all__ = [
     "JOB_TYPES",
     "ConstantService",
@@ -61,7 +63,6 @@ __all__ = [
     "validate_trace",
 ]
 
-JOB_TYPES: tuple[str, str, str] = ("propose", "refine", "aggregate")
 DEFAULT_TRACE = "trace_smollm2.csv"
 _FIT_COLUMNS = ("job_type", "input_tokens", "output_tokens", "seconds")
 _LENGTH_COLUMNS = ("prompt_id", "M", "k", "layer", "job_type", "input_tokens", "output_tokens")
@@ -80,18 +81,9 @@ class ServiceModel(Protocol):
         ...
 
 
-def job_types_used(M: int) -> tuple[str, ...]:
-    """Job types that occur with ``M`` layers: propose; aggregate if M >= 1; refine if M >= 2."""
-    _check_shape(M, 0)
-    return tuple(c for c, need in zip(JOB_TYPES, (0, 2, 1), strict=True) if need <= M)
-
-
 def _check_shape(M: Any, k: Any) -> None:
-    for name, value in (("M", M), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+    count_field("M", M, 0)
+    count_field("k", k, 0)
 
 
 def _tokens(input_tokens: Any, output_tokens: Any) -> tuple[np.ndarray, np.ndarray]:
