@@ -39,8 +39,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -375,13 +378,36 @@ def _program(net: MoANetwork, objective: str, bounds: _Bounds, optimise_selectio
     return _Program(problem, lam, goal, capacity, flows, edges, floor)
 
 
+@cache
+def _silence_highs_banner() -> None:
+    """highspy prints its banner on a process's first ``Highs()``, whatever the options
+    (HiGHS issue 1932): build that first instance with the stdout descriptor on /dev/null."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _run_solver(problem: cp.Problem, name: str) -> None:
+    if name == "HIGHS":
+        _silence_highs_banner()
+    problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
+
+
 def _solve(net: MoANetwork, objective: str, bounds: _Bounds, optimise_selection: bool,
            solver: str | None, direction: np.ndarray, base: np.ndarray) -> StableRateResult:
     start = time.perf_counter()
     prog = _program(net, objective, bounds, optimise_selection, direction, base)
     built = time.perf_counter()
     name = (solver or _DEFAULT_SOLVER[objective]).upper()
-    prog.problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
+    _run_solver(prog.problem, name)
     compile_s = prog.problem.compilation_time or 0.0
     solve_s = time.perf_counter() - built - compile_s
     status = prog.problem.status
@@ -427,7 +453,7 @@ def _status_error(net: MoANetwork, status: str, prog: _Program, cap: float, solv
 def _least_peak_load(net: MoANetwork, edges: _Edges, rates: np.ndarray) -> np.ndarray:
     """Loads at ``rates`` under the selection that minimises the largest load."""
     load, _, cons = _flow_loads(net, edges, rates)
-    cp.Problem(cp.Minimize(cp.max(load)), cons).solve(solver="HIGHS", **_SOLVER_OPTIONS["HIGHS"])
+    _run_solver(cp.Problem(cp.Minimize(cp.max(load)), cons), "HIGHS")
     return np.asarray(load.value, dtype=float)
 
 
