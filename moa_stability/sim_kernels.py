@@ -230,19 +230,24 @@ def tree_set(key, tree, s, value):
 
 # ---- time integrals ---------------------------------------------------------------------------
 @njit(cache=True)
-def close_bin(b, t, q, last, area, busy, joins, join_acc, out_area, out_busy, out_join):
-    """Store bin ``b``'s integrals of queue length, busy time and prompts at joins (the bin ends
-    at ``t``) and restart them; ``join_acc = (integral, time of the last change)``."""
+def close_bin(b, start, t, q, last, area, idle, joins, join_acc, out_area, out_busy, out_join,
+              queue_time):
+    """Store bin ``b``'s integrals of queue length, busy time and prompts at joins (the bin is
+    ``[start, t)``) and restart them; ``join_acc = (integral, time of the last change)``. The
+    time since each device's last change is also added to ``queue_time[i, min(q_i, top)]``
+    (the row of the bin's side of the warm-up)."""
+    top = queue_time.shape[1] - 1
     for i in range(q.shape[0]):
         width = t - last[i]
         area[i] += q[i] * width
-        if q[i] > 0:
-            busy[i] += width
+        queue_time[i, min(q[i], top)] += width
+        if q[i] == 0:
+            idle[i] += width
         last[i] = t
         out_area[b, i] = area[i]
-        out_busy[b, i] = busy[i]
+        out_busy[b, i] = (t - start) - idle[i]
         area[i] = 0.0
-        busy[i] = 0.0
+        idle[i] = 0.0
     out_join[b] = join_acc[0] + joins * (t - join_acc[1])
     join_acc[0] = 0.0
     join_acc[1] = t
@@ -253,7 +258,8 @@ def close_bin(b, t, q, last, area, busy, joins, join_acc, out_area, out_busy, ou
 def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, dist, scv, samples,
                     bounds, stage_type, stage_k, uniform, indptr, indices, cum, cap, hist_lo,
                     hist_scale, out_area, out_busy, out_join, out_lat_sum, out_lat_count,
-                    out_hist, out_max_queue, out_inferences, out_selected, out_totals):
+                    out_hist, out_max_queue, out_inferences, out_selected, out_totals,
+                    out_queue_time):
     """Simulate one replication on ``[0, t_stop)`` (clock units); return the time reached.
 
     ``rng_seed`` is the xoshiro256+ state to start from (four uint64, not all zero). Inputs
@@ -269,7 +275,9 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
 
     Outputs: per bin, integrals of queue length and busy time per device and of prompts at
     joins, latency sums and counts of the prompts answered in it; latency histograms of the
-    prompts answered before (row 0) and after (row 1) bin ``warm_bin``; the maximum queue;
+    prompts answered before (row 0) and after (row 1) bin ``warm_bin``; the time each device
+    spent with exactly ``b`` jobs, ``out_queue_time[row, i, b]`` with the same rows and the
+    last column collecting ``b >= top`` (``top + 1`` columns); the maximum queue;
     completed inferences per (type, device); selection counts per CSR position; totals. Stops
     early, setting ``out_totals[CAP_HIT]``, when the jobs in the system would exceed
     ``cap``.
@@ -282,7 +290,7 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
     tail = np.full(n, -1, np.int64)
     last = np.zeros(n)
     area = np.zeros(n)
-    busy = np.zeros(n)
+    idle = np.zeros(n)  # busy time is the rest: one accumulation fewer per completion
     join_acc = np.zeros(2)
     job_next = np.empty(cap, np.int32)
     job_prompt = np.empty(cap, np.int32)
@@ -307,6 +315,8 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
     free_job, unused_job, jobs = -1, 0, 0
     free_top, unused_prompt, joins = 0, 0, 0
     b = 0
+    top = out_queue_time.shape[2] - 1
+    level_time = out_queue_time[int(warm_bin <= 0)]
     t_end = t_stop
     while True:
         s = tree[1]
@@ -314,9 +324,10 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
         if t >= t_stop:
             break
         while t >= edges[b + 1]:
-            close_bin(b, edges[b + 1], q, last, area, busy, joins, join_acc, out_area, out_busy,
-                      out_join)
+            close_bin(b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out_area,
+                      out_busy, out_join, level_time)
             b += 1
+            level_time = out_queue_time[int(b >= warm_bin)]
         if s < n:  # a user prompt at device s
             tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
             if jobs + stage_k[0] + 1 > cap:
@@ -340,7 +351,7 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
             j = head[i]
             width = t - last[i]
             area[i] += q[i] * width
-            busy[i] += width
+            level_time[i, min(q[i], top)] += width
             last[i] = t
             q[i] -= 1
             head[i] = job_next[j]
@@ -419,10 +430,11 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
             job_next[j] = -1
             width = t - last[d]
             area[d] += q[d] * width
+            level_time[d, min(q[d], top)] += width
             if q[d] > 0:
-                busy[d] += width
                 job_next[tail[d]] = j
             else:
+                idle[d] += width
                 head[d] = j
                 if dist == EXPONENTIAL:
                     duration = memoryless(rng, mean[c, d], slotted)
@@ -436,11 +448,12 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
             if q[d] > out_max_queue[d]:
                 out_max_queue[d] = q[d]
     while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        close_bin(b, edges[b + 1], q, last, area, busy, joins, join_acc, out_area, out_busy,
-                  out_join)
+        close_bin(b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out_area,
+                  out_busy, out_join, out_queue_time[int(b >= warm_bin)])
         b += 1
     if b < edges.shape[0] - 1:
-        close_bin(b, t_end, q, last, area, busy, joins, join_acc, out_area, out_busy, out_join)
+        close_bin(b, edges[b], t_end, q, last, area, idle, joins, join_acc, out_area, out_busy,
+                  out_join, out_queue_time[int(b >= warm_bin)])
     out_totals[IN_SYSTEM] = jobs
     return t_end
 
@@ -449,7 +462,8 @@ def run_replication(rng_seed, t_stop, edges, warm_bin, arrival, slotted, mean, d
 def run_replications(seeds, t_stop, edges, warm_bin, arrival, slotted, mean, dist, scv, samples,
                      bounds, stage_type, stage_k, uniform, indptr, indices, cum, cap, hist_lo,
                      hist_scale, out_area, out_busy, out_join, out_lat_sum, out_lat_count,
-                     out_hist, out_max_queue, out_inferences, out_selected, out_totals, t_end):
+                     out_hist, out_max_queue, out_inferences, out_selected, out_totals,
+                     out_queue_time, t_end):
     """:func:`run_replication` for each seed in parallel; replication ``r`` writes row ``r`` of
     every output. Each replication has its own generator state ``seeds[r]``, so results do not
     depend on how replications are spread over threads."""
@@ -458,4 +472,5 @@ def run_replications(seeds, t_stop, edges, warm_bin, arrival, slotted, mean, dis
             seeds[r], t_stop, edges, warm_bin, arrival, slotted, mean, dist, scv, samples,
             bounds, stage_type, stage_k, uniform, indptr, indices, cum, cap, hist_lo, hist_scale,
             out_area[r], out_busy[r], out_join[r], out_lat_sum[r], out_lat_count[r], out_hist[r],
-            out_max_queue[r], out_inferences[r], out_selected[r], out_totals[r])
+            out_max_queue[r], out_inferences[r], out_selected[r], out_totals[r],
+            out_queue_time[r])

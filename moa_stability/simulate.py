@@ -45,7 +45,10 @@ N_BATCHES = 20
 """Batches of the post-warm-up window for batch means and the growth slope."""
 _HIST_DECADES, _HIST_CELLS_PER_E = 12, 500  # latency histogram: 0.2% relative resolution
 _DEFAULT_HORIZON_SERVICES = 100_000
+MAX_TRACKED_QUEUE = 256
+"""Default largest queue length the distribution resolves (longer queues share its last cell)."""
 _DEFAULT_DT_FRACTION = 0.1
+_MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles, twice)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,11 +103,22 @@ class SimulationResult:
     simulated_s : float
         Simulated seconds summed over replications (shorter than requested if a cap was hit).
     replications, seed, max_jobs : int
+    queue_distribution : ndarray (n, max_tracked_queue + 1)
+        Time-average queue-length law over the same window as ``mean_queue``, pooled over
+        replications: ``[i, b]`` is the fraction of time device ``i`` held exactly ``b`` jobs
+        (waiting or in service), the last column :math:`b \ge B_{max}` (``max_tracked_queue``).
+        Slots: the fraction of slot boundaries, as for ``mean_queue``. While
+        ``max_queue < max_tracked_queue``, :math:`\sum_b b\,\pi_i(b)` is ``mean_queue``.
+    max_tracked_queue : int
+        :math:`B_{max}`, the first queue length not resolved by ``queue_distribution``.
     paths : pandas.DataFrame or None
         With ``record_paths``: time-average jobs per device in each of the
         :data:`N_BINS` bins of replication 0, indexed by the bin's mid time (seconds).
     loads : ndarray (n,)
         The exact loads :math:`\rho_i`, for comparison with ``utilisation``.
+
+    Methods :meth:`overflow_probability` and :meth:`buffer_for` read the tail of
+    ``queue_distribution``.
     """
 
     method: str
@@ -143,7 +157,59 @@ class SimulationResult:
     max_jobs: int
     ci_method: str
     loads: np.ndarray
+    queue_distribution: np.ndarray = field(repr=False)
+    max_tracked_queue: int
     paths: pd.DataFrame | None = field(default=None, repr=False)
+
+    def overflow_probability(self, buffer: int | np.ndarray) -> np.ndarray:
+        r"""Fraction of time :math:`P(Q_i > B)` that each device holds more than ``buffer`` jobs.
+
+        .. math:: P(Q_i > B) = \sum_{b > B} \pi_i(b), \qquad 0 \le B < B_{max},
+
+        from ``queue_distribution`` :math:`\pi_i` (its last cell is :math:`P(Q_i \ge B_{max})`,
+        so :math:`B \le B_{max} - 1`).
+
+        Parameters
+        ----------
+        buffer : int or 1-D array of int
+            Jobs a device can hold, in :math:`[0, B_{max} - 1]`.
+
+        Returns
+        -------
+        ndarray
+            ``(n,)`` for one buffer, ``(n, len(buffer))`` for several.
+        """
+        b = np.asarray(buffer)
+        if (b.ndim > 1 or not np.issubdtype(b.dtype, np.integer) or b.size == 0
+                or b.min() < 0 or b.max() >= self.max_tracked_queue):
+            raise ValueError(f"buffer={buffer!r}: must be an integer (or 1-D array of integers) "
+                             f"in [0, {self.max_tracked_queue - 1}]; longer buffers need "
+                             "simulate(..., max_tracked_queue=...) above them")
+        return self._tail()[:, b]
+
+    def buffer_for(self, probability: float) -> np.ndarray:
+        r"""Smallest buffer per device with overflow probability at most ``probability``:
+        :math:`B_i = \min\{B \ge 0 : P(Q_i > B) \le \varepsilon\}` jobs.
+
+        Raises ``ValueError`` if some device needs :math:`B_{max}` or more (simulate again with
+        a larger ``max_tracked_queue``, or longer if the network is near instability).
+        """
+        eps = _positive("probability", probability)
+        if eps >= 1:
+            raise ValueError(f"probability={probability!r}: must be in (0, 1); pass a target "
+                             "overflow probability such as 1e-3")
+        within = self._tail() <= eps
+        short = np.flatnonzero(~within.any(axis=1))
+        if short.size:
+            raise ValueError(f"devices {short.tolist()} exceed {self.max_tracked_queue - 1} "
+                             f"jobs more than a fraction {eps:g} of the time; simulate with a "
+                             "larger max_tracked_queue")
+        return within.argmax(axis=1)
+
+    def _tail(self) -> np.ndarray:
+        """``[i, B]`` = :math:`P(Q_i > B)` for :math:`B = 0..B_{max}-1`."""
+        upper = np.cumsum(self.queue_distribution[:, ::-1], axis=1)[:, ::-1]
+        return np.clip(upper[:, 1:], 0.0, 1.0)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per device: queue, CI, maximum, utilisation beside the load, inferences."""
@@ -338,11 +404,12 @@ class _Plan:
     seeds: np.ndarray
     cap: int
     hist_grid: tuple[float, float]
+    tracked: int
 
 
 def _plan(net: MoANetwork, method: str, horizon: float | None, dt: float | None, seed: int,
           service: str, scv: float, samples: Any, replications: int, warmup: float,
-          max_jobs: int) -> _Plan:
+          max_jobs: int, max_tracked_queue: int) -> _Plan:
     if not isinstance(net, MoANetwork):
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
     if method not in METHODS:
@@ -350,6 +417,11 @@ def _plan(net: MoANetwork, method: str, horizon: float | None, dt: float | None,
     seed = _count("seed", seed, 0)
     replications = _count("replications", replications, 1)
     cap = _count("max_jobs", max_jobs, max(net.k, default=0) + 1)
+    tracked = _count("max_tracked_queue", max_tracked_queue, 1)
+    if tracked > _MAX_TRACKED_CELLS // net.n:
+        raise ValueError(f"max_tracked_queue={max_tracked_queue}: {net.n} devices x that many "
+                         f"queue lengths exceed {_MAX_TRACKED_CELLS:.0e} cells per replication; "
+                         f"use at most {_MAX_TRACKED_CELLS // net.n}")
     if cap >= 2**31:
         raise ValueError(f"max_jobs={max_jobs}: at most 2**31 - 1 jobs fit the job ids; lower "
                          "it")
@@ -365,7 +437,8 @@ def _plan(net: MoANetwork, method: str, horizon: float | None, dt: float | None,
     seeds = np.stack([child.generate_state(4, np.uint64)
                       for child in np.random.SeedSequence(seed).spawn(replications)])
     return _Plan(slotted, unit_s, t_stop, _warmup_bin(warmup, t_stop * unit_s), arrival, svc,
-                 _stages(net), _selection(net), seeds, cap, (lo, float(_HIST_CELLS_PER_E)))
+                 _stages(net), _selection(net), seeds, cap, (lo, float(_HIST_CELLS_PER_E)),
+                 tracked)
 
 
 # ---- running and summarising ------------------------------------------------------------------
@@ -378,7 +451,8 @@ def _run(net: MoANetwork, plan: _Plan) -> tuple[tuple[np.ndarray, ...], np.ndarr
            np.zeros((R, 2, cells), np.int64), np.zeros((R, n), np.int64),
            np.zeros((R, len(JOB_TYPES), n), np.int64),
            np.zeros((R,) + plan.selection[2].shape, np.int64),
-           np.zeros((R, kern.N_TOTALS), np.int64))
+           np.zeros((R, kern.N_TOTALS), np.int64),
+           np.zeros((R, 2, n, plan.tracked + 1)))
     t_end = np.zeros(R)
     edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
     kern.run_replications(plan.seeds, plan.t_stop, edges, plan.warm_bin, plan.arrival,
@@ -416,6 +490,7 @@ class _Windows:
     lat_count: np.ndarray
     mid: np.ndarray  # (B,) clock units
     hist: np.ndarray  # latency histogram of the window
+    level_time: np.ndarray  # (n, max_tracked_queue + 1) time at each queue length
 
 
 def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Windows:
@@ -433,8 +508,9 @@ def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Wi
 
     mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
     hist = out[5][:, 1] if after.size else out[5].sum(axis=1)
+    level_time = out[10][:, 1] if after.size else out[10].sum(axis=1)
     return _Windows(batch(cover), batch(out[0]), batch(out[1]), batch(out[2]), batch(out[3]),
-                    batch(out[4]), mid, hist.sum(axis=0))
+                    batch(out[4]), mid, hist.sum(axis=0), level_time.sum(axis=0))
 
 
 def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -487,7 +563,14 @@ def _summarise(net: MoANetwork, plan: _Plan, out: tuple[np.ndarray, ...], t_end:
         * unit, simulated_s=float(t_end.sum() * unit),
         ci_method="independent replications" if len(plan.seeds) >= 2 else "batch means",
         paths=_paths(out, plan, net.n) if record_paths else None,
+        queue_distribution=_distribution(w.level_time), max_tracked_queue=plan.tracked,
     )
+
+
+def _distribution(level_time: np.ndarray) -> np.ndarray:
+    """Time at each queue length as fractions of each device's time (NaN with no time)."""
+    with np.errstate(invalid="ignore"):
+        return level_time / level_time.sum(axis=1, keepdims=True)
 
 
 def _excess_rate(net: MoANetwork) -> float:
@@ -520,8 +603,8 @@ def _paths(out: tuple[np.ndarray, ...], plan: _Plan, n: int) -> pd.DataFrame:
 def simulate(net: MoANetwork, method: str = "slots", horizon: float | None = None,
              dt: float | None = None, seed: int = 0, service: str = "exponential",
              scv: float = 1.0, samples: Mapping[str, Any] | None = None, replications: int = 1,
-             warmup: float = 0.2, max_jobs: int = 1_000_000, record_paths: bool = False
-             ) -> SimulationResult:
+             warmup: float = 0.2, max_jobs: int = 1_000_000, record_paths: bool = False,
+             max_tracked_queue: int = MAX_TRACKED_QUEUE) -> SimulationResult:
     r"""Simulate the network's queues job by job and judge its stability empirically.
 
     Each device is a FCFS single server. The mean of every service distribution is the
@@ -562,6 +645,10 @@ def simulate(net: MoANetwork, method: str = "slots", horizon: float | None = Non
         that would exceed it stops with verdict ``unstable``.
     record_paths : bool
         Keep the binned queue paths of replication 0 (``result.paths``).
+    max_tracked_queue : int
+        :math:`B_{max}`: ``result.queue_distribution`` resolves queue lengths
+        :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`2 n (B_{max}+1)`
+        doubles per replication).
 
     Returns
     -------
@@ -576,7 +663,7 @@ def simulate(net: MoANetwork, method: str = "slots", horizon: float | None = Non
     'stable'
     """
     plan = _plan(net, method, horizon, dt, seed, service, scv, samples, replications, warmup,
-                 max_jobs)
+                 max_jobs, max_tracked_queue)
     out, t_end = _run(net, plan)
     return SimulationResult(
         method=method, horizon_s=plan.t_stop * plan.unit_s,

@@ -21,6 +21,7 @@ FIGURES: tuple[str, ...] = (
     "fig4_service_fit",
     "fig6_latency_table",
     "fig7_sample_paths",
+    "fig8_memory",
 )
 """Registered figure modules, in the order they are generated; each names its output files."""
 
