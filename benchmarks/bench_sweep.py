@@ -6,7 +6,8 @@ serial loop calls the point function directly over the same points, after a warm
 compiles the kernels; the cluster runs are timed twice: with the cluster start (what
 ``sweep(..., client="local")`` costs a user) and on an already running cluster. A control
 sweep of points that only sleep shows what the cluster adds when no core is free for the
-simulations (the load average is printed, as other processes share the cores).
+simulations; the load average and the cores each kind kept busy (CPU seconds over wall
+seconds) are printed, as other processes share the cores.
 
 Run: ``.venv/bin/python benchmarks/bench_sweep.py [--points 16] [--point-seconds 0.5]``
 """
@@ -18,7 +19,7 @@ import os
 import time
 
 import numpy as np
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 from moa_stability.sweep import simulate_point, sweep, sweep_points
 
@@ -51,10 +52,12 @@ def idle_point(net, seed: int, seconds: float) -> dict[str, float]:
     return {"waited_s": seconds}
 
 
-def timed(run) -> float:
-    start = time.perf_counter()
+def timed(run, cpu_seconds=time.process_time) -> tuple[float, float]:
+    """Wall seconds of ``run()`` and the cores it kept busy: CPU seconds / wall seconds."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     run()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, (cpu_seconds() - cpu) / wall
 
 
 def main() -> None:
@@ -78,34 +81,41 @@ def main() -> None:
         sweep(grid, base=BASE, client=client, n_workers=args.workers if client == "local"
               else None, progress=False, horizon=horizon)
 
-    times: dict[str, list[float]] = {"serial": [], "none": [], "local": [], "warm": []}
+    times: dict[str, list[tuple[float, float]]] = {"serial": [], "none": [], "local": [],
+                                                   "warm": []}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       env={"NUMBA_NUM_THREADS": "1"}, dashboard_address="127.0.0.1:0"
-                      ) as cluster:
+                      ) as cluster, Client(cluster) as probe:
         sweep(grid_of(args.workers), base=BASE, client=cluster.scheduler_address,
               progress=False, horizon=1e4)  # workers import and compile
+
+        def workers_cpu() -> float:
+            return sum(probe.run(time.process_time).values())
+
         # Interleaved, so that load from other processes drifts into every kind alike.
         for _ in range(args.repeats):
             times["serial"].append(timed(serial_loop))
-            times["warm"].append(timed(lambda: run(cluster.scheduler_address)))
+            times["warm"].append(timed(lambda: run(cluster.scheduler_address), workers_cpu))
             times["none"].append(timed(lambda: run(None)))
             times["local"].append(timed(lambda: run("local")))
         idle = {"load": grid["load"]}
-        idle_serial = timed(lambda: sweep(idle, base=BASE, point=idle_point, client=None,
-                                          progress=False, seconds=args.point_seconds))
-        idle_warm = timed(lambda: sweep(idle, base=BASE, point=idle_point, progress=False,
-                                        client=cluster.scheduler_address,
-                                        seconds=args.point_seconds))
-    t = {kind: float(np.median(v)) for kind, v in times.items()}
+        idle_serial, _ = timed(lambda: sweep(idle, base=BASE, point=idle_point, client=None,
+                                             progress=False, seconds=args.point_seconds))
+        idle_warm, _ = timed(lambda: sweep(idle, base=BASE, point=idle_point, progress=False,
+                                           client=cluster.scheduler_address,
+                                           seconds=args.point_seconds))
+    t = {kind: float(np.median([w for w, _ in v])) for kind, v in times.items()}
+    busy = {kind: float(np.median([c for _, c in v])) for kind, v in times.items()}
     n = len(points)
     print(f"{n} points, horizon {horizon:.4g} s simulated, {os.cpu_count()} cores, "
           f"{args.workers} workers x 1 thread, medians of {args.repeats}; load average "
           f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"serial loop            : {n / t['serial']:7.3f} points/s "
-          f"({t['serial'] / n:.3f} s/point)")
+          f"({t['serial'] / n:.3f} s/point, {busy['serial']:.2f} cores busy)")
     print(f"sweep(client=None)     : {n / t['none']:7.3f} points/s")
     print(f"sweep(client='local')  : {n / t['local']:7.3f} points/s (cluster start included)")
-    print(f"sweep on warm cluster  : {n / t['warm']:7.3f} points/s")
+    print(f"sweep on warm cluster  : {n / t['warm']:7.3f} points/s "
+          f"({busy['warm']:.2f} cores busy in the workers)")
     print(f"ratio local/serial     : {t['serial'] / t['local']:7.3f}")
     print(f"ratio warm/serial      : {t['serial'] / t['warm']:7.3f}")
     print(f"control, points that only wait {args.point_seconds} s: serial "
