@@ -114,22 +114,22 @@ def _check_grid(grid: Mapping[str, Any], options: set[str] | None,
     network = set(NETWORK_FIELDS + RATE_FIELDS)
     misplaced = sorted(network & set(fixed))
     if misplaced:
-        raise ValueError(f"sweep: {misplaced} are network fields, not point keywords; set "
+        raise ValueError(f"{misplaced} are network fields, not point keywords; set "
                          "them in base or list them in the grid")
     unknown = [f for f in [*grid, *fixed] if options is not None and f not in network | options]
     if unknown:
         valid = sorted(network) + sorted(options or ())
-        raise ValueError(f"sweep: unknown field(s) {unknown}; valid names are {valid}")
+        raise ValueError(f"unknown field(s) {unknown}; valid names are {valid}")
     if all(f in grid for f in RATE_FIELDS):
-        raise ValueError("sweep: grid has both 'scale' and 'load'; keep one of them")
+        raise ValueError("grid has both 'scale' and 'load'; keep one of them")
     both = sorted(set(grid) & set(fixed))
     if both:
-        raise ValueError(f"sweep: {both} given both in the grid and as keyword(s); keep one")
+        raise ValueError(f"{both} given both in the grid and as keyword(s); keep one")
     axes = {}
     for name, values in grid.items():
         axis = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
         if not axis:
-            raise ValueError(f"sweep: grid[{name!r}] is empty; list at least one value")
+            raise ValueError(f"grid[{name!r}] is empty; list at least one value")
         axes[name] = axis
     return axes
 
@@ -180,7 +180,7 @@ def _network(base: Mapping[str, Any], params: Mapping[str, Any]) -> MoANetwork:
     if "load" in params:
         theta = max_uniform_scale(net)
         if np.isinf(theta):
-            raise ValueError("sweep: grid 'load' rescales the arrival rates, but the network "
+            raise ValueError("grid 'load' rescales the arrival rates, but the network "
                              "carries no load; give a positive arrival_rate")
         net = net.scaled(params["load"] * theta)
     return net
@@ -198,7 +198,7 @@ def _plain(value: Any, name: str) -> Any:
         return value.item()
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    raise ValueError(f"sweep: {name}={value!r} is not a plain value; pass numbers, strings or "
+    raise ValueError(f"{name}={value!r} is not a plain value; pass numbers, strings or "
                      "lists of them so the point can be cached and shipped to workers")
 
 
@@ -278,7 +278,7 @@ def _evaluate(point: PointFunction, net: MoANetwork, seed: int,
     """Run one point; the JSON round trip makes fresh and cached results identical."""
     result = point(net, seed, **options)
     if not isinstance(result, Mapping):
-        raise ValueError(f"sweep: point returned {type(result).__name__}; it must return a "
+        raise ValueError(f"point returned {type(result).__name__}; it must return a "
                          "mapping of summary names to numbers or strings")
     return json.loads(json.dumps(_plain(result, "result")))
 
@@ -353,7 +353,7 @@ def _frame(points: Sequence[SweepPoint], results: Mapping[str, dict[str, Any]],
     for p in points:
         clash = sorted((set(grid) | {"seed"}) & set(results[p.key]))
         if clash:
-            raise ValueError(f"sweep: the point returns {clash}, which are grid columns; "
+            raise ValueError(f"the point returns {clash}, which are grid columns; "
                              "rename those summary values")
         rows.append({**p.params, "seed": p.seed, **results[p.key]})
     return pd.DataFrame(rows)
