@@ -19,6 +19,7 @@ FIGURES: tuple[str, ...] = (
     "fig2_stability_map",
     "fig3_capacity_region",
     "fig4_service_fit",
+    "fig5_crosscheck",
     "fig6_latency_table",
     "fig7_sample_paths",
     "fig8_memory",

@@ -174,3 +174,10 @@ def test_fluid_growth_rate_solves_the_cubic():
     roots = np.roots([1, -3 * lam, -3 * lam, -lam])
     A = max(r.real for r in roots if abs(r.imag) < 1e-12)
     assert fluid_growth_rate(2, 2, 1.05) == pytest.approx(A - 1, rel=1e-9)
+
+
+def test_fig5_lp_equals_symbolic_and_the_knee_brackets_it(quick_run):
+    t = table(quick_run, "fig5_crosscheck")
+    np.testing.assert_allclose(t["lp_rate_per_s"], t["symbolic_rate_per_s"], rtol=1e-7)
+    assert t["knee_contains_symbolic"].all()
+    assert (t["paper_propose_rate_per_s"] > t["symbolic_rate_per_s"]).all()
