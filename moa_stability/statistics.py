@@ -8,8 +8,10 @@ r"""Output analysis of the simulators: confidence intervals, growth slope, stabi
   :math:`\hat\beta = \sum_b (t_b - \bar t)(\bar Y_b - \bar Y) / \sum_b (t_b - \bar t)^2`, with
   standard error from the residuals and :math:`B - 2` degrees of freedom.
 * **Verdict** (:func:`stability_verdict`): a stable network has a stationary total queue, so the
-  slope is zero and the batch means settle; an unstable one grows linearly, at least at the
-  excess rate the loads predict, until the job cap stops it.
+  slope is zero and the batch means settle; an unstable one grows linearly until the job cap
+  stops it. The growth of jobs present is at most the excess rate the loads predict, and below
+  it when ``M >= 1``: a waiting prompt's later layers join the queues only as earlier ones
+  finish (MODEL.md section 4 says "at least"; the fluid limit and long runs say otherwise).
 """
 
 from __future__ import annotations
@@ -87,15 +89,15 @@ def stability_verdict(slope: Slope, window_s: float, level: float, level_ci: flo
     """
     if cap_hit_time_s is not None:
         return "unstable", (f"the jobs in the system reached the cap of {cap} at "
-                            f"t = {cap_hit_time_s:.6g} s (loads predict an excess of "
-                            f"{excess_per_s:.4g} jobs/s)")
+                            f"t = {cap_hit_time_s:.6g} s (loads put {excess_per_s:.4g} jobs/s "
+                            "beyond the overloaded devices' capacity)")
     if level == 0:
         return "stable", "no job entered the system after the warm-up"
     growth = slope.per_s * window_s
     told = (f"total jobs in system {level:.4g} +- {level_ci:.2g} (95% CI), slope "
             f"{slope.per_s:.4g} +- {slope.ci:.2g} jobs/s (t = {slope.t_stat:.3g}) over "
             f"{window_s:.6g} s, growth {growth / level:.2f} x mean level; loads predict an "
-            f"excess of {excess_per_s:.4g} jobs/s")
+            f"excess of {excess_per_s:.4g} jobs/s, an upper bound on growth")
     growing = slope.t_stat > stats.t.ppf(UNSTABLE_LEVEL, slope.dof)
     if growing and growth >= MIN_GROWTH * level:
         return "unstable", "the queue grows linearly: " + told
