@@ -54,6 +54,23 @@ def job_rates(net: MoANetwork) -> np.ndarray:
     return rates
 
 
+def _loads(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
+    return (rates * net.service_time).sum(axis=0)
+
+
+def _scale(rho: np.ndarray) -> float:
+    peak = rho.max()
+    return float("inf") if peak == 0 else float(1.0 / peak)
+
+
+def _kelly(net: MoANetwork, rates: np.ndarray) -> bool:
+    used = rates > 0
+    high = np.where(used, net.service_time, -np.inf).max(axis=0)
+    low = np.where(used, net.service_time, np.inf).min(axis=0)
+    busy = used.any(axis=0)
+    return bool(np.all(high[busy] - low[busy] <= 1e-12 * high[busy]))
+
+
 def loads(net: MoANetwork) -> np.ndarray:
     r"""Per-device load :math:`\rho_i = \sum_c r_{i,c} E[S_{i,c}]` (busy fraction if stable).
 
@@ -63,14 +80,13 @@ def loads(net: MoANetwork) -> np.ndarray:
     >>> loads(MoANetwork(n=4, M=2, k=2, arrival_rate=0.025, service_time=1.0))
     array([0.175, 0.175, 0.175, 0.175])
     """
-    return (job_rates(net) * net.service_time).sum(axis=0)
+    return _loads(net, job_rates(net))
 
 
 def max_uniform_scale(net: MoANetwork) -> float:
     r"""Largest :math:`\theta` with :math:`\rho_i(\theta\lambda) < 1` for all :math:`i`
     (a supremum: :math:`\theta^* = 1/\max_i \rho_i`, ``inf`` when no device carries load)."""
-    peak = loads(net).max()
-    return float("inf") if peak == 0 else float(1.0 / peak)
+    return _scale(loads(net))
 
 
 def kelly_type(net: MoANetwork) -> bool:
@@ -79,8 +95,4 @@ def kelly_type(net: MoANetwork) -> bool:
     Then the network is a Kelly-type FCFS fork-join network and ``rho_i < 1`` for all ``i`` is
     sufficient for stability, not only necessary (MODEL.md section 2.5).
     """
-    used = job_rates(net) > 0
-    high = np.where(used, net.service_time, -np.inf).max(axis=0)
-    low = np.where(used, net.service_time, np.inf).min(axis=0)
-    busy = used.any(axis=0)
-    return bool(np.all(high[busy] - low[busy] <= 1e-12 * high[busy]))
+    return _kelly(net, job_rates(net))

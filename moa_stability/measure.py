@@ -329,8 +329,7 @@ def _validate_measure_args(
         ("n_devices", n_devices),
         ("n_ctx", n_ctx),
     ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        count_field(name, value, 1)
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise ValueError("prompts must be a non-empty sequence of non-empty strings")
     return checked

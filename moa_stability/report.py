@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .loads import job_rates, kelly_type, loads
+from .loads import _kelly, _loads, _scale, job_rates
 from .network import JOB_TYPES, MoANetwork
 
 _VERDICT_TEXT = {
@@ -136,9 +136,9 @@ def stability_report(net: MoANetwork) -> StabilityReport:
     ('unstable', 1.75)
     """
     rates = job_rates(net)
-    rho = loads(net)
+    rho = _loads(net, rates)
     peak = float(rho.max())
-    kelly = kelly_type(net)
+    kelly = _kelly(net, rates)
     verdict = "unstable" if peak >= 1 else "stable" if kelly else "undetermined"
     alpha = _paper_alpha(net, rates, rho)
     lam = float(net.arrival_rate.max())
@@ -148,7 +148,7 @@ def stability_report(net: MoANetwork) -> StabilityReport:
         network=net, loads=rho, job_rates_per_s=rates, max_load=peak, margin=1.0 - peak,
         bottlenecks=tuple(int(i) for i in np.flatnonzero(rho >= peak * (1 - 1e-12))),
         kelly_type=kelly, verdict=verdict,
-        theta_star=float("inf") if peak == 0 else 1.0 / peak,
+        theta_star=_scale(rho),
         paper_alpha_s=alpha, paper_rate_per_s=lam, paper_inferences=K, paper_load=paper_load,
         paper_theta=float("inf") if paper_load == 0 else 1.0 / paper_load,
         paper_verdict="stable" if paper_load < 1 else "unstable",

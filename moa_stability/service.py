@@ -548,9 +548,7 @@ def job_length_samples(
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    return int(n)
+    return count_field("n", n, 1)
 
 
 def mean_service_times(

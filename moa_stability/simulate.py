@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from . import sim_kernels as kern
 from .loads import job_rates, loads
-from .network import JOB_TYPES, MoANetwork
+from .network import JOB_TYPES, MoANetwork, count_field
 from .statistics import growth_slope, stability_verdict, t_interval
 
 METHODS = ("slots", "events")
@@ -247,13 +247,6 @@ def _fmt(values: np.ndarray) -> str:
 
 
 # ---- validation and input preparation ---------------------------------------------------------
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}; pass a whole "
-                         f"number >= {minimum}")
-    return int(value)
-
-
 def _positive(name: str, value: Any) -> float:
     try:
         x = float(value)
@@ -414,10 +407,10 @@ def _plan(net: MoANetwork, method: str, horizon: float | None, dt: float | None,
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
     if method not in METHODS:
         raise ValueError(f"method={method!r}: unknown simulator; use one of {METHODS}")
-    seed = _count("seed", seed, 0)
-    replications = _count("replications", replications, 1)
-    cap = _count("max_jobs", max_jobs, max(net.k, default=0) + 1)
-    tracked = _count("max_tracked_queue", max_tracked_queue, 1)
+    seed = count_field("seed", seed, 0)
+    replications = count_field("replications", replications, 1)
+    cap = count_field("max_jobs", max_jobs, max(net.k, default=0) + 1)
+    tracked = count_field("max_tracked_queue", max_tracked_queue, 1)
     if tracked > _MAX_TRACKED_CELLS // net.n:
         raise ValueError(f"max_tracked_queue={max_tracked_queue}: {net.n} devices x that many "
                          f"queue lengths exceed {_MAX_TRACKED_CELLS:.0e} cells per replication; "
