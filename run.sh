@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (Python 3.11, pip and gcc are all it needs):
 #   bash run.sh figures [ARGS]   regenerate every figure into ./figures (ARGS go to paper_figures)
-#   bash run.sh test [ARGS]      run the test suite (ARGS go to pytest)
+#   bash run.sh test [ARGS]      ruff check, ruff format --check, then the test suite (ARGS go
+#                                to pytest)
 # Both create .venv on first use and install the package into it; later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -35,6 +36,9 @@ case "$task" in
         ;;
     test)
         bootstrap dev,llm
+        # Style drift fails the run like a failing test: one house style, checked every time.
+        "$venv/bin/ruff" check moa_stability paper_figures tests benchmarks
+        "$venv/bin/ruff" format --check moa_stability paper_figures tests benchmarks
         exec "$py" -m pytest "$@"
         ;;
     *)

@@ -30,12 +30,12 @@ import time
 import numba
 
 from moa_stability import MoANetwork, paper_network
-from moa_stability.simulate import simulate
+from moa_stability.simulation.simulate import simulate
 
 _COMPILE_SNIPPET = """
 import time
 from moa_stability import paper_network
-from moa_stability.simulate import simulate
+from moa_stability.simulation.simulate import simulate
 start = time.perf_counter()
 simulate(paper_network(arrival_rate=0.1), horizon=100.0)
 print(time.perf_counter() - start)
@@ -51,8 +51,13 @@ def timed(fn, *args, **kwargs):
 def first_call_seconds(cache_dir: str) -> float:
     """Seconds of the first ``simulate`` call in a fresh process using ``cache_dir``."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
-    out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPILE_SNIPPET],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -63,11 +68,17 @@ def job_level_rows(scale: float) -> list[tuple[str, float, str]]:
     for method in ("slots", "events"):
         simulate(net, method=method, horizon=100.0)  # load the compiled kernels
         for reps in (1, threads):
-            r, wall = timed(simulate, net, method=method, horizon=3e6 * scale,
-                            replications=reps, seed=1)
+            r, wall = timed(
+                simulate, net, method=method, horizon=3e6 * scale, replications=reps, seed=1
+            )
             per = "core" if reps == 1 else f"{threads} threads"
-            rows.append((f"paper n=4 M=2 k=2 load 0.9, {method}: inferences/s ({per})",
-                         r.inferences / wall, f"{r.inferences:.3g} inferences, {wall:.2f} s"))
+            rows.append(
+                (
+                    f"paper n=4 M=2 k=2 load 0.9, {method}: inferences/s ({per})",
+                    r.inferences / wall,
+                    f"{r.inferences:.3g} inferences, {wall:.2f} s",
+                )
+            )
     return rows
 
 
@@ -76,12 +87,18 @@ def slot_rows(scale: float) -> list[tuple[str, float, str]]:
     slots = int(1e6 * scale)
     rows = []
     for reps in (1, numba.get_num_threads()):
-        r, wall = timed(simulate, net, method="slots", horizon=slots * 0.1, dt=0.1,
-                        replications=reps, seed=1)
+        r, wall = timed(
+            simulate, net, method="slots", horizon=slots * 0.1, dt=0.1, replications=reps, seed=1
+        )
         per = "core" if reps == 1 else f"{reps} threads"
-        rows.append((f"n=100 slotted, {r.horizon_slots:.0e} slots x {reps} replication(s): "
-                     f"device-slot updates/s ({per})", net.n * r.horizon_slots * reps / wall,
-                     f"{r.inferences / wall:.3g} inferences/s, {wall:.2f} s"))
+        rows.append(
+            (
+                f"n=100 slotted, {r.horizon_slots:.0e} slots x {reps} replication(s): "
+                f"device-slot updates/s ({per})",
+                net.n * r.horizon_slots * reps / wall,
+                f"{r.inferences / wall:.3g} inferences/s, {wall:.2f} s",
+            )
+        )
     return rows
 
 
@@ -92,7 +109,9 @@ def ciw_sojourn(n: int, rate: float, horizon: float) -> tuple[float, int, float]
     network = ciw.create_network(
         arrival_distributions=[ciw.dists.Exponential(rate=rate) for _ in range(n)],
         service_distributions=[ciw.dists.Exponential(rate=1.0) for _ in range(n)],
-        number_of_servers=[1] * n, routing=[[0.0] * n for _ in range(n)])
+        number_of_servers=[1] * n,
+        routing=[[0.0] * n for _ in range(n)],
+    )
     ciw.seed(1)
     start = time.perf_counter()
     sim = ciw.Simulation(network)
@@ -113,11 +132,19 @@ def ciw_rows(scale: float) -> list[tuple[str, float, str]]:
         r, ours_wall = timed(simulate, net, method="events", horizon=2e6 * scale, seed=1)
         ours_rate = r.inferences / ours_wall
         exact = 1.0 / (1.0 - rate)
-        rows += [(f"Ciw {name}, rho 0.9: jobs/s", ciw_rate,
-                  f"sojourn {sojourn:.3g} s (exact {exact:.3g})"),
-                 (f"ours (events) {name}: jobs/s", ours_rate,
-                  f"sojourn {r.latency_mean:.3g} s +- {r.latency_ci:.2g}"),
-                 (f"speed-up over Ciw, {name}", ours_rate / ciw_rate, "ratio (goal >= 100)")]
+        rows += [
+            (
+                f"Ciw {name}, rho 0.9: jobs/s",
+                ciw_rate,
+                f"sojourn {sojourn:.3g} s (exact {exact:.3g})",
+            ),
+            (
+                f"ours (events) {name}: jobs/s",
+                ours_rate,
+                f"sojourn {r.latency_mean:.3g} s +- {r.latency_ci:.2g}",
+            ),
+            (f"speed-up over Ciw, {name}", ours_rate / ciw_rate, "ratio (goal >= 100)"),
+        ]
     return rows
 
 
@@ -125,16 +152,20 @@ def compile_rows() -> list[tuple[str, float, str]]:
     with tempfile.TemporaryDirectory() as cache:
         cold = first_call_seconds(cache)
         warm = first_call_seconds(cache)
-    return [("first simulate() call, no kernel cache: s", cold, "compiles the kernels"),
-            ("first simulate() call, cached kernels: s", warm, "a second process")]
+    return [
+        ("first simulate() call, no kernel cache: s", cold, "compiles the kernels"),
+        ("first simulate() call, cached kernels: s", warm, "a second process"),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x shorter runs")
     scale = 0.1 if parser.parse_args().quick else 1.0
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-          f"numba threads {numba.get_num_threads()}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+        f"numba threads {numba.get_num_threads()}"
+    )
     rows = compile_rows() + job_level_rows(scale) + slot_rows(scale) + ciw_rows(scale)
     width = max(len(name) for name, _, _ in rows)
     for name, value, note in rows:

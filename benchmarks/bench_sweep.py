@@ -1,6 +1,6 @@
 """Sweep throughput: points per second on a local Dask cluster vs a plain serial loop.
 
-Each point is one simulation (:func:`moa_stability.sweep.simulate_point`) with a horizon
+Each point is one simulation (:func:`moa_stability.experiments.sweep.simulate_point`) with a horizon
 calibrated to cost about ``--point-seconds`` in this process, so that parallelism can show. The
 serial loop calls the point function directly over the same points, after a warm-up call that
 compiles the kernels; the cluster runs are timed twice: with the cluster start (what
@@ -21,7 +21,7 @@ import time
 import numpy as np
 from distributed import Client, LocalCluster
 
-from moa_stability.sweep import simulate_point, sweep, sweep_points
+from moa_stability.experiments.sweep import simulate_point, sweep, sweep_points
 
 BASE = {"n": 4, "M": 2, "k": 2, "arrival_rate": 0.1, "service_time": 1.0}
 
@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=16)
     parser.add_argument("--point-seconds", type=float, default=0.5)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timings interleaved and repeated; medians reported")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timings interleaved and repeated; medians reported"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     horizon = calibrated_horizon(args.point_seconds)
@@ -78,16 +79,38 @@ def main() -> None:
             simulate_point(p.network, p.seed, **p.options)
 
     def run(client) -> None:
-        sweep(grid, base=BASE, client=client, n_workers=args.workers if client == "local"
-              else None, progress=False, horizon=horizon)
+        sweep(
+            grid,
+            base=BASE,
+            client=client,
+            n_workers=args.workers if client == "local" else None,
+            progress=False,
+            horizon=horizon,
+        )
 
-    times: dict[str, list[tuple[float, float]]] = {"serial": [], "none": [], "local": [],
-                                                   "warm": []}
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      env={"NUMBA_NUM_THREADS": "1"}, dashboard_address="127.0.0.1:0"
-                      ) as cluster, Client(cluster) as probe:
-        sweep(grid_of(args.workers), base=BASE, client=cluster.scheduler_address,
-              progress=False, horizon=1e4)  # workers import and compile
+    times: dict[str, list[tuple[float, float]]] = {
+        "serial": [],
+        "none": [],
+        "local": [],
+        "warm": [],
+    }
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            env={"NUMBA_NUM_THREADS": "1"},
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster) as probe,
+    ):
+        sweep(
+            grid_of(args.workers),
+            base=BASE,
+            client=cluster.scheduler_address,
+            progress=False,
+            horizon=1e4,
+        )  # workers import and compile
 
         def workers_cpu() -> float:
             return sum(probe.run(time.process_time).values())
@@ -99,28 +122,51 @@ def main() -> None:
             times["none"].append(timed(lambda: run(None)))
             times["local"].append(timed(lambda: run("local")))
         idle = {"load": grid["load"]}
-        idle_serial, _ = timed(lambda: sweep(idle, base=BASE, point=idle_point, client=None,
-                                             progress=False, seconds=args.point_seconds))
-        idle_warm, _ = timed(lambda: sweep(idle, base=BASE, point=idle_point, progress=False,
-                                           client=cluster.scheduler_address,
-                                           seconds=args.point_seconds))
+        idle_serial, _ = timed(
+            lambda: sweep(
+                idle,
+                base=BASE,
+                point=idle_point,
+                client=None,
+                progress=False,
+                seconds=args.point_seconds,
+            )
+        )
+        idle_warm, _ = timed(
+            lambda: sweep(
+                idle,
+                base=BASE,
+                point=idle_point,
+                progress=False,
+                client=cluster.scheduler_address,
+                seconds=args.point_seconds,
+            )
+        )
     t = {kind: float(np.median([w for w, _ in v])) for kind, v in times.items()}
     busy = {kind: float(np.median([c for _, c in v])) for kind, v in times.items()}
     n = len(points)
-    print(f"{n} points, horizon {horizon:.4g} s simulated, {os.cpu_count()} cores, "
-          f"{args.workers} workers x 1 thread, medians of {args.repeats}; load average "
-          f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(f"serial loop            : {n / t['serial']:7.3f} points/s "
-          f"({t['serial'] / n:.3f} s/point, {busy['serial']:.2f} cores busy)")
+    print(
+        f"{n} points, horizon {horizon:.4g} s simulated, {os.cpu_count()} cores, "
+        f"{args.workers} workers x 1 thread, medians of {args.repeats}; load average "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
+    print(
+        f"serial loop            : {n / t['serial']:7.3f} points/s "
+        f"({t['serial'] / n:.3f} s/point, {busy['serial']:.2f} cores busy)"
+    )
     print(f"sweep(client=None)     : {n / t['none']:7.3f} points/s")
     print(f"sweep(client='local')  : {n / t['local']:7.3f} points/s (cluster start included)")
-    print(f"sweep on warm cluster  : {n / t['warm']:7.3f} points/s "
-          f"({busy['warm']:.2f} cores busy in the workers)")
+    print(
+        f"sweep on warm cluster  : {n / t['warm']:7.3f} points/s "
+        f"({busy['warm']:.2f} cores busy in the workers)"
+    )
     print(f"ratio local/serial     : {t['serial'] / t['local']:7.3f}")
     print(f"ratio warm/serial      : {t['serial'] / t['warm']:7.3f}")
-    print(f"control, points that only wait {args.point_seconds} s: serial "
-          f"{n / idle_serial:.3f} points/s, warm cluster {n / idle_warm:.3f} points/s, "
-          f"ratio {idle_serial / idle_warm:.3f}")
+    print(
+        f"control, points that only wait {args.point_seconds} s: serial "
+        f"{n / idle_serial:.3f} points/s, warm cluster {n / idle_warm:.3f} points/s, "
+        f"ratio {idle_serial / idle_warm:.3f}"
+    )
 
 
 if __name__ == "__main__":

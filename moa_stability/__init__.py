@@ -7,17 +7,17 @@ should work be spread to carry more? See README.md for a tour.
 from importlib import import_module
 from typing import Any
 
-from .loads import helper_rates, job_rates, kelly_type, loads, max_uniform_scale
-from .network import (
+from .analysis.report import StabilityReport, stability_report
+from .experiments.sweep import sweep
+from .model.loads import helper_rates, job_rates, kelly_type, loads, max_uniform_scale
+from .model.network import (
     JOB_TYPES,
     MoANetwork,
     network_from_dict,
     paper_network,
     random_regular_graph,
 )
-from .report import StabilityReport, stability_report
-from .simulate import SimulationResult, simulate
-from .sweep import sweep
+from .simulation.simulate import SimulationResult, simulate
 
 __all__ = [
     "JOB_TYPES",
@@ -44,8 +44,12 @@ __all__ = [
 __version__ = "0.1.0"
 
 # cvxpy takes most of a second to import: load the optimiser on first use only.
-_LAZY = {"max_stable_rate": "optimize", "capacity_region": "optimize",
-         "StableRateResult": "optimize", "cross_check": "crosscheck"}
+_LAZY = {
+    "max_stable_rate": "analysis.optimize",
+    "capacity_region": "analysis.optimize",
+    "StableRateResult": "analysis.optimize",
+    "cross_check": "experiments.crosscheck",
+}
 
 
 def __getattr__(name: str) -> Any:

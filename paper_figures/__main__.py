@@ -27,14 +27,20 @@ def _names(text: str | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m paper_figures",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="low fidelity (about 40 s): fewer points, shorter simulations")
-    parser.add_argument("--out", type=Path, default=Path("figures"),
-                        help="output folder (default: figures/)")
-    parser.add_argument("--only", metavar="NAME,...",
-                        help=f"comma-separated subset of: {', '.join(FIGURES)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m paper_figures", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="low fidelity (about 40 s): fewer points, shorter simulations",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output folder (default: figures/)"
+    )
+    parser.add_argument(
+        "--only", metavar="NAME,...", help=f"comma-separated subset of: {', '.join(FIGURES)}"
+    )
     return parser
 
 

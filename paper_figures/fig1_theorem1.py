@@ -9,7 +9,8 @@ queues are stable iff the per-device rate is below the threshold
 The time-average queue per device (mean over devices, 95% CI over independent replications) is
 simulated at loads below and above 1; points above stop at the job cap and are marked unstable.
 For :math:`M = 0` the device is a slotted Geo/Geo/1 queue with the exact mean
-:math:`E[Q] = p(1-p)/(q-p)`, :math:`p = \lambda\,dt`, :math:`q = dt/\alpha` (MODEL.md section 3).
+:math:`E[Q] = p(1-p)/(q-p)`, :math:`p = \lambda\,dt`, :math:`q = dt/\alpha`
+(docs/model.md section 3).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from moa_stability import paper_network
-from moa_stability.simulate import simulate
-from moa_stability.symbolic import slotted_mean_queue
+from moa_stability.analysis.symbolic import slotted_mean_queue
+from moa_stability.simulation.simulate import simulate
 
 from .paper import CONFIGS, N_DEVICES
 from .style import (
@@ -64,58 +65,112 @@ def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, obje
     """One (configuration, load) point: queue per device with its CI and the verdict."""
     rate = load * threshold_rate(M, k)
     net = paper_network(n=N_DEVICES, M=M, k=k, arrival_rate=rate, service_time=ALPHA_S)
-    r = simulate(net, method="slots", horizon=fid.horizon_s, dt=DT_S, seed=SEED,
-                 replications=fid.replications, max_jobs=fid.max_jobs)
-    exact = (slotted_mean_queue(rate * DT_S, DT_S / ALPHA_S) if M == 0 and load < 1
-             else float("nan"))
+    r = simulate(
+        net,
+        method="slots",
+        horizon=fid.horizon_s,
+        dt=DT_S,
+        seed=SEED,
+        replications=fid.replications,
+        max_jobs=fid.max_jobs,
+    )
+    exact = slotted_mean_queue(rate * DT_S, DT_S / ALPHA_S) if M == 0 and load < 1 else float("nan")
     return {
-        "M": M, "k": k, "inferences_per_prompt": (k + 1) * M + 1,
-        "threshold_rate_per_s": threshold_rate(M, k), "load": load, "rate_per_s": rate,
+        "M": M,
+        "k": k,
+        "inferences_per_prompt": (k + 1) * M + 1,
+        "threshold_rate_per_s": threshold_rate(M, k),
+        "load": load,
+        "rate_per_s": rate,
         "mean_queue": r.total_queue_mean / N_DEVICES,
         "mean_queue_ci": r.total_queue_ci / N_DEVICES,
         "busiest_mean_queue": float(r.mean_queue.max()),
-        "exact_mean_queue": exact, "verdict": r.verdict,
+        "exact_mean_queue": exact,
+        "verdict": r.verdict,
         "cap_hit_s": np.nan if r.cap_hit_time is None else r.cap_hit_time,
         "cap_per_device": fid.max_jobs / N_DEVICES,
-        "slots_per_replication": r.horizon_slots, "replications": r.replications,
+        "slots_per_replication": r.horizon_slots,
+        "replications": r.replications,
     }
 
 
 def run(fid: Fidelity) -> pd.DataFrame:
     """Every configuration at every load."""
     points = [(M, k, load) for M, k in CONFIGS for load in fid.loads]
-    rows = [simulate_point(M, k, load, fid)
-            for M, k, load in tqdm(points, desc="fig1 points", unit="pt", leave=False)]
+    rows = [
+        simulate_point(M, k, load, fid)
+        for M, k, load in tqdm(points, desc="fig1 points", unit="pt", leave=False)
+    ]
     return pd.DataFrame(rows)
 
 
 def plot(table: pd.DataFrame) -> object:
     """Queue vs rate per configuration, thresholds as vertical lines, log-log axes."""
     fig, ax = figure(width=8.0, height=4.6)
-    for colour, ((M, k), part) in zip(CONFIG_COLOURS, table.groupby(["M", "k"], sort=False),
-                                      strict=False):
+    for colour, ((M, k), part) in zip(
+        CONFIG_COLOURS, table.groupby(["M", "k"], sort=False), strict=False
+    ):
         bounded = part[part["verdict"] != "unstable"]
-        ax.errorbar(bounded["rate_per_s"], bounded["mean_queue"], yerr=bounded["mean_queue_ci"],
-                    color=colour, marker=STABLE_MARKER, capsize=2, label=config_label(M, k))
+        ax.errorbar(
+            bounded["rate_per_s"],
+            bounded["mean_queue"],
+            yerr=bounded["mean_queue_ci"],
+            color=colour,
+            marker=STABLE_MARKER,
+            capsize=2,
+            label=config_label(M, k),
+        )
         unsure = bounded[bounded["verdict"] == "inconclusive"]
-        ax.scatter(unsure["rate_per_s"], unsure["mean_queue"], s=64, marker=INCONCLUSIVE_MARKER,
-                   facecolors="none", edgecolors=colour, zorder=3)
+        ax.scatter(
+            unsure["rate_per_s"],
+            unsure["mean_queue"],
+            s=64,
+            marker=INCONCLUSIVE_MARKER,
+            facecolors="none",
+            edgecolors=colour,
+            zorder=3,
+        )
         # A capped run's time average only says when the cap stopped it: mark the cap.
         unstable = part[part["verdict"] == "unstable"]
-        ax.scatter(unstable["rate_per_s"], unstable["cap_per_device"], color=colour,
-                   marker=UNSTABLE_MARKER, s=36, zorder=3)
+        ax.scatter(
+            unstable["rate_per_s"],
+            unstable["cap_per_device"],
+            color=colour,
+            marker=UNSTABLE_MARKER,
+            s=36,
+            zorder=3,
+        )
         ax.axvline(part["threshold_rate_per_s"].iloc[0], color=colour, ls=":", lw=1)
         if M == 0:
             exact = part[part["exact_mean_queue"].notna()]
-            ax.plot(exact["rate_per_s"], exact["exact_mean_queue"], color="k", ls="--", lw=0.8,
-                    zorder=4, label="Geo/Geo/1 exact (M = 0)")
-    ax.scatter([], [], color="grey", marker=UNSTABLE_MARKER,
-               label="unstable (drawn at job cap / n)")
-    ax.scatter([], [], facecolors="none", edgecolors="grey", marker=INCONCLUSIVE_MARKER, s=64,
-               label="verdict inconclusive")
-    ax.set(xscale="log", yscale="log", xlabel="per-device arrival rate λ (prompts/s)",
-           ylabel="time-average jobs per device (95% CI)",
-           title="Theorem 1: bounded iff λ < 1/(α((k+1)M+1)) (dotted lines), n = 4, α = 1 s")
+            ax.plot(
+                exact["rate_per_s"],
+                exact["exact_mean_queue"],
+                color="k",
+                ls="--",
+                lw=0.8,
+                zorder=4,
+                label="Geo/Geo/1 exact (M = 0)",
+            )
+    ax.scatter(
+        [], [], color="grey", marker=UNSTABLE_MARKER, label="unstable (drawn at job cap / n)"
+    )
+    ax.scatter(
+        [],
+        [],
+        facecolors="none",
+        edgecolors="grey",
+        marker=INCONCLUSIVE_MARKER,
+        s=64,
+        label="verdict inconclusive",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="per-device arrival rate λ (prompts/s)",
+        ylabel="time-average jobs per device (95% CI)",
+        title="Theorem 1: bounded iff λ < 1/(α((k+1)M+1)) (dotted lines), n = 4, α = 1 s",
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -128,13 +183,16 @@ def _verdicts(part: pd.DataFrame) -> str:
 def headline(table: pd.DataFrame) -> str:
     below, above = table[table["load"] < 1], table[table["load"] > 1]
     exact = below[below["M"] == 0]
-    inside = (np.abs(exact["mean_queue"] - exact["exact_mean_queue"])
-              <= exact["mean_queue_ci"]).sum()
+    inside = (
+        np.abs(exact["mean_queue"] - exact["exact_mean_queue"]) <= exact["mean_queue_ci"]
+    ).sum()
     top = below[below["load"] == below["load"].max()]
-    return (f"{len(table)} points; below the threshold {_verdicts(below)}; above "
-            f"{_verdicts(above)}; M=0 within the 95% CI of the exact Geo/Geo/1 mean at "
-            f"{inside}/{len(exact)} loads; at load {top['load'].iloc[0]:g}: "
-            f"{top['mean_queue'].min():.3g}..{top['mean_queue'].max():.3g} jobs per device")
+    return (
+        f"{len(table)} points; below the threshold {_verdicts(below)}; above "
+        f"{_verdicts(above)}; M=0 within the 95% CI of the exact Geo/Geo/1 mean at "
+        f"{inside}/{len(exact)} loads; at load {top['load'].iloc[0]:g}: "
+        f"{top['mean_queue'].min():.3g}..{top['mean_queue'].max():.3g} jobs per device"
+    )
 
 
 def make(quick: bool = False) -> FigureOutput:

@@ -1,6 +1,6 @@
 r"""Figure 2: the stability map, maximal stable per-device rate over (M, k).
 
-Two readings of the measured service-time model (:mod:`moa_stability.service`, fitted to the
+Two readings of the measured service-time model (:mod:`moa_stability.llm.service`, fitted to the
 shipped trace) on the complete graph:
 
 * **type-blind** (the paper): every inference takes the mean propose time :math:`\alpha_p`,
@@ -13,7 +13,7 @@ shipped trace) on the complete graph:
 
 Both are ``max_uniform_scale`` of the network with unit rates and those means. Below the
 type-aware rate every :math:`\rho_i < 1`, which is necessary; with unequal means per device it
-is sufficient only in Kelly-type cases (MODEL.md section 2.5). On the complete graph the
+is sufficient only in Kelly-type cases (docs/model.md section 2.5). On the complete graph the
 per-device thresholds do not depend on :math:`n`; :math:`n` bounds :math:`k \le n - 1`.
 """
 
@@ -25,7 +25,7 @@ from matplotlib.colors import LogNorm, Normalize
 from tqdm.auto import tqdm
 
 from moa_stability import MoANetwork, max_uniform_scale
-from moa_stability.service import mean_service_times
+from moa_stability.llm.service import mean_service_times
 
 from .style import FigureOutput, figure
 
@@ -43,7 +43,9 @@ def thresholds(n: int, M: int, k: int) -> dict[str, float]:
     aware = MoANetwork(n=n, M=M, k=k, arrival_rate=1.0, service_time=means)
     blind = aware.replace(service_time=means["propose"])
     return {
-        "n": n, "M": M, "k": k,
+        "n": n,
+        "M": M,
+        "k": k,
         **{f"{c}_mean_s": means.get(c, np.nan) for c in ("propose", "refine", "aggregate")},
         "type_blind_rate_per_s": max_uniform_scale(blind),
         "type_aware_rate_per_s": max_uniform_scale(aware),
@@ -52,8 +54,9 @@ def thresholds(n: int, M: int, k: int) -> dict[str, float]:
 
 def run(layers: tuple[int, ...], proposers: dict[int, tuple[int, ...]]) -> pd.DataFrame:
     """Both thresholds on every (n, M, k) cell; M = 0 only with k = 0 (k means nothing there)."""
-    cells = [(n, M, k) for n, ks in proposers.items() for M in layers for k in ks
-             if M > 0 or k == 0]
+    cells = [
+        (n, M, k) for n, ks in proposers.items() for M in layers for k in ks if M > 0 or k == 0
+    ]
     rows = [thresholds(n, M, k) for n, M, k in tqdm(cells, desc="fig2 cells", leave=False)]
     table = pd.DataFrame(rows)
     table["aware_over_blind"] = table["type_aware_rate_per_s"] / table["type_blind_rate_per_s"]
@@ -61,11 +64,13 @@ def run(layers: tuple[int, ...], proposers: dict[int, tuple[int, ...]]) -> pd.Da
     return table
 
 
-def _heatmap(ax: object, grid: pd.DataFrame, fmt: str, cmap: str, label: str,
-             norm: Normalize) -> None:
+def _heatmap(
+    ax: object, grid: pd.DataFrame, fmt: str, cmap: str, label: str, norm: Normalize
+) -> None:
     values = grid.to_numpy(float)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
-                      origin="lower")
+    image = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", origin="lower"
+    )
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):
             # Light text on the dark half of the colour map, dark text on the light half.
@@ -85,20 +90,34 @@ def plot(table: pd.DataFrame) -> object:
     rates = table[["type_blind_rate_per_s", "type_aware_rate_per_s"]].to_numpy()
     rate_norm = LogNorm(rates.min(), rates.max())
     ratio_norm = Normalize(table["aware_over_blind"].min(), 1.0)
-    panels = (("type_blind_rate_per_s", ".3g", "viridis", "λ* (prompts/s)", rate_norm,
-               "type-blind (paper: all jobs at α_p)"),
-              ("type_aware_rate_per_s", ".3g", "viridis", "λ* (prompts/s)", rate_norm,
-               "type-aware (α_p, α_r, α_a)"),
-              ("aware_over_blind", ".2f", "magma", "type-aware / type-blind", ratio_norm,
-               "ratio"))
+    panels = (
+        (
+            "type_blind_rate_per_s",
+            ".3g",
+            "viridis",
+            "λ* (prompts/s)",
+            rate_norm,
+            "type-blind (paper: all jobs at α_p)",
+        ),
+        (
+            "type_aware_rate_per_s",
+            ".3g",
+            "viridis",
+            "λ* (prompts/s)",
+            rate_norm,
+            "type-aware (α_p, α_r, α_a)",
+        ),
+        ("aware_over_blind", ".2f", "magma", "type-aware / type-blind", ratio_norm, "ratio"),
+    )
     for row, n in zip(axes, sizes, strict=True):
         part = table[table["n"] == n]
         for ax, (column, fmt, cmap, label, norm, name) in zip(row, panels, strict=True):
-            _heatmap(ax, part.pivot(index="M", columns="k", values=column), fmt, cmap, label,
-                     norm)
+            _heatmap(ax, part.pivot(index="M", columns="k", values=column), fmt, cmap, label, norm)
             ax.set_title(f"n = {n}: {name}")
-    fig.suptitle("Maximal stable per-device rate λ* (prompts/s), complete graph, service model "
-                 "fitted to the shipped trace")
+    fig.suptitle(
+        "Maximal stable per-device rate λ* (prompts/s), complete graph, service model "
+        "fitted to the shipped trace"
+    )
     return fig
 
 
@@ -106,11 +125,13 @@ def headline(table: pd.DataFrame) -> str:
     ratio = table[table["M"] > 0]["aware_over_blind"]
     worst = table.loc[table["aware_over_blind"].idxmin()]
     paper = table[(table["n"] == 4) & (table["M"] == 2) & (table["k"] == 2)].iloc[0]
-    return (f"{len(table)} cells; type-aware/type-blind {ratio.min():.2f}..{ratio.max():.2f} "
-            f"(lowest at M={worst['M']:.0f}, k={worst['k']:.0f}); paper network (2, 2): "
-            f"{paper['type_blind_rate_per_s']:.4g} blind vs {paper['type_aware_rate_per_s']:.4g}"
-            f" aware prompts/s per device (alpha_p {paper['propose_mean_s']:.3g} s, alpha_r "
-            f"{paper['refine_mean_s']:.3g} s, alpha_a {paper['aggregate_mean_s']:.3g} s)")
+    return (
+        f"{len(table)} cells; type-aware/type-blind {ratio.min():.2f}..{ratio.max():.2f} "
+        f"(lowest at M={worst['M']:.0f}, k={worst['k']:.0f}); paper network (2, 2): "
+        f"{paper['type_blind_rate_per_s']:.4g} blind vs {paper['type_aware_rate_per_s']:.4g}"
+        f" aware prompts/s per device (alpha_p {paper['propose_mean_s']:.3g} s, alpha_r "
+        f"{paper['refine_mean_s']:.3g} s, alpha_a {paper['aggregate_mean_s']:.3g} s)"
+    )
 
 
 def make(quick: bool = False) -> FigureOutput:

@@ -22,8 +22,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from moa_stability import MoANetwork, max_uniform_scale
-from moa_stability.service import mean_service_times, service_samples
-from moa_stability.simulate import simulate
+from moa_stability.llm.service import mean_service_times, service_samples
+from moa_stability.simulation.simulate import simulate
 
 from .paper import CONFIGS, N_DEVICES, reported_tables
 from .style import CONFIG_COLOURS, FigureOutput, figure
@@ -37,8 +37,9 @@ REPLICATIONS = {False: 8, True: 3}
 
 def configuration(M: int, k: int, rate: float = 1.0) -> MoANetwork:
     """The paper's network for (M, k) with the measured per-type means."""
-    return MoANetwork(n=N_DEVICES, M=M, k=k, arrival_rate=rate,
-                      service_time=mean_service_times(M, k))
+    return MoANetwork(
+        n=N_DEVICES, M=M, k=k, arrival_rate=rate, service_time=mean_service_times(M, k)
+    )
 
 
 def common_rate() -> float:
@@ -50,29 +51,50 @@ def simulate_configuration(M: int, k: int, rate: float, quick: bool) -> dict[str
     """Latency and queue of one configuration at the common rate."""
     net = configuration(M, k, rate)
     horizon = HORIZON_SERVICES[quick] * float(net.service_time.max())
-    r = simulate(net, method="events", service="empirical", samples=service_samples(M, k),
-                 horizon=horizon, seed=SEED, replications=REPLICATIONS[quick])
+    r = simulate(
+        net,
+        method="events",
+        service="empirical",
+        samples=service_samples(M, k),
+        horizon=horizon,
+        seed=SEED,
+        replications=REPLICATIONS[quick],
+    )
     return {
-        "M": M, "k": k, "rate_per_s": rate, "load": float(r.loads.max()),
-        **{f"{c}_mean_s": float(net.service_time[i, 0])
-           for i, c in enumerate(("propose", "refine", "aggregate")) if c in net.job_types_used},
-        "latency_mean_s": r.latency_mean, "latency_ci_s": r.latency_ci,
-        "latency_p50_s": r.latency_p50, "latency_p95_s": r.latency_p95,
+        "M": M,
+        "k": k,
+        "rate_per_s": rate,
+        "load": float(r.loads.max()),
+        **{
+            f"{c}_mean_s": float(net.service_time[i, 0])
+            for i, c in enumerate(("propose", "refine", "aggregate"))
+            if c in net.job_types_used
+        },
+        "latency_mean_s": r.latency_mean,
+        "latency_ci_s": r.latency_ci,
+        "latency_p50_s": r.latency_p50,
+        "latency_p95_s": r.latency_p95,
         "mean_queue": r.total_queue_mean / N_DEVICES,
         "mean_queue_ci": r.total_queue_ci / N_DEVICES,
-        "verdict": r.verdict, "prompts_completed": r.prompts_completed,
+        "verdict": r.verdict,
+        "prompts_completed": r.prompts_completed,
     }
 
 
 def run(quick: bool) -> pd.DataFrame:
     """Every configuration at the common rate, beside the paper's reported numbers."""
     rate = common_rate()
-    rows = [simulate_configuration(M, k, rate, quick)
-            for M, k in tqdm(CONFIGS, desc="fig6 configurations", leave=False)]
+    rows = [
+        simulate_configuration(M, k, rate, quick)
+        for M, k in tqdm(CONFIGS, desc="fig6 configurations", leave=False)
+    ]
     table = pd.DataFrame(rows).merge(reported_tables(), on=["M", "k"], how="left")
     base = table.iloc[0]
-    for prefix, column in (("", "latency_mean_s"), ("paper_I_", "paper_I_latency_s"),
-                           ("paper_II_", "paper_II_latency_s")):
+    for prefix, column in (
+        ("", "latency_mean_s"),
+        ("paper_I_", "paper_I_latency_s"),
+        ("paper_II_", "paper_II_latency_s"),
+    ):
         table[f"{prefix}latency_vs_00"] = table[column] / base[column]
     return table
 
@@ -91,7 +113,8 @@ def latex_table(table: pd.DataFrame) -> str:
             f"$({row.M}, {row.k})$ & {row.load:.3f} & ${row.latency_mean_s:.3g} \\pm "
             f"{row.latency_ci_s:.2g}$ & {row.latency_p95_s:.3g} & ${row.mean_queue:.3g} \\pm "
             f"{row.mean_queue_ci:.2g}$ & {row.paper_I_latency_s:.2f} & {row.paper_I_queue:.2f}"
-            r" \\")
+            r" \\"
+        )
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
 
@@ -102,17 +125,26 @@ def plot(table: pd.DataFrame) -> object:
     x = np.arange(len(table))
     labels = [f"({M},{k})" for M, k in zip(table["M"], table["k"], strict=True)]
     colours = CONFIG_COLOURS[: len(table)]
-    lat_ax.bar(x, table["latency_mean_s"], yerr=table["latency_ci_s"], color=colours,
-               capsize=3, label="mean (95% CI)")
-    lat_ax.scatter(x, table["latency_p95_s"], marker="_", s=200, color="k", zorder=3,
-                   label="95th percentile")
+    lat_ax.bar(
+        x,
+        table["latency_mean_s"],
+        yerr=table["latency_ci_s"],
+        color=colours,
+        capsize=3,
+        label="mean (95% CI)",
+    )
+    lat_ax.scatter(
+        x, table["latency_p95_s"], marker="_", s=200, color="k", zorder=3, label="95th percentile"
+    )
     lat_ax.set(ylabel="latency (s)", title="prompt latency, birth to answer")
     queue_ax.bar(x, table["mean_queue"], yerr=table["mean_queue_ci"], color=colours, capsize=3)
     queue_ax.set(ylabel="time-average jobs per device", title="queue (95% CI)")
     width = 0.27
-    for shift, column, name in ((-width, "latency_vs_00", "simulated (steady state)"),
-                                (0.0, "paper_I_latency_vs_00", "paper Table I"),
-                                (width, "paper_II_latency_vs_00", "paper Table II")):
+    for shift, column, name in (
+        (-width, "latency_vs_00", "simulated (steady state)"),
+        (0.0, "paper_I_latency_vs_00", "paper Table I"),
+        (width, "paper_II_latency_vs_00", "paper Table II"),
+    ):
         rel_ax.bar(x + shift, table[column], width=width, label=name)
     rel_ax.set(ylabel="latency / latency of (0, 0)", title="relative to a single inference")
     for ax in (lat_ax, queue_ax, rel_ax):
@@ -121,19 +153,25 @@ def plot(table: pd.DataFrame) -> object:
     lat_ax.legend()
     rel_ax.legend()
     rate, load = table["rate_per_s"].iloc[0], table["load"].max()
-    fig.suptitle(f"n = 4, common rate λ = {rate:.4g} prompts/s per device (max load "
-                 f"{load:.2f}), measured service model, event simulator")
+    fig.suptitle(
+        f"n = 4, common rate λ = {rate:.4g} prompts/s per device (max load "
+        f"{load:.2f}), measured service model, event simulator"
+    )
     return fig
 
 
 def headline(table: pd.DataFrame) -> str:
     ends = table.iloc[[0, -1]]
-    parts = [f"({r.M},{r.k}): latency {r.latency_mean_s:.3g} +- {r.latency_ci_s:.2g} s "
-             f"(p95 {r.latency_p95_s:.3g}), {r.mean_queue:.3g} jobs/device"
-             for r in ends.itertuples()]
-    return (f"rate {table['rate_per_s'].iloc[0]:.4g} prompts/s per device, loads "
-            f"{table['load'].min():.2f}..{table['load'].max():.2f}, verdicts "
-            f"{', '.join(sorted(set(table['verdict'])))}; " + "; ".join(parts))
+    parts = [
+        f"({r.M},{r.k}): latency {r.latency_mean_s:.3g} +- {r.latency_ci_s:.2g} s "
+        f"(p95 {r.latency_p95_s:.3g}), {r.mean_queue:.3g} jobs/device"
+        for r in ends.itertuples()
+    ]
+    return (
+        f"rate {table['rate_per_s'].iloc[0]:.4g} prompts/s per device, loads "
+        f"{table['load'].min():.2f}..{table['load'].max():.2f}, verdicts "
+        f"{', '.join(sorted(set(table['verdict'])))}; " + "; ".join(parts)
+    )
 
 
 def make(quick: bool = False) -> FigureOutput:

@@ -28,7 +28,7 @@ from scipy.optimize import brentq
 from tqdm.auto import tqdm
 
 from moa_stability import paper_network
-from moa_stability.simulate import simulate
+from moa_stability.simulation.simulate import simulate
 
 from .style import FigureOutput, figure
 
@@ -51,7 +51,7 @@ def fluid_growth_rate(M: int, k: int, load: float, alpha_s: float = ALPHA_S) -> 
     rate = load / (alpha_s * ((k + 1) * M + 1))
 
     def balance(A: float) -> float:
-        return A - alpha_s * rate * sum(n * A ** -j for j, n in enumerate(per_stage))
+        return A - alpha_s * rate * sum(n * A**-j for j, n in enumerate(per_stage))
 
     # balance(1) = 1 - load < 0 and balance(load) >= 0, so the root lies in between.
     return (brentq(balance, 1.0, load) - 1.0) / alpha_s
@@ -59,11 +59,16 @@ def fluid_growth_rate(M: int, k: int, load: float, alpha_s: float = ALPHA_S) -> 
 
 def simulate_paths(load: float, horizon_s: float) -> tuple[pd.DataFrame, object]:
     """Binned per-device queue paths of one replication, and the simulation result."""
-    net = paper_network(M=M_LAYERS, k=K_PROPOSERS, service_time=ALPHA_S,
-                        arrival_rate=load / (ALPHA_S * _inferences()))
+    net = paper_network(
+        M=M_LAYERS,
+        k=K_PROPOSERS,
+        service_time=ALPHA_S,
+        arrival_rate=load / (ALPHA_S * _inferences()),
+    )
     # The cap must outlast the overloaded run: it gains about 4 * 0.05 jobs/s.
-    r = simulate(net, method="slots", horizon=horizon_s, seed=SEED, record_paths=True,
-                 max_jobs=200_000)
+    r = simulate(
+        net, method="slots", horizon=horizon_s, seed=SEED, record_paths=True, max_jobs=200_000
+    )
     paths = r.paths.rename(columns=lambda i: f"device_{i}_jobs").reset_index()
     paths.insert(0, "load", load)
     return paths, r
@@ -84,12 +89,17 @@ def plot(table: pd.DataFrame, excess_per_s: float, fluid_per_s: float) -> object
             ax.plot(part["time_s"], part[column], lw=0.7, label=column.replace("_", " "))
         if load > 1:
             t = part["time_s"].to_numpy()
-            ax.plot(t, fluid_per_s * t, "k--", lw=1.2,
-                    label=f"fluid limit {fluid_per_s:.3g} jobs/s")
-            ax.plot(t, excess_per_s * t, "k:", lw=1,
-                    label=f"excess work rate {excess_per_s:.3g} s/s")
-        ax.set(xlabel="time (s)", ylabel="jobs at the device (bin average)",
-               title=f"load ρ = {load:g}  (λ = {load / _inferences():.4g} prompts/s)")
+            ax.plot(
+                t, fluid_per_s * t, "k--", lw=1.2, label=f"fluid limit {fluid_per_s:.3g} jobs/s"
+            )
+            ax.plot(
+                t, excess_per_s * t, "k:", lw=1, label=f"excess work rate {excess_per_s:.3g} s/s"
+            )
+        ax.set(
+            xlabel="time (s)",
+            ylabel="jobs at the device (bin average)",
+            title=f"load ρ = {load:g}  (λ = {load / _inferences():.4g} prompts/s)",
+        )
         ax.legend(fontsize=7)
     fig.suptitle("Paper network n = 4, (M, k) = (2, 2), α = 1 s: below vs above the threshold")
     return fig
@@ -107,8 +117,10 @@ def make(quick: bool = False) -> FigureOutput:
     fluid = fluid_growth_rate(M_LAYERS, K_PROPOSERS, LOADS[1])
     below, above = results
     growth = _growth_per_device(table[table["load"] == LOADS[1]])
-    line = (f"load {LOADS[0]:g}: {below.verdict}, mean {below.total_queue_mean / 4:.3g} jobs "
-            f"per device (max {below.max_queue.max()}); load {LOADS[1]:g}: {above.verdict}, "
-            f"jobs grow {growth:.3g}/s per device over the second half (fluid limit "
-            f"{fluid:.3g}, excess work {excess:.3g} s/s)")
+    line = (
+        f"load {LOADS[0]:g}: {below.verdict}, mean {below.total_queue_mean / 4:.3g} jobs "
+        f"per device (max {below.max_queue.max()}); load {LOADS[1]:g}: {above.verdict}, "
+        f"jobs grow {growth:.3g}/s per device over the second half (fluid limit "
+        f"{fluid:.3g}, excess work {excess:.3g} s/s)"
+    )
     return FigureOutput(plot(table, excess, fluid), table, line)

@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from moa_stability import paper_network
-from moa_stability.simulate import SimulationResult, simulate
+from moa_stability.simulation.simulate import SimulationResult, simulate
 
 from .style import CONFIG_COLOURS, FigureOutput, figure
 
@@ -72,24 +72,29 @@ class TailFit:
         return max(0, math.ceil((self.log_intercept - math.log(target)) / self.decay_per_job))
 
 
-def fit_tail(buffers: np.ndarray, tail: np.ndarray, floor: float,
-             start: float = TAIL_START) -> TailFit:
+def fit_tail(
+    buffers: np.ndarray, tail: np.ndarray, floor: float, start: float = TAIL_START
+) -> TailFit:
     """Fit the exponential decay of ``tail`` = P(Q > B) where ``start >= tail >= floor``."""
     inside = (tail <= start) & (tail >= floor) & (tail > 0)
     if inside.sum() < 2:
-        raise ValueError(f"fewer than two buffers have {floor:g} <= P(Q > B) <= {start:g}; "
-                         "simulate longer or lower the floor")
+        raise ValueError(
+            f"fewer than two buffers have {floor:g} <= P(Q > B) <= {start:g}; "
+            "simulate longer or lower the floor"
+        )
     slope, intercept = np.polyfit(buffers[inside], np.log(tail[inside]), 1)
-    return TailFit(float(intercept), float(-slope), int(buffers[inside].min()),
-                   int(buffers[inside].max()))
+    return TailFit(
+        float(intercept), float(-slope), int(buffers[inside].min()), int(buffers[inside].max())
+    )
 
 
 def first_below(tail: np.ndarray, target: float) -> int:
     """Smallest buffer whose (empirical) overflow probability is at most ``target``."""
     below = np.flatnonzero(tail <= target)
     if below.size == 0:
-        raise ValueError(f"P(Q > B) stays above {target:g} up to B = {tail.size - 1}; raise "
-                         "TRACKED")
+        raise ValueError(
+            f"P(Q > B) stays above {target:g} up to B = {tail.size - 1}; raise TRACKED"
+        )
     return int(below[0])
 
 
@@ -100,10 +105,17 @@ def rate_per_s(load: float) -> float:
 
 def simulate_load(load: float, fid: Fidelity) -> SimulationResult:
     """Continuous-time simulation of the paper network at ``load``, queue lengths tracked."""
-    net = paper_network(M=M_LAYERS, k=K_PROPOSERS, service_time=ALPHA_S,
-                        arrival_rate=rate_per_s(load))
-    return simulate(net, method="events", horizon=fid.horizon_s, seed=SEED,
-                    replications=fid.replications, max_tracked_queue=TRACKED)
+    net = paper_network(
+        M=M_LAYERS, k=K_PROPOSERS, service_time=ALPHA_S, arrival_rate=rate_per_s(load)
+    )
+    return simulate(
+        net,
+        method="events",
+        horizon=fid.horizon_s,
+        seed=SEED,
+        replications=fid.replications,
+        max_tracked_queue=TRACKED,
+    )
 
 
 def load_table(load: float, r: SimulationResult, fid: Fidelity) -> pd.DataFrame:
@@ -116,26 +128,36 @@ def load_table(load: float, r: SimulationResult, fid: Fidelity) -> pd.DataFrame:
     device_decay = [fit_tail(buffers, tail, fid.floor).decay_per_job for tail in per_device]
     shown = buffers[: np.flatnonzero(pooled > 0).max() + 2]
     n = r.mean_queue.size
-    return pd.DataFrame({
-        "load": load, "rate_per_s": rate_per_s(load),
-        "buffer_jobs": shown, "overflow_probability": pooled[shown],
-        "overflow_probability_worst_device": per_device[:, shown].max(axis=0),
-        "fitted_probability": fit.probability(shown),
-        "in_fit": (shown >= fit.first) & (shown <= fit.last),
-        "mm1_probability": load ** (shown + 1.0),
-        "decay_rate_per_job": fit.decay_per_job,
-        "decay_rate_device_min": min(device_decay), "decay_rate_device_max": max(device_decay),
-        "mm1_decay_rate_per_job": -math.log(load), "fit_floor": fid.floor,
-        "fit_first_jobs": fit.first, "fit_last_jobs": fit.last,
-        "buffer_1e-3_fit_jobs": fit.buffer_for(TARGET),
-        "buffer_1e-3_empirical_jobs": first_below(pooled, TARGET),
-        "buffer_1e-3_worst_device_jobs": int(r.buffer_for(TARGET).max()),
-        "buffer_1e-3_mm1_jobs": math.ceil(math.log(TARGET) / math.log(load)) - 1,
-        "mean_queue": float(r.mean_queue.mean()), "max_queue": int(r.max_queue.max()),
-        "mean_join_waiting": r.mean_join_waiting,
-        "mean_join_waiting_per_device": r.mean_join_waiting / n, "verdict": r.verdict,
-        "horizon_s": r.horizon_s, "replications": r.replications,
-    })
+    return pd.DataFrame(
+        {
+            "load": load,
+            "rate_per_s": rate_per_s(load),
+            "buffer_jobs": shown,
+            "overflow_probability": pooled[shown],
+            "overflow_probability_worst_device": per_device[:, shown].max(axis=0),
+            "fitted_probability": fit.probability(shown),
+            "in_fit": (shown >= fit.first) & (shown <= fit.last),
+            "mm1_probability": load ** (shown + 1.0),
+            "decay_rate_per_job": fit.decay_per_job,
+            "decay_rate_device_min": min(device_decay),
+            "decay_rate_device_max": max(device_decay),
+            "mm1_decay_rate_per_job": -math.log(load),
+            "fit_floor": fid.floor,
+            "fit_first_jobs": fit.first,
+            "fit_last_jobs": fit.last,
+            "buffer_1e-3_fit_jobs": fit.buffer_for(TARGET),
+            "buffer_1e-3_empirical_jobs": first_below(pooled, TARGET),
+            "buffer_1e-3_worst_device_jobs": int(r.buffer_for(TARGET).max()),
+            "buffer_1e-3_mm1_jobs": math.ceil(math.log(TARGET) / math.log(load)) - 1,
+            "mean_queue": float(r.mean_queue.mean()),
+            "max_queue": int(r.max_queue.max()),
+            "mean_join_waiting": r.mean_join_waiting,
+            "mean_join_waiting_per_device": r.mean_join_waiting / n,
+            "verdict": r.verdict,
+            "horizon_s": r.horizon_s,
+            "replications": r.replications,
+        }
+    )
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -147,51 +169,75 @@ def plot(table: pd.DataFrame) -> object:
     """Left: tails (log y) with fits and M/M/1; right: buffers for 1e-3 and prompts at joins."""
     fig, (ax, bx) = figure(1, 2, width=10.0, height=4.2)
     for colour, (load, part) in zip(CONFIG_COLOURS, table.groupby("load"), strict=False):
-        ax.plot(part["buffer_jobs"], part["overflow_probability"], color=colour, lw=1.4,
-                label=f"ρ = {load:g}: η = {part['decay_rate_per_job'].iloc[0]:.3g}/job")
+        ax.plot(
+            part["buffer_jobs"],
+            part["overflow_probability"],
+            color=colour,
+            lw=1.4,
+            label=f"ρ = {load:g}: η = {part['decay_rate_per_job'].iloc[0]:.3g}/job",
+        )
         fitted = part[part["fitted_probability"] >= TARGET / 10]
-        ax.plot(fitted["buffer_jobs"], fitted["fitted_probability"], color=colour, ls="--",
-                lw=0.9)
+        ax.plot(fitted["buffer_jobs"], fitted["fitted_probability"], color=colour, ls="--", lw=0.9)
         ax.plot(part["buffer_jobs"], part["mm1_probability"], color=colour, ls=":", lw=0.8)
     ax.axhline(TARGET, color="k", lw=0.8)
     # Below the floor the curves rest on few excursions, and they end at the longest queue seen.
-    ax.axhspan(1e-6, table["fit_floor"].iloc[0], color="0.9", zorder=0,
-               label="below the fit floor (few excursions)")
+    ax.axhspan(
+        1e-6,
+        table["fit_floor"].iloc[0],
+        color="0.9",
+        zorder=0,
+        label="below the fit floor (few excursions)",
+    )
     ax.plot([], [], "k--", lw=0.9, label="exponential fit")
     ax.plot([], [], "k:", lw=0.8, label="M/M/1 at the same load, ρ^(B+1)")
-    ax.set(yscale="log", ylim=(1e-6, 1.5), xlabel="buffer B (jobs at the device)",
-           ylabel="P(Q > B), fraction of time", title="Queue-length tail per device")
+    ax.set(
+        yscale="log",
+        ylim=(1e-6, 1.5),
+        xlabel="buffer B (jobs at the device)",
+        ylabel="P(Q > B), fraction of time",
+        title="Queue-length tail per device",
+    )
     ax.legend(loc="upper right")
     s = summary(table)
     for column, marker, label in (
-            ("buffer_1e-3_fit_jobs", "o-", "fit"),
-            ("buffer_1e-3_empirical_jobs", "s--", "empirical (pooled)"),
-            ("buffer_1e-3_worst_device_jobs", "^:", "empirical, worst device"),
-            ("buffer_1e-3_mm1_jobs", "x:", "M/M/1")):
+        ("buffer_1e-3_fit_jobs", "o-", "fit"),
+        ("buffer_1e-3_empirical_jobs", "s--", "empirical (pooled)"),
+        ("buffer_1e-3_worst_device_jobs", "^:", "empirical, worst device"),
+        ("buffer_1e-3_mm1_jobs", "x:", "M/M/1"),
+    ):
         bx.plot(s.index, s[column], marker, label=label)
     bx.plot(s.index, s["mean_join_waiting_per_device"], "kd-", label="prompts at joins / device")
-    bx.set(yscale="log", xlabel="load ρ per device",
-           ylabel="jobs (buffer) or prompts (joins)",
-           title=f"Buffer for P(Q > B) ≤ {TARGET:g}, and prompts waiting at joins")
+    bx.set(
+        yscale="log",
+        xlabel="load ρ per device",
+        ylabel="jobs (buffer) or prompts (joins)",
+        title=f"Buffer for P(Q > B) ≤ {TARGET:g}, and prompts waiting at joins",
+    )
     bx.legend(loc="upper left")
-    fig.suptitle(f"Paper network n = 4, (M, k) = ({M_LAYERS}, {K_PROPOSERS}), α = 1 s, "
-                 "continuous-time simulation")
+    fig.suptitle(
+        f"Paper network n = 4, (M, k) = ({M_LAYERS}, {K_PROPOSERS}), α = 1 s, "
+        "continuous-time simulation"
+    )
     return fig
 
 
 def headline(table: pd.DataFrame) -> str:
-    parts = [f"ρ={load:g}: η={row.decay_rate_per_job:.3g}/job (M/M/1 "
-             f"{row.mm1_decay_rate_per_job:.3g}), B(1e-3)={row['buffer_1e-3_fit_jobs']} fit/"
-             f"{row['buffer_1e-3_empirical_jobs']} empirical, joins "
-             f"{row.mean_join_waiting_per_device:.3g}/device"
-             for load, row in summary(table).iterrows()]
+    parts = [
+        f"ρ={load:g}: η={row.decay_rate_per_job:.3g}/job (M/M/1 "
+        f"{row.mm1_decay_rate_per_job:.3g}), B(1e-3)={row['buffer_1e-3_fit_jobs']} fit/"
+        f"{row['buffer_1e-3_empirical_jobs']} empirical, joins "
+        f"{row.mean_join_waiting_per_device:.3g}/device"
+        for load, row in summary(table).iterrows()
+    ]
     return "; ".join(parts)
 
 
 def make(quick: bool = False) -> FigureOutput:
     """Simulate every load (quick: 5e5 s instead of 2e7 s per replication) and plot."""
     fid = QUICK if quick else DEFAULT
-    frames = [load_table(load, simulate_load(load, fid), fid)
-              for load in tqdm(LOADS, desc="fig8 loads", unit="load", leave=False)]
+    frames = [
+        load_table(load, simulate_load(load, fid), fid)
+        for load in tqdm(LOADS, desc="fig8 loads", unit="load", leave=False)
+    ]
     table = pd.concat(frames, ignore_index=True)
     return FigureOutput(plot(table), table, headline(table))

@@ -1,5 +1,5 @@
 """Settings and reported numbers of the source paper (Mitra, Kaswan, Ulukus, arXiv:2412.21200),
-as transcribed in MODEL.md section 1."""
+as transcribed in docs/model.md section 1."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def reported_tables() -> pd.DataFrame:
         (1, 3, 39.79, 578.88, 3.74, 38.96, 1292.73, 2.92),
         (2, 3, 40.63, 1074.28, 5.78, 55.55, 2274.59, 4.21),
     ]
-    return pd.DataFrame(rows, columns=[
-        "M", "k", "paper_I_accuracy_pct", "paper_I_latency_s", "paper_I_queue",
-        "paper_II_accuracy_pct", "paper_II_latency_s", "paper_II_queue"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "M",
+            "k",
+            "paper_I_accuracy_pct",
+            "paper_I_latency_s",
+            "paper_I_queue",
+            "paper_II_accuracy_pct",
+            "paper_II_latency_s",
+            "paper_II_queue",
+        ],
+    )

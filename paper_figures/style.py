@@ -60,8 +60,9 @@ class FigureOutput:
     latex: str | None = None
 
 
-def figure(nrows: int = 1, ncols: int = 1, width: float = 6.4, height: float = 4.2,
-           **kwargs: object) -> tuple[Figure, object]:
+def figure(
+    nrows: int = 1, ncols: int = 1, width: float = 6.4, height: float = 4.2, **kwargs: object
+) -> tuple[Figure, object]:
     """``plt.subplots`` of the given size (the style itself is applied by ``render``)."""
     return plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
 
@@ -71,8 +72,9 @@ def config_label(M: int, k: int) -> str:
     return f"(M, k) = ({M}, {k})"
 
 
-def save(fig: Figure, table: pd.DataFrame, name: str, out: str | Path,
-         latex: str | None = None) -> list[Path]:
+def save(
+    fig: Figure, table: pd.DataFrame, name: str, out: str | Path, latex: str | None = None
+) -> list[Path]:
     """Write ``name.png``, ``name.pdf`` and ``name.csv`` (and ``name.tex``) into ``out``.
 
     The figure is closed afterwards so that a long run does not hold every figure in memory.

@@ -1,0 +1,1 @@
+"""Analysis on top of the model: the stability report, symbolic derivations, the optimiser."""

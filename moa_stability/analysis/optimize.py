@@ -1,0 +1,692 @@
+r"""Maximal stable arrival rates and capacity-maximising proposer selection, as convex programs.
+
+For a fixed selection rule every load is linear in the arrival rates, :math:`\rho = A\lambda`,
+with (see :mod:`moa_stability.model.loads` for the traffic equations)
+
+.. math::
+
+    A = \operatorname{diag}(w) + \operatorname{diag}(s_{\mathrm P})\,\Pi_1^\top
+        + \textstyle\sum_{m=2}^{M} \operatorname{diag}(s_{\mathrm R})\,\Pi_m^\top,
+    \qquad w = s_{\mathrm P} + (M-1)\,s_{\mathrm R} + s_{\mathrm A},
+
+where :math:`w_i` is the work a prompt puts on its own device (:math:`s_{\mathrm P}` when
+:math:`M = 0`) and :math:`s_c` the mean seconds of job type :math:`c`. The stable region is the
+polytope :math:`\{\lambda \ge 0 : A\lambda \le (1-\text{margin})\mathbf 1\}`.
+
+With the selection as a variable, the flows :math:`x_m[j,i] = \lambda_j \pi_m[j,i]` on the
+gossip graph's directed edges keep everything linear:
+
+.. math::
+
+    \rho_i = w_i\lambda_i + \textstyle\sum_m s_{c(m),i} \sum_j x_m[j,i], \qquad
+    \textstyle\sum_i x_m[j,i] = k_m\lambda_j, \qquad 0 \le x_m[j,i] \le \lambda_j,
+
+and :math:`\pi_m = x_m/\lambda_j` is recovered after the solve (any such :math:`\pi` is
+realisable by a distribution over :math:`k_m`-subsets, e.g. systematic sampling).
+
+Solvers: the ``scale``, ``sum`` and ``min`` objectives are linear programs, solved by HiGHS's
+interior-point method without crossover, with tolerances tightened to 1e-10. An interior point
+is fast on the large, sparse and highly degenerate edge-flow LPs, where simplex and crossover
+spend most of their time moving between tied optima; and where optima tie (symmetric devices,
+interchangeable helpers) it returns a central one rather than an arbitrary vertex, so rates
+and selection are spread evenly. ``proportional`` maximises
+:math:`\sum_i \log\lambda_i`, which needs the exponential cone: it goes to Clarabel, an
+interior-point conic solver, run with tightened tolerances: the objective is then exact to
+about 1e-10, the rates (where the log is flat) to about 1e-5 relative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..model.loads import loads
+from ..model.network import AGGREGATE, PROPOSE, REFINE, MoANetwork, per_device_field
+
+OBJECTIVES: tuple[str, ...] = ("scale", "sum", "min", "proportional")
+"""Objectives of :func:`max_stable_rate`."""
+
+_GOALS = {"sum": cp.sum, "min": cp.min, "proportional": lambda rates: cp.sum(cp.log(rates))}
+_DEFAULT_SOLVER = {"scale": "HIGHS", "sum": "HIGHS", "min": "HIGHS", "proportional": "CLARABEL"}
+# The log objective is flat at its optimum, so a duality gap g leaves the rates off by about
+# sqrt(g): Clarabel's defaults (1e-8) give ~1e-4 relative, these ~1e-5. Tighter than 1e-11
+# often ends "almost solved", judged by reduced tolerances that default to a loose 5e-5.
+_SOLVER_OPTIONS = {
+    "CLARABEL": {
+        "tol_gap_abs": 1e-11,
+        "tol_gap_rel": 1e-11,
+        "tol_feas": 1e-11,
+        "tol_ktratio": 1e-9,
+        "reduced_tol_gap_abs": 1e-8,
+        "reduced_tol_gap_rel": 1e-8,
+        "reduced_tol_feas": 1e-8,
+        "reduced_tol_ktratio": 1e-7,
+    },
+    # Crossover to a vertex costs 15x the interior-point solve on the edge-flow LPs
+    # (n = 1000, 20-regular: 80 s against 5 s), and a vertex only picks one of many tied optima.
+    "HIGHS": {
+        "highs_options": {
+            "solver": "ipm",
+            "run_crossover": "off",
+            "ipm_optimality_tolerance": 1e-10,
+            "primal_feasibility_tolerance": 1e-9,
+            "dual_feasibility_tolerance": 1e-9,
+        }
+    },
+}
+_BINDING_RTOL = 1e-6
+# Origins with less traffic than this (relative to the busiest) get uniform selection: their
+# flows carry no information about pi, only solver round-off.
+_IDLE_RTOL = 1e-12
+
+
+# ---- the linear structure ------------------------------------------------------------------
+def own_work(net: MoANetwork) -> np.ndarray:
+    """Seconds of work one prompt puts on its own device: :math:`w_i` (see module docstring)."""
+    s = net.service_time
+    if net.M == 0:
+        return s[PROPOSE].copy()
+    return s[PROPOSE] + (net.M - 1) * s[REFINE] + s[AGGREGATE]
+
+
+def helper_work(net: MoANetwork, layer: int) -> np.ndarray:
+    """Mean seconds of one helper job of ``layer`` (0-based) at each device: layer 1 helpers
+    run ``propose`` jobs, later layers ``refine`` jobs."""
+    return net.service_time[PROPOSE if layer == 0 else REFINE]
+
+
+def load_matrix(net: MoANetwork) -> sp.csr_array:
+    r"""The sparse ``(n, n)`` matrix :math:`A` with :math:`\rho = A\lambda` for the network's
+    own selection rule; ``load_matrix(net) @ net.arrival_rate`` equals ``loads(net)``."""
+    A = sp.diags_array(own_work(net))
+    for m, km in enumerate(net.k):
+        if km:
+            A = A + sp.diags_array(helper_work(net, m)) @ net.inclusion(m).T
+    return sp.csr_array(A)
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """The directed edges ``origin -> helper`` of the gossip graph, in CSR order."""
+
+    origin: np.ndarray
+    helper: np.ndarray
+    n: int
+
+    @classmethod
+    def of(cls, net: MoANetwork) -> _Edges:
+        adj = net.adjacency
+        return cls(np.repeat(np.arange(net.n), np.diff(adj.indptr)), adj.indices.copy(), net.n)
+
+    def incidence(self, ends: np.ndarray, weight: np.ndarray | None = None) -> sp.csr_array:
+        """``(n, edges)`` matrix summing edge values into the device at ``ends``."""
+        count = ends.size
+        values = np.ones(count) if weight is None else weight[ends]
+        return sp.csr_array((values, (ends, np.arange(count))), shape=(self.n, count))
+
+
+# ---- results -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StableRateResult:
+    r"""The optimum of :func:`max_stable_rate`.
+
+    Attributes
+    ----------
+    objective : str
+        One of :data:`OBJECTIVES`.
+    value : float
+        The objective at the optimum: :math:`\theta^*` for ``scale``, prompts/s for ``sum`` and
+        ``min``, :math:`\sum_i \log\lambda_i` (rates in prompts/s) for ``proportional``.
+    rates : ndarray
+        Optimal arrival rate per device, prompts/s.
+    loads : ndarray
+        :math:`\rho_i` per device at the optimum (with the returned selection).
+    load_cap : float
+        ``1 - margin``, the bound every load was held to.
+    binding : tuple of int
+        Devices whose load is at the cap (relative tolerance 1e-6).
+    duals : ndarray
+        :math:`\partial\,\text{value}/\partial c_i` for the load constraints
+        :math:`\rho_i \le c_i`: zero off the bottlenecks. Making device ``i`` faster by a small
+        fraction :math:`\epsilon` (every service time divided by :math:`1+\epsilon`) raises its
+        cap to :math:`(1+\epsilon)c_i`, so it buys about :math:`\epsilon\,c_i\,\text{duals}_i`.
+    selection : tuple of scipy.sparse.csr_array
+        Per-layer inclusion probabilities ``pi[origin, helper]`` (optimal when optimised, the
+        network's own otherwise), as :class:`MoANetwork` ``selection=`` accepts them.
+    selection_optimised : bool
+        Whether the selection was a variable.
+    network : MoANetwork
+        The input network with the optimal rates (and selection, when optimised) plugged in.
+    solver, status : str
+        The solver that ran and its status (``optimal`` or ``optimal_inaccurate``).
+    build_time_s, solve_time_s : float
+        Seconds spent building the program (expressions and cvxpy's compilation to solver
+        form) and solving it.
+    """
+
+    objective: str
+    value: float
+    rates: np.ndarray
+    loads: np.ndarray
+    load_cap: float
+    binding: tuple[int, ...]
+    duals: np.ndarray
+    selection: tuple[sp.csr_array, ...]
+    selection_optimised: bool
+    network: MoANetwork
+    solver: str
+    status: str
+    build_time_s: float
+    solve_time_s: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per device: optimal rate, load, whether it binds, and its dual value."""
+        frame = pd.DataFrame(
+            {"rate_per_s": self.rates, "load": self.loads, "dual": self.duals},
+            index=pd.RangeIndex(self.rates.size, name="device"),
+        )
+        frame["binding"] = frame.index.isin(self.binding)
+        return frame
+
+    def __str__(self) -> str:
+        sel = "optimised" if self.selection_optimised else "given"
+        shown = list(self.binding)[:10]
+        return "\n".join(
+            [
+                repr(self.network),
+                f"objective             : {self.objective} = {self.value:.9g} "
+                f"(selection {sel}; {self.solver}: {self.status})",
+                f"total rate            : {self.rates.sum():.6g} prompts/s "
+                f"[{self.rates.min():.4g}..{self.rates.max():.4g}] per device",
+                f"max load              : {self.loads.max():.6g} (cap {self.load_cap:.6g})",
+                f"binding devices       : {shown}{' ...' if len(self.binding) > 10 else ''}",
+            ]
+        )
+
+
+# ---- input checks --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Bounds:
+    """Validated load cap and per-device rate bounds."""
+
+    cap: float
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @classmethod
+    def of(
+        cls, net: MoANetwork, objective: str, margin: float, rate_lower: Any, rate_upper: Any
+    ) -> _Bounds:
+        if not isinstance(net, MoANetwork):
+            raise ValueError(
+                f"net={type(net).__name__}: not a MoANetwork; build one with "
+                "moa_stability.MoANetwork(...)"
+            )
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective={objective!r}: unknown objective; use one of {OBJECTIVES}")
+        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and 0 <= margin < 1):
+            raise ValueError(
+                f"margin={margin}: must be a number in [0, 1) (loads are held "
+                "at most 1 - margin); pass e.g. margin=0.1"
+            )
+        n = net.n
+        lower = np.zeros(n) if rate_lower is None else per_device_field("rate_lower", rate_lower, n)
+        upper = np.full(n, np.inf) if rate_upper is None else _upper_bounds(rate_upper, n)
+        bad = np.flatnonzero(lower > upper)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"rate_lower[{i}]={lower[i]:.6g} exceeds rate_upper[{i}]="
+                f"{upper[i]:.6g}; make every lower bound <= its upper bound"
+            )
+        if objective == "proportional" and (upper == 0).any():
+            i = int(np.flatnonzero(upper == 0)[0])
+            raise ValueError(
+                f"rate_upper[{i}]=0 makes the proportional objective (sum of log "
+                "rates) -inf; give every device a positive upper bound or use "
+                "objective='sum'"
+            )
+        return cls(1.0 - float(margin), lower, upper)
+
+
+def _upper_bounds(value: Any, n: int) -> np.ndarray:
+    """Like the network's per-device fields, but ``inf`` (no bound) is allowed."""
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"rate_upper={value!r}: not numeric; pass a number or a length-n "
+            "array (inf for no bound)"
+        ) from err
+    free = np.isposinf(arr)
+    return np.where(free, np.inf, per_device_field("rate_upper", np.where(free, 0.0, arr), n))
+
+
+def _lowest_scale(direction: np.ndarray, base: np.ndarray, lower: np.ndarray) -> float:
+    """Smallest theta with ``base + theta * direction >= lower``; ValueError if none."""
+    short = lower - base
+    stuck = np.flatnonzero((direction == 0) & (short > 0))
+    if stuck.size:
+        i = int(stuck[0])
+        raise ValueError(
+            f"device {i} has arrival rate 0, so scaling the rates never meets "
+            f"rate_lower[{i}]={lower[i]:.6g}; drop the lower bound or use "
+            "objective='sum'/'min'"
+        )
+    moving = direction > 0
+    return float(np.max(short[moving] / direction[moving], initial=0.0))
+
+
+def _overload_error(
+    net: MoANetwork, rates: np.ndarray, load: np.ndarray, cap: float, qualifier: str
+) -> ValueError:
+    """Loads only grow with the rates: name the device the lowest admissible rates overload."""
+    i = int(np.argmax(load))
+    own = own_work(net)[i] * rates[i]
+    return ValueError(
+        f"infeasible: at the lowest admissible rates (rate_lower, or the fixed rates of the "
+        f"other devices), {qualifier}device {i} has load {load[i]:.6g} > 1 - margin = "
+        f"{cap:.6g} ({own:.6g} from its own prompts, {load[i] - own:.6g} as a helper); lower "
+        f"those rates or the margin, or speed device {i} up"
+    )
+
+
+# ---- the program ---------------------------------------------------------------------------
+def _rates(
+    objective: str, n: int, direction: np.ndarray, base: np.ndarray, bounds: _Bounds
+) -> tuple[cp.Expression, cp.Expression, list[cp.Constraint]]:
+    """Rates as a cvxpy expression, the objective to maximise, and the rate bounds."""
+    if objective == "scale":
+        theta = cp.Variable(nonneg=True, name="theta")
+        lam = base + theta * direction
+        goal: cp.Expression = theta
+    else:
+        lam = cp.Variable(n, nonneg=True, name="rate")
+        goal = _GOALS[objective](lam)
+    cons = []
+    low = np.flatnonzero(bounds.lower > 0)
+    if low.size:
+        cons.append(lam[low] >= bounds.lower[low])
+    high = np.flatnonzero(np.isfinite(bounds.upper))
+    if high.size:
+        cons.append(lam[high] <= bounds.upper[high])
+    return lam, goal, cons
+
+
+def _flow_loads(
+    net: MoANetwork, edges: _Edges, lam: cp.Expression
+) -> tuple[cp.Expression, list[cp.Variable | None], list[cp.Constraint]]:
+    """Loads with the per-layer edge flows as variables, the flows, and their constraints."""
+    out = edges.incidence(edges.origin)
+    load = cp.multiply(own_work(net), lam)
+    flows: list[cp.Variable | None] = []
+    cons = []
+    origin_rate = out.T @ lam
+    for m, km in enumerate(net.k):
+        if km == 0:
+            flows.append(None)
+            continue
+        x = cp.Variable(edges.origin.size, nonneg=True, name=f"flow{m + 1}")
+        load = load + edges.incidence(edges.helper, helper_work(net, m)) @ x
+        cons += [out @ x == km * lam, x <= origin_rate]
+        flows.append(x)
+    return load, flows, cons
+
+
+def _inclusion(
+    net: MoANetwork, edges: _Edges, layer: int, rates: np.ndarray, flow: np.ndarray | None
+) -> sp.csr_array:
+    r"""``pi = x / lambda_origin`` on the edges, uniform for idle origins, projected back onto
+    :math:`\{0 \le \pi \le 1, \sum_i \pi[j, i] = k_m\}` to remove solver round-off."""
+    n, km, origin = net.n, net.k[layer], edges.origin
+    if flow is None:
+        return sp.csr_array((n, n))
+    deg = net.degrees.astype(float)
+    lam = rates[origin]
+    active = lam > _IDLE_RTOL * rates.max(initial=0.0)
+    pi = np.where(active, np.clip(flow / np.where(active, lam, 1.0), 0.0, 1.0), km / deg[origin])
+    total = np.bincount(origin, weights=pi, minlength=n)
+    # Too much: shrink the row. Too little: fill each entry's headroom 1 - pi in proportion.
+    # Both stay inside [0, 1] because k_m <= degree.
+    over = total > km
+    shrink = km / np.where(over, total, 1.0)
+    fill = np.where(over, 0.0, (km - total) / np.maximum(deg - total, 1e-300))
+    pi = np.where(over[origin], pi * shrink[origin], pi + (1.0 - pi) * fill[origin])
+    return sp.csr_array((pi, (origin, edges.helper)), shape=(n, n))
+
+
+@dataclass
+class _Program:
+    """The convex program of one network, with handles on what the result needs."""
+
+    problem: cp.Problem
+    rates: cp.Expression
+    goal: cp.Expression
+    capacity: cp.Constraint
+    flows: list[cp.Variable | None]
+    edges: _Edges | None
+    floor: np.ndarray
+
+
+def _program(
+    net: MoANetwork,
+    objective: str,
+    bounds: _Bounds,
+    optimise_selection: bool,
+    direction: np.ndarray,
+    base: np.ndarray,
+) -> _Program:
+    """Rates are ``base + theta * direction`` for ``scale``, free variables otherwise."""
+    if objective == "scale":
+        if not direction.any():
+            raise ValueError(
+                "every arrival rate is 0, so objective='scale' has no direction "
+                "to scale; give the devices positive rates or use objective='sum'"
+            )
+        floor = base + _lowest_scale(direction, base, bounds.lower) * direction
+    else:
+        floor = bounds.lower
+    lam, goal, cons = _rates(objective, net.n, direction, base, bounds)
+    # Loads only grow with the rates, so the lowest admissible rates must already fit.
+    if optimise_selection and net.M:
+        _check_fits(net, floor, own_work(net) * floor, bounds.cap, "whatever the selection, ")
+        edges: _Edges | None = _Edges.of(net)
+        load, flows, flow_cons = _flow_loads(net, edges, lam)
+        cons += flow_cons
+    else:
+        A = load_matrix(net)
+        _check_fits(net, floor, A @ floor, bounds.cap, "")
+        edges, load, flows = None, A @ lam, []
+    capacity = load <= bounds.cap
+    problem = cp.Problem(cp.Maximize(goal), [capacity, *cons])
+    return _Program(problem, lam, goal, capacity, flows, edges, floor)
+
+
+@cache
+def _silence_highs_banner() -> None:
+    """highspy prints its banner on a process's first ``Highs()``, whatever the options
+    (HiGHS issue 1932): build that first instance with the stdout descriptor on /dev/null."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _run_solver(problem: cp.Problem, name: str) -> None:
+    if name == "HIGHS":
+        _silence_highs_banner()
+    problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
+
+
+def _solve(
+    net: MoANetwork,
+    objective: str,
+    bounds: _Bounds,
+    optimise_selection: bool,
+    solver: str | None,
+    direction: np.ndarray,
+    base: np.ndarray,
+) -> StableRateResult:
+    start = time.perf_counter()
+    prog = _program(net, objective, bounds, optimise_selection, direction, base)
+    built = time.perf_counter()
+    name = (solver or _DEFAULT_SOLVER[objective]).upper()
+    _run_solver(prog.problem, name)
+    compile_s = prog.problem.compilation_time or 0.0
+    solve_s = time.perf_counter() - built - compile_s
+    status = prog.problem.status
+    if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        raise _status_error(net, status, prog, bounds.cap, name)
+    rates = np.clip(
+        np.asarray(prog.rates.value, dtype=float).reshape(net.n), bounds.lower, bounds.upper
+    )
+    if prog.edges is not None:
+        selection = tuple(
+            _inclusion(net, prog.edges, m, rates, None if x is None else x.value)
+            for m, x in enumerate(prog.flows)
+        )
+        optimum = net.replace(arrival_rate=rates, selection=selection)
+    else:
+        optimum = net.replace(arrival_rate=rates)
+        selection = tuple(optimum.inclusion(m) for m in range(net.M))
+    rho = loads(optimum)
+    # The objective at the returned rates, which are clipped to their bounds.
+    value = prog.goal.value if objective == "scale" else _GOALS[objective](rates).value
+    return StableRateResult(
+        objective=objective,
+        value=float(value),
+        rates=rates,
+        loads=rho,
+        load_cap=bounds.cap,
+        binding=tuple(int(i) for i in np.flatnonzero(rho >= bounds.cap * (1 - _BINDING_RTOL))),
+        duals=np.maximum(np.asarray(prog.capacity.dual_value, dtype=float).reshape(net.n), 0.0),
+        selection=selection,
+        selection_optimised=prog.edges is not None,
+        network=optimum,
+        solver=name,
+        status=status,
+        build_time_s=built - start + compile_s,
+        solve_time_s=solve_s,
+    )
+
+
+def _check_fits(
+    net: MoANetwork, rates: np.ndarray, load: np.ndarray, cap: float, qualifier: str
+) -> None:
+    if (load > cap).any():
+        raise _overload_error(net, rates, load, cap, qualifier)
+
+
+def _status_error(
+    net: MoANetwork, status: str, prog: _Program, cap: float, solver: str
+) -> ValueError:
+    if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) and prog.edges is not None:
+        best = _least_peak_load(net, prog.edges, prog.floor)
+        if best.max() > cap:
+            return _overload_error(net, prog.floor, best, cap, "even with the best selection, ")
+    return ValueError(
+        f"the {solver} solve ended with status {status!r} for {net!r}; check the "
+        "rate bounds and margin, or try another solver= (e.g. 'CLARABEL')"
+    )
+
+
+def _least_peak_load(net: MoANetwork, edges: _Edges, rates: np.ndarray) -> np.ndarray:
+    """Loads at ``rates`` under the selection that minimises the largest load."""
+    load, _, cons = _flow_loads(net, edges, rates)
+    _run_solver(cp.Problem(cp.Minimize(cp.max(load)), cons), "HIGHS")
+    return np.asarray(load.value, dtype=float)
+
+
+# ---- public API ----------------------------------------------------------------------------
+def max_stable_rate(
+    net: MoANetwork,
+    objective: str = "scale",
+    optimise_selection: bool = False,
+    margin: float = 0.0,
+    rate_upper: Any = None,
+    rate_lower: Any = None,
+    solver: str | None = None,
+) -> StableRateResult:
+    r"""Largest arrival rates that keep every device's load at most ``1 - margin``.
+
+    Solves :math:`\max f(\lambda)` subject to :math:`\rho_i(\lambda, \pi) \le 1 - \text{margin}`
+    for every device and :math:`\ell \le \lambda \le u`, with
+
+    * ``scale``: :math:`\lambda = \theta\lambda^{\text{given}}`, :math:`f = \theta`; for a fixed
+      selection :math:`\theta^* = (1-\text{margin})/\max_i\rho_i(\lambda^{\text{given}})`,
+    * ``sum``: :math:`f = \sum_i \lambda_i` (largest total throughput),
+    * ``min``: :math:`f = \min_i \lambda_i` (max-min fair at its first level: the smallest
+      rate as large as possible, the others anywhere that fits),
+    * ``proportional``: :math:`f = \sum_i \log\lambda_i` (proportionally fair).
+
+    With ``optimise_selection`` the inclusion probabilities :math:`\pi_m` are variables too,
+    through the edge flows :math:`x_m[j,i] = \lambda_j\pi_m[j,i]` (module docstring), so the
+    program stays linear (conic for ``proportional``).
+
+    The optimum lies on the boundary of the stable region: with ``margin = 0`` the binding
+    devices sit at load 1, which no queue survives. Operate below it, or pass ``margin > 0``.
+
+    Parameters
+    ----------
+    net : MoANetwork
+        The network; its ``arrival_rate`` is the direction for ``scale``.
+    objective : {"scale", "sum", "min", "proportional"}
+    optimise_selection : bool
+        Optimise the per-layer inclusion probabilities on the gossip graph's edges.
+    margin : float
+        Loads are held at most ``1 - margin``; ``0 <= margin < 1``.
+    rate_upper, rate_lower : float or array_like, optional
+        Per-device bounds on the rates in prompts/s (scalar or length ``n``).
+    solver : str, optional
+        A cvxpy solver name; default HiGHS for the LPs, Clarabel for ``proportional``.
+
+    Returns
+    -------
+    StableRateResult
+
+    Raises
+    ------
+    ValueError
+        On bad input, and when no rates fit (naming the overloaded device and why).
+
+    Examples
+    --------
+    >>> from moa_stability import MoANetwork
+    >>> net = MoANetwork(n=4, M=2, k=2, arrival_rate=1.0, service_time=[1, 1, 1, 4])
+    >>> round(max_stable_rate(net).value, 12), round(max_stable_rate(
+    ...     net, optimise_selection=True).value, 12)
+    (0.035714285714, 0.083333333333)
+    """
+    bounds = _Bounds.of(net, objective, margin, rate_lower, rate_upper)
+    return _solve(
+        net,
+        objective,
+        bounds,
+        optimise_selection,
+        solver,
+        direction=np.asarray(net.arrival_rate),
+        base=np.zeros(net.n),
+    )
+
+
+def capacity_region(
+    net: MoANetwork,
+    devices: tuple[int, int] = (0, 1),
+    optimise_selection: bool = False,
+    n_angles: int = 33,
+    margin: float = 0.0,
+    solver: str | None = None,
+) -> pd.DataFrame:
+    r"""Boundary of the stable region in the plane of two devices' rates, others fixed.
+
+    For angles :math:`\phi_t` evenly spaced in :math:`[0, \pi/2]` it finds the largest
+    :math:`r` such that rates :math:`(r\cos\phi_t, r\sin\phi_t)` at ``devices`` (every other
+    device at its given rate) keep all loads at most ``1 - margin`` — with the network's own
+    selection, or the best selection for that point when ``optimise_selection``. The region is
+    convex (a polygon for a fixed selection), so the points trace its outer boundary.
+
+    Parameters
+    ----------
+    net : MoANetwork
+    devices : (int, int)
+        The two devices whose rates span the plane, ``a`` then ``b``.
+    optimise_selection : bool
+    n_angles : int
+        Number of boundary points, ``>= 2`` (both axes included).
+    margin : float
+        As in :func:`max_stable_rate`.
+    solver : str, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per angle: ``angle_rad``, ``rate_a_per_s``, ``rate_b_per_s`` (the boundary
+        point), ``binding`` (devices at the cap there) and ``selection`` (``"optimised"`` or
+        ``"given"``); ``attrs["devices"]`` holds ``(a, b)``. Concatenate the frames of both
+        selections to plot them together.
+    """
+    a, b = _two_devices(net, devices)
+    if isinstance(n_angles, bool) or not isinstance(n_angles, (int, np.integer)) or n_angles < 2:
+        raise ValueError(f"n_angles={n_angles}: need an integer >= 2 (both axes are included)")
+    bounds = _Bounds.of(net, "scale", margin, None, None)
+    base = np.array(net.arrival_rate, dtype=float)
+    base[[a, b]] = 0.0
+    rows = []
+    for phi in np.linspace(0.0, np.pi / 2, n_angles):
+        direction = np.zeros(net.n)
+        direction[[a, b]] = np.cos(phi), np.sin(phi)
+        res = _solve(net, "scale", bounds, optimise_selection, solver, direction, base)
+        rows.append((phi, res.rates[a], res.rates[b], res.binding))
+    frame = pd.DataFrame(rows, columns=["angle_rad", "rate_a_per_s", "rate_b_per_s", "binding"])
+    frame["selection"] = "optimised" if optimise_selection and net.M else "given"
+    frame.attrs["devices"] = (a, b)
+    return frame
+
+
+def _two_devices(net: MoANetwork, devices: Any) -> tuple[int, int]:
+    try:
+        a, b = (int(d) for d in devices)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"devices={devices!r}: give two device indices, e.g. (0, 1)") from err
+    if a == b or not (0 <= a < net.n and 0 <= b < net.n):
+        raise ValueError(f"devices={devices!r}: need two different devices in 0..{net.n - 1}")
+    return a, b
+
+
+# ---- command line --------------------------------------------------------------------------
+def add_cli(subparsers: Any) -> None:
+    """Register ``moa-stability optimize`` on an argparse subparsers object."""
+    from ..cli import add_network_arguments
+
+    p = subparsers.add_parser("optimize", help="maximal stable arrival rates (and selection)")
+    add_network_arguments(p)
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="scale",
+        help="scale the given rates (default), or maximise the sum, the minimum or "
+        "the sum of logs of the rates",
+    )
+    p.add_argument(
+        "--optimise-selection",
+        "--optimize-selection",
+        action="store_true",
+        help="also choose the proposer inclusion probabilities",
+    )
+    p.add_argument("--margin", type=float, default=0.0, help="hold loads at most 1 - margin")
+    p.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
+    p.set_defaults(func=_cli_optimize)
+
+
+def _cli_optimize(args: argparse.Namespace) -> int:
+    from ..cli import network_from_args, write_table
+
+    res = max_stable_rate(
+        network_from_args(args),
+        objective=args.objective,
+        optimise_selection=args.optimise_selection,
+        margin=args.margin,
+    )
+    print(res)
+    if args.out is not None:
+        write_table(res.to_frame(), args.out)
+    return 0

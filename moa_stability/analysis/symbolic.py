@@ -1,0 +1,296 @@
+r"""Symbolic derivations (sympy): traffic equations, loads, stability conditions, slotted drift.
+
+Each function derives its result from first principles rather than typing it in, and returns a
+:class:`Derivation` that prints as LaTeX in a notebook:
+
+* :func:`symmetric_network` — the paper's setting in symbols :math:`n, k, M, \lambda, \alpha`:
+  the chance a device is among the :math:`k` helpers, :math:`\binom{n-2}{k-1}/\binom{n-1}{k}
+  = k/(n-1)`, the per-device job rate :math:`\lambda((k+1)M+1)` and Theorem 1.
+* :func:`symmetric_network_by_type` — the same with per-type means
+  :math:`\alpha_p, \alpha_r, \alpha_a`: the type-aware condition.
+* :func:`device_loads` — one expression per device of a concrete :class:`MoANetwork`;
+  :func:`load_function` lambdifies them.
+* :func:`slotted_queue` — the single slotted queue: quadratic Lyapunov drift, Foster's
+  condition, the drift threshold and the stationary law from the balance equations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import sympy as sp
+
+from ..model.network import JOB_TYPES, MoANetwork
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Named sympy results of one derivation, in the order they were derived."""
+
+    title: str
+    results: dict[str, sp.Basic]
+
+    def __getitem__(self, name: str) -> sp.Basic:
+        return self.results[name]
+
+    def to_latex(self) -> dict[str, str]:
+        """Each result as a LaTeX string."""
+        return {name: sp.latex(expr) for name, expr in self.results.items()}
+
+    def _repr_latex_(self) -> str:
+        rows = [
+            rf"\text{{{name.replace('_', ' ')}}} &: {tex}" for name, tex in self.to_latex().items()
+        ]
+        return r"$\begin{aligned}" + r"\\ ".join(rows) + r"\end{aligned}$"
+
+    def __str__(self) -> str:
+        width = max(map(len, self.results))
+        lines = [self.title] + [
+            f"  {name:<{width}} : {expr}" for name, expr in self.results.items()
+        ]
+        return "\n".join(lines)
+
+
+def _symmetric_symbols() -> tuple[sp.Symbol, ...]:
+    n, k, M = sp.symbols("n k M", positive=True, integer=True)
+    lam, alpha = sp.symbols("lambda alpha", positive=True)
+    return n, k, M, lam, alpha
+
+
+def _per_layer_rates(n: sp.Symbol, k: sp.Symbol, lam: sp.Symbol) -> dict[str, sp.Basic]:
+    """Own and helper job rates per layer at one device of the symmetric network."""
+    # A given other origin picks k of its n-1 neighbours; the k-subsets containing a given
+    # device number C(n-2, k-1) of the C(n-1, k).
+    chosen_raw = sp.binomial(n - 2, k - 1) / sp.binomial(n - 1, k)
+    chosen = sp.combsimp(chosen_raw)
+    return {
+        "P_chosen_raw": chosen_raw,
+        "P_chosen": chosen,
+        "own_rate_per_layer": lam,
+        "helper_rate_per_layer": sp.simplify((n - 1) * lam * chosen),
+    }
+
+
+def symmetric_network() -> Derivation:
+    r"""Theorem 1 of the paper, derived: per-device job rate and the stability condition.
+
+    A device runs its own prompts in each of the :math:`M` layers and once more to aggregate
+    (:math:`(M+1)\lambda`), and helps each of the other :math:`n-1` origins in each layer with
+    probability :math:`\binom{n-2}{k-1}/\binom{n-1}{k}`.
+
+    Returns
+    -------
+    Derivation
+        ``P_chosen`` (:math:`k/(n-1)`), ``helper_rate_per_layer`` (:math:`k\lambda`),
+        ``job_rate`` (:math:`\lambda((k+1)M+1)`), ``load``, ``condition``, ``threshold_rate``.
+    """
+    n, k, M, lam, alpha = _symmetric_symbols()
+    layer = _per_layer_rates(n, k, lam)
+    rate = sp.factor(M * (layer["own_rate_per_layer"] + layer["helper_rate_per_layer"]) + lam)
+    load = alpha * rate
+    results = {
+        **layer,
+        "job_rate": rate,
+        "load": load,
+        "condition": sp.StrictLessThan(load, 1),
+        "threshold_rate": sp.solve(sp.Eq(load, 1), lam)[0],
+    }
+    return Derivation("Symmetric network (paper's Theorem 1)", results)
+
+
+def symmetric_network_by_type() -> Derivation:
+    r"""The type-aware condition: propose, refine and aggregate jobs with their own means.
+
+    Per device: propose jobs :math:`(k+1)\lambda` (layer 1), refine jobs :math:`(k+1)(M-1)
+    \lambda` (layers :math:`2..M`), aggregate jobs :math:`\lambda`, for :math:`M \ge 1`, so
+
+    .. math:: \rho = \lambda\big((k+1)\alpha_p + (k+1)(M-1)\alpha_r + \alpha_a\big) < 1.
+    """
+    n, k, M, lam, _ = _symmetric_symbols()
+    a_p, a_r, a_a = sp.symbols("alpha_p alpha_r alpha_a", positive=True)
+    layer = _per_layer_rates(n, k, lam)
+    per_layer = sp.simplify(layer["own_rate_per_layer"] + layer["helper_rate_per_layer"])
+    rates = {
+        "propose_rate": per_layer,
+        "refine_rate": sp.factor((M - 1) * per_layer),
+        "aggregate_rate": lam,
+    }
+    means = {"propose_rate": a_p, "refine_rate": a_r, "aggregate_rate": a_a}
+    load = lam * sum(sp.factor(rates[c] / lam) * a for c, a in means.items())
+    results = {
+        **rates,
+        "load": load,
+        "condition": sp.StrictLessThan(load, 1),
+        "threshold_rate": 1 / sp.cancel(load / lam),
+    }
+    return Derivation("Symmetric network, type-aware service times", results)
+
+
+def _inclusion_entries(net: MoANetwork, layer: int) -> list[dict[int, sp.Basic]]:
+    """Column view of pi for ``layer``: for each helper i, {origin j: pi[j, i]} exactly."""
+    columns: list[dict[int, sp.Basic]] = [{} for _ in range(net.n)]
+    adj = net.adjacency
+    pi = net.selection[layer] if net.selection is not None else None
+    for j in range(net.n):
+        lo, hi = adj.indptr[j], adj.indptr[j + 1]
+        for i in adj.indices[lo:hi]:
+            if pi is None:  # uniform: exact rational k_m / deg(j)
+                columns[i][j] = sp.Rational(net.k[layer], int(net.degrees[j]))
+            elif pi[j, i] != 0:
+                columns[i][j] = sp.nsimplify(float(pi[j, i]), rational=True)
+    return columns
+
+
+def device_loads(
+    net: MoANetwork, symbolic_rates: bool = True, symbolic_service: bool = True
+) -> tuple[list[sp.Basic], dict[str, object]]:
+    r"""One load expression per device of a concrete network, from the traffic equations.
+
+    Parameters
+    ----------
+    net : MoANetwork
+        The network; its graph and selection enter as exact rationals.
+    symbolic_rates, symbolic_service : bool
+        Use symbols :math:`\lambda_i` and :math:`S_{c,i}` (else the network's numbers).
+
+    Returns
+    -------
+    loads : list of sympy expressions
+        :math:`\rho_i = \sum_c r_{i,c} S_{c,i}`.
+    symbols : dict
+        ``"rates"``: the :math:`\lambda_i` symbols and ``"service"``: an ``(3, n)`` nested list
+        of :math:`S_{c,i}` symbols (only those that are symbolic).
+    """
+    n = net.n
+    lam = (
+        list(sp.symbols(f"lambda_0:{n}", nonnegative=True))
+        if symbolic_rates
+        else [sp.nsimplify(float(x), rational=True) for x in net.arrival_rate]
+    )
+    service = [
+        [
+            sp.Symbol(f"S_{c}_{i}", positive=True)
+            if symbolic_service
+            else sp.nsimplify(float(net.service_time[t, i]), rational=True)
+            for i in range(n)
+        ]
+        for t, c in enumerate(JOB_TYPES)
+    ]
+    per_layer = []
+    for m in range(net.M):
+        cols = _inclusion_entries(net, m)
+        per_layer.append(
+            [
+                lam[i] + sum((p * lam[j] for j, p in cols[i].items()), sp.Integer(0))
+                for i in range(n)
+            ]
+        )
+    expressions = []
+    for i in range(n):
+        propose = per_layer[0][i] if net.M else lam[i]
+        refine = sum((per_layer[m][i] for m in range(1, net.M)), sp.Integer(0))
+        aggregate = lam[i] if net.M else sp.Integer(0)
+        expressions.append(
+            sp.expand(propose * service[0][i] + refine * service[1][i] + aggregate * service[2][i])
+        )
+    symbols = {
+        "rates": lam if symbolic_rates else [],
+        "service": service if symbolic_service else [],
+    }
+    return expressions, symbols
+
+
+def load_function(net: MoANetwork) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``f(arrival_rate, service_time)`` -> per-device loads, lambdified from
+    :func:`device_loads` (``arrival_rate`` of shape ``(n,)``, ``service_time`` ``(3, n)``)."""
+    expressions, symbols = device_loads(net)
+    flat_service = [s for row in symbols["service"] for s in row]
+    f = sp.lambdify([symbols["rates"], flat_service], expressions, modules="numpy")
+
+    def loads(arrival_rate: np.ndarray, service_time: np.ndarray) -> np.ndarray:
+        rate = np.broadcast_to(np.asarray(arrival_rate, dtype=float), (net.n,))
+        times = np.broadcast_to(np.asarray(service_time, dtype=float), (3, net.n))
+        return np.asarray(f(list(rate), list(times.ravel())), dtype=float)
+
+    return loads
+
+
+def slotted_queue() -> Derivation:
+    r"""The single slotted queue of docs/model.md section 3, derived.
+
+    Per slot, service completes with probability :math:`q` (if the queue is non-empty), then a
+    job arrives with probability :math:`p`: :math:`Q' = \max(Q - S, 0) + A`. For
+    :math:`Q \ge 1` the quadratic Lyapunov drift
+    :math:`E[Q'^2 - Q^2 \mid Q]/2 = Q(p - q) + (p + q - 2pq)/2` is negative outside a finite
+    set iff :math:`p < q` (Foster). The chain is birth-death; the cut equations
+    :math:`\pi_0 p = \pi_1 q(1-p)` and :math:`\pi_j p(1-q) = \pi_{j+1} q(1-p)` give
+    :math:`\pi_0 = 1 - p/q` and :math:`E[Q] = p(1-p)/(q-p)`.
+    """
+    p, q = sp.symbols("p q", positive=True)
+    Q = sp.Symbol("Q", positive=True, integer=True)
+    outcomes = [(a, s) for a in (0, 1) for s in (0, 1)]
+    prob = {(a, s): (p if a else 1 - p) * (q if s else 1 - q) for a, s in outcomes}
+    drift = sp.factor_terms(
+        sp.expand(sum(prob[a, s] * ((Q - s + a) ** 2 - Q**2) / 2 for a, s in outcomes))
+    )
+    drift = sp.collect(sp.expand(drift), Q)
+    slope = sp.expand(drift).coeff(Q, 1)
+    threshold = sp.solve(sp.Eq(drift, 0), Q)[0]
+
+    pi0, pi1 = sp.symbols("pi_0 pi_1", positive=True)
+    j = sp.Symbol("j", integer=True, nonnegative=True)
+    first = sp.solve(sp.Eq(pi0 * p, pi1 * q * (1 - p)), pi1)[0]
+    ratio = sp.simplify(p * (1 - q) / (q * (1 - p)))
+    r = sp.Symbol("r", positive=True)
+
+    def geometric_sum(term: sp.Basic) -> sp.Basic:
+        # sympy returns Piecewise((closed form, r < 1), (Sum, True)); stability means r < 1.
+        total = sp.summation(term, (j, 1, sp.oo))
+        return sp.piecewise_fold(total).args[0][0]
+
+    mass = pi0 + geometric_sum(first * r ** (j - 1))
+    pi0_value = sp.solve(sp.Eq(mass.subs(r, ratio), 1), pi0)[0]
+    mean = geometric_sum(j * first * r ** (j - 1)).subs(r, ratio).subs(pi0, pi0_value)
+    results = {
+        "drift": drift,
+        "drift_slope": slope,
+        "foster_condition": sp.StrictLessThan(p, q),
+        "drift_threshold": sp.factor(threshold),
+        "P_empty": sp.simplify(pi0_value),
+        "mean_queue": sp.factor(sp.simplify(mean)),
+    }
+    return Derivation("Slotted Geo/Geo/1 queue", results)
+
+
+def slotted_mean_queue(p: float, q: float) -> float:
+    """Stationary mean of the slotted queue, from :func:`slotted_queue`'s derived expression."""
+    return _slotted_lambdas()["mean_queue"](p, q)
+
+
+def slotted_empty_probability(p: float, q: float) -> float:
+    """Stationary ``P(Q = 0)`` of the slotted queue, from the derived expression."""
+    return _slotted_lambdas()["P_empty"](p, q)
+
+
+@cache
+def _slotted_lambdas() -> dict[str, Callable[[float, float], float]]:
+    d = slotted_queue()
+    p, q = sp.symbols("p q", positive=True)
+    return {
+        name: sp.lambdify((p, q), d[name], modules="math") for name in ("mean_queue", "P_empty")
+    }
+
+
+__all__ = [
+    "Derivation",
+    "device_loads",
+    "load_function",
+    "slotted_empty_probability",
+    "slotted_mean_queue",
+    "slotted_queue",
+    "symmetric_network",
+    "symmetric_network_by_type",
+]

@@ -1,0 +1,1 @@
+"""Orchestration: parameter sweeps on Dask and the cross-check of every method."""

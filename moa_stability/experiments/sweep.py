@@ -1,0 +1,642 @@
+r"""Parameter sweeps: a grid of networks times seeds, each point a simulation, on Dask.
+
+A sweep evaluates a point function at every element of the cartesian product
+
+.. math::
+
+    \mathcal G = V_1 \times V_2 \times \dots \times V_d \times \mathcal S,
+
+where :math:`V_f` are the values listed for grid field :math:`f` (network fields such as the
+per-device rate, ``M``, ``k``, ``n``, or simulator keywords such as the horizon) and
+:math:`\mathcal S` the seeds, so it has :math:`|\mathcal S| \prod_f |V_f|` rows. Rows sharing
+the grid values and differing in the seed are independent replications: confidence intervals
+come from grouping over ``seed``.
+
+Points run as Dask futures, on a local cluster by default or on an existing scheduler to scale
+out across machines. Each finished point is written to an on-disk cache at once, atomically
+(a temporary file, then ``os.replace``), under a hash of its normalised parameters, so a sweep
+killed midway resumes without recomputing finished points and without corrupt entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import itertools
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..model.loads import loads, max_uniform_scale
+from ..model.network import JOB_TYPES, MoANetwork, paper_network
+
+NETWORK_FIELDS: tuple[str, ...] = ("n", "M", "k", "arrival_rate", "service_time", "topology")
+"""Grid fields that change the network (the other :class:`MoANetwork` fields come from base)."""
+
+RATE_FIELDS: tuple[str, ...] = ("scale", "load")
+"""Grid fields that rescale the arrival rates after the network is built: ``scale`` multiplies
+them by a factor, ``load`` sets them so that the busiest device has :math:`\\max_i\\rho_i`
+equal to the value."""
+
+PointFunction = Callable[..., Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid element and seed, ready to evaluate: ``point(network, seed, **options)``."""
+
+    params: dict[str, Any]
+    seed: int
+    network: MoANetwork = field(repr=False)
+    options: dict[str, Any]
+    key: str
+
+
+def simulate_point(net: MoANetwork, seed: int, **options: Any) -> dict[str, Any]:
+    r"""The default point: :func:`moa_stability.simulation.simulate` summarised in scalars.
+
+    Returns ``verdict``; the time-average jobs at the busiest device and over devices
+    (``mean_queue_max`` with its 95% CI half-width ``mean_queue_max_ci``, ``mean_queue_mean``);
+    ``latency_mean_s`` (with ``latency_ci_s``) and ``latency_p95_s``; ``utilisation_max``;
+    the growth of the total jobs in the system ``growth_slope_per_s`` (with
+    ``growth_slope_ci_per_s``); ``inferences``; ``cap_hit_s`` (when the job cap stopped the
+    run, NaN if never) and the exact ``max_load`` :math:`\max_i \rho_i`.
+    """
+    from ..simulation.simulate import simulate
+
+    r = simulate(net, seed=seed, **options)
+    busiest = int(np.argmax(r.mean_queue))
+    return {
+        "verdict": r.verdict,
+        "mean_queue_max": float(r.mean_queue[busiest]),
+        "mean_queue_max_ci": float(r.mean_queue_ci[busiest]),
+        "mean_queue_mean": float(np.mean(r.mean_queue)),
+        "latency_mean_s": float(r.latency_mean),
+        "latency_ci_s": float(r.latency_ci),
+        "latency_p95_s": float(r.latency_p95),
+        "utilisation_max": float(np.max(r.utilisation)),
+        "growth_slope_per_s": float(r.growth_slope),
+        "growth_slope_ci_per_s": float(r.growth_slope_ci),
+        "inferences": int(r.inferences),
+        "cap_hit_s": float("nan") if r.cap_hit_time is None else float(r.cap_hit_time),
+        "max_load": float(loads(net).max()),
+    }
+
+
+# ---- grid -> points --------------------------------------------------------------------------
+def _option_names(point: PointFunction) -> set[str] | None:
+    """Keywords ``point`` accepts after ``(network, seed)``; ``None`` when it takes any."""
+    target = point
+    if point is simulate_point:
+        from ..simulation.simulate import simulate
+
+        target = simulate
+    params = list(inspect.signature(target).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.name != "seed" and p.kind is not p.VAR_POSITIONAL}
+
+
+def _check_grid(
+    grid: Mapping[str, Any], options: set[str] | None, fixed: Mapping[str, Any]
+) -> dict[str, list[Any]]:
+    """Each grid field as a non-empty list of values, after checking every name."""
+    network = set(NETWORK_FIELDS + RATE_FIELDS)
+    misplaced = sorted(network & set(fixed))
+    if misplaced:
+        raise ValueError(
+            f"{misplaced} are network fields, not point keywords; set "
+            "them in base or list them in the grid"
+        )
+    unknown = [f for f in [*grid, *fixed] if options is not None and f not in network | options]
+    if unknown:
+        valid = sorted(network) + sorted(options or ())
+        raise ValueError(f"unknown field(s) {unknown}; valid names are {valid}")
+    if all(f in grid for f in RATE_FIELDS):
+        raise ValueError("grid has both 'scale' and 'load'; keep one of them")
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise ValueError(f"{both} given both in the grid and as keyword(s); keep one")
+    axes = {}
+    for name, values in grid.items():
+        axis = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
+        if not axis:
+            raise ValueError(f"grid[{name!r}] is empty; list at least one value")
+        axes[name] = axis
+    return axes
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds}: need at least one; pass a count >= 1 or a list")
+        return list(range(int(seeds)))
+    try:
+        values = list(seeds)
+    except TypeError as err:
+        raise ValueError(f"seeds={seeds!r}: pass a count >= 1 or a list of integers") from err
+    if not values or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in values):
+        raise ValueError(f"seeds={values}: pass a count >= 1 or a list of integers >= 0")
+    if len(set(values)) < len(values):
+        raise ValueError(f"seeds={values}: repeated seeds repeat the same run; drop duplicates")
+    return [int(s) for s in values]
+
+
+def _uniform(value: Any) -> Any:
+    """A scalar when every entry is equal, so the field survives a change of ``n`` or ``M``."""
+    value = np.asarray(value)
+    if value.size == 0:
+        return 0
+    return value.flat[0].item() if np.all(value == value.flat[0]) else value
+
+
+def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
+    if base is None:
+        base = paper_network()
+    if isinstance(base, Mapping):
+        return dict(base)
+    if not isinstance(base, MoANetwork):
+        raise ValueError(f"base={base!r}: pass a MoANetwork or a dict of its fields")
+    service = _uniform(base.service_time)
+    if np.ndim(service):
+        service = dict(zip(JOB_TYPES, map(_uniform, base.service_time), strict=True))
+    return {
+        "n": base.n,
+        "M": base.M,
+        "k": _uniform(base.k),
+        "arrival_rate": _uniform(base.arrival_rate),
+        "service_time": service,
+        "topology": base.topology,
+        "selection": base.selection,
+    }
+
+
+def _network(base: Mapping[str, Any], params: Mapping[str, Any]) -> MoANetwork:
+    net = MoANetwork(**{**base, **{f: v for f, v in params.items() if f in NETWORK_FIELDS}})
+    if "scale" in params:
+        net = net.scaled(params["scale"])
+    if "load" in params:
+        theta = max_uniform_scale(net)
+        if np.isinf(theta):
+            raise ValueError(
+                "grid 'load' rescales the arrival rates, but the network "
+                "carries no load; give a positive arrival_rate"
+            )
+        net = net.scaled(params["load"] * theta)
+    return net
+
+
+def _plain(value: Any, name: str) -> Any:
+    """``value`` as JSON types (numpy scalars and arrays, tuples -> lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{name}.{k}") for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist(), name)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, name) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ValueError(
+        f"{name}={value!r} is not a plain value; pass numbers, strings or "
+        "lists of them so the point can be cached and shipped to workers"
+    )
+
+
+def point_key(net: MoANetwork, seed: int, options: Mapping[str, Any], point: PointFunction) -> str:
+    """Stable hash of a point: SHA-256 of sorted JSON of the normalised network, the options,
+    the seed, the point function's qualified name and the toolkit version."""
+    from .. import __version__
+
+    material = {
+        "network": net.to_dict(),
+        "options": _plain(options, "options"),
+        "seed": seed,
+        "point": f"{point.__module__}.{point.__qualname__}",
+        "version": __version__,
+    }
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sweep_points(
+    grid: Mapping[str, Any],
+    seeds: int | Sequence[int] = 1,
+    point: PointFunction = simulate_point,
+    base: MoANetwork | Mapping[str, Any] | None = None,
+    **options: Any,
+) -> list[SweepPoint]:
+    """The validated points of a sweep in row order (grid order, seeds innermost)."""
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"grid={grid!r}: pass a mapping field -> list of values")
+    axes = _check_grid(grid, _option_names(point), options)
+    fields, seed_list = _base_fields(base), _seed_list(seeds)
+    points = []
+    for values in itertools.product(*axes.values()):
+        params = dict(zip(axes, values, strict=True))
+        net = _network(fields, params)
+        opts = {
+            **options,
+            **{f: v for f, v in params.items() if f not in NETWORK_FIELDS + RATE_FIELDS},
+        }
+        for seed in seed_list:
+            points.append(SweepPoint(params, seed, net, opts, point_key(net, seed, opts, point)))
+    return points
+
+
+# ---- cache -----------------------------------------------------------------------------------
+class ResultCache:
+    """One JSON file per finished point, ``<key>.json``, written atomically.
+
+    A reader sees either no file or a complete one: the entry goes to a temporary file in the
+    same directory, is flushed to disk, and is renamed over the final name (``os.replace`` is
+    atomic on POSIX and Windows). Leftover ``.tmp`` files from a kill are never read.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"cache={self.directory}: is a file; pass a directory path")
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def load_all(self, keys: set[str]) -> dict[str, dict[str, Any]]:
+        """The stored results among ``keys``."""
+        return {
+            key: json.loads(self.path(key).read_text())["result"]
+            for key in keys
+            if self.path(key).is_file()
+        }
+
+    def store(self, point: SweepPoint, result: Mapping[str, Any]) -> None:
+        entry = {
+            "params": _plain(point.params, "params"),
+            "seed": point.seed,
+            "network": point.network.to_dict(),
+            "result": result,
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{point.key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(entry, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path(point.key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+# ---- execution -------------------------------------------------------------------------------
+def _evaluate(
+    point: PointFunction, net: MoANetwork, seed: int, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run one point; the JSON round trip makes fresh and cached results identical."""
+    result = point(net, seed, **options)
+    if not isinstance(result, Mapping):
+        raise ValueError(
+            f"point returned {type(result).__name__}; it must return a "
+            "mapping of summary names to numbers or strings"
+        )
+    return json.loads(json.dumps(_plain(result, "result")))
+
+
+def _run_serial(
+    todo: Sequence[SweepPoint],
+    point: PointFunction,
+    done: Callable[[SweepPoint, dict[str, Any]], None],
+) -> None:
+    for p in todo:
+        done(p, _evaluate(point, p.network, p.seed, p.options))
+
+
+@contextmanager
+def _dask_client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
+    """A ``distributed.Client``: a fresh local cluster (closed afterwards), a connection to a
+    scheduler address (closed afterwards), or a caller's client (left open)."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(client, Client):
+        yield client
+    elif client == "local":
+        workers = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
+        # One single-threaded process per core: points hold the GIL in numba loops, and numba's
+        # own thread pool would oversubscribe the cores that the other workers use.
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                env={"NUMBA_NUM_THREADS": "1"},
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as local,
+        ):
+            yield local
+    else:
+        try:
+            remote = Client(client)
+        except (OSError, TimeoutError) as err:
+            raise ValueError(
+                f"client={client!r}: no Dask scheduler answers there ({err}); "
+                "start one with `dask scheduler`, or pass 'local' or None"
+            ) from err
+        with remote:
+            yield remote
+
+
+def _run_dask(
+    todo: Sequence[SweepPoint],
+    point: PointFunction,
+    client: Any,
+    n_workers: int | None,
+    done: Callable[[SweepPoint, dict[str, Any]], None],
+) -> None:
+    from distributed import as_completed
+
+    with _dask_client(client, n_workers, len(todo)) as dask_client:
+        # Fresh task keys (pure=False): results a long-lived cluster still holds from an
+        # earlier sweep could come from older code under the same point name.
+        futures = {
+            dask_client.submit(_evaluate, point, p.network, p.seed, p.options, pure=False): p
+            for p in todo
+        }
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+
+
+def _check_client(client: Any, n_workers: int | None) -> None:
+    if n_workers is not None and (
+        client != "local"
+        or isinstance(n_workers, bool)
+        or not isinstance(n_workers, int)
+        or n_workers < 1
+    ):
+        raise ValueError(
+            f"n_workers={n_workers!r}: a worker count >= 1, used only with "
+            "client='local'; size a remote cluster where it is started"
+        )
+    if client is None or client == "local":
+        return
+    if isinstance(client, str):
+        if ":" not in client:
+            raise ValueError(
+                f"client={client!r}: not a scheduler address; pass one such as "
+                "'tcp://host:8786', or 'local' or None"
+            )
+        return
+    from distributed import Client
+
+    if not isinstance(client, Client):
+        raise ValueError(
+            f"client={client!r}: pass None (serial), 'local', a scheduler "
+            "address such as 'tcp://host:8786', or a distributed.Client"
+        )
+
+
+def _frame(
+    points: Sequence[SweepPoint], results: Mapping[str, dict[str, Any]], grid: Mapping[str, Any]
+) -> pd.DataFrame:
+    rows = []
+    for p in points:
+        clash = sorted((set(grid) | {"seed"}) & set(results[p.key]))
+        if clash:
+            raise ValueError(
+                f"the point returns {clash}, which are grid columns; rename those summary values"
+            )
+        rows.append({**p.params, "seed": p.seed, **results[p.key]})
+    return pd.DataFrame(rows)
+
+
+def sweep(
+    grid: Mapping[str, Any],
+    seeds: int | Sequence[int] = 1,
+    point: PointFunction = simulate_point,
+    base: MoANetwork | Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    client: Any = "local",
+    n_workers: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    r"""Evaluate ``point`` on every grid element and seed; one row per (element, seed).
+
+    The grid is the cartesian product :math:`V_1 \times \dots \times V_d` of the listed values
+    (the first field varies slowest), times the seeds. Each element overrides fields of ``base``
+    and builds a :class:`MoANetwork`; rate fields then rescale its arrival rates,
+    :math:`\lambda \mapsto s\,\lambda` for ``scale = s`` and
+    :math:`\lambda \mapsto \ell\,\lambda / \max_i \rho_i(\lambda)` for ``load = l`` (so the
+    busiest device has load :math:`\ell`). The remaining fields are keywords of ``point``.
+
+    Parameters
+    ----------
+    grid : mapping of str to list
+        Field -> values. Network fields :data:`NETWORK_FIELDS` (``arrival_rate`` in prompts/s
+        per device, ``service_time`` in s, ``topology`` a name), rate fields
+        :data:`RATE_FIELDS`, or keywords of ``point`` (for the default, of
+        :func:`moa_stability.simulate`: ``horizon``, ``method``, ...). A single value is
+        a one-element axis.
+    seeds : int or sequence of int
+        A count ``S`` (seeds ``0..S-1``) or the seeds themselves. A seed is passed unchanged to
+        every grid element, so elements share random numbers (common random numbers make
+        differences between elements less noisy).
+    point : callable ``point(network, seed, **options) -> mapping``
+        What to compute at each point; must return scalars (or lists) keyed by name and, for
+        Dask, be importable or picklable. Default :func:`simulate_point`. Its qualified name is
+        part of the cache key: rename a point whose meaning changes.
+    base : MoANetwork or mapping, optional
+        Values of the fields the grid does not set. Default :func:`paper_network`. Uniform
+        per-device values become scalars so that a grid over ``n`` works.
+    cache : path, optional
+        Directory of finished points (created if missing). Points found there are loaded, not
+        recomputed; each new point is stored as soon as it finishes.
+    client : None, "local", str or distributed.Client
+        ``None``: serial, in this process (debugging, baselines). ``"local"``: a
+        ``distributed.LocalCluster`` of ``n_workers`` single-threaded processes (default: one
+        per core), closed afterwards. A scheduler address (``"tcp://host:8786"``) or a client:
+        an existing cluster, to scale out across machines.
+    n_workers : int, optional
+        Worker processes of the local cluster.
+    progress : bool
+        Show a tqdm progress bar.
+    **options
+        Keywords passed to every ``point`` call (e.g. ``horizon=1e4``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: the grid fields, ``seed``, then the point's summary names (for the default
+        point, those listed in :func:`simulate_point`), rows in grid order with seeds
+        innermost. ``attrs["options"]`` holds the fixed keywords.
+
+    Notes
+    -----
+    Local workers are spawned processes, so a script that uses ``client="local"`` needs the
+    ``if __name__ == "__main__":`` guard. Workers of a remote cluster need ``moa_stability``
+    (and the point's module) installed; results come back to this process, which alone writes
+    the cache, so no shared disk is needed. A kill loses at most the points in flight.
+
+    Examples
+    --------
+    >>> from moa_stability import loads
+    >>> from moa_stability.experiments.sweep import sweep
+    >>> def busiest(net, seed):
+    ...     return {"max_load": float(loads(net).max())}
+    >>> sweep({"M": [1, 2], "k": [1]}, point=busiest, client=None, progress=False)
+       M  k  seed  max_load
+    0  1  1     0      0.75
+    1  2  1     0      1.25
+    """
+    _check_client(client, n_workers)
+    points = sweep_points(grid, seeds, point, base, **options)
+    store = ResultCache(cache) if cache is not None else None
+    results = {} if store is None else store.load_all({p.key for p in points})
+    # Distinct grid elements can build the same network (e.g. via 'scale'): compute it once.
+    todo = list({p.key: p for p in points if p.key not in results}.values())
+    rows_per_key = Counter(p.key for p in points)
+    with tqdm(
+        total=len(points),
+        initial=len(points) - sum(rows_per_key[p.key] for p in todo),
+        desc="sweep",
+        unit="pt",
+        disable=not progress,
+    ) as bar:
+
+        def done(p: SweepPoint, result: dict[str, Any]) -> None:
+            if store is not None:
+                store.store(p, result)
+            results[p.key] = result
+            bar.update(rows_per_key[p.key])
+
+        if client is None:
+            _run_serial(todo, point, done)
+        elif todo:
+            _run_dask(todo, point, client, n_workers, done)
+    frame = _frame(points, results, grid)
+    frame.attrs["options"] = _plain(options, "options")
+    return frame
+
+
+# ---- command line ----------------------------------------------------------------------------
+def _float_list(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",")]
+
+
+# Flag -> (grid field, parser): each flag takes a comma-separated list of values, one axis.
+_GRID_FLAGS: dict[str, tuple[str, Callable[[str], list[Any]]]] = {
+    "n": ("n", _int_list),
+    "M": ("M", _int_list),
+    "k": ("k", _int_list),
+    "rate": ("arrival_rate", _float_list),
+    "scale": ("scale", _float_list),
+    "load": ("load", _float_list),
+    "horizon": ("horizon", _float_list),
+    "method": ("method", _str_list),
+}
+
+
+def grid_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """The sweep grid named by the command-line axis flags that were given."""
+    return {
+        name: getattr(args, flag)
+        for flag, (name, _) in _GRID_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+
+
+def _cli_sweep(args: argparse.Namespace) -> int:
+    from ..cli import network_from_args, write_table
+
+    base = network_from_args(
+        argparse.Namespace(
+            network=args.network,
+            n=None,
+            M=None,
+            k=None,
+            rate=None,
+            service_time=args.service_time,
+            topology=args.topology,
+        )
+    )
+    client = None if args.serial else (args.scheduler or "local")
+    frame = sweep(
+        grid_from_args(args),
+        seeds=args.seeds,
+        base=base,
+        cache=args.cache,
+        client=client,
+        n_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    write_table(frame, args.out)
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``moa-stability sweep`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="simulate a grid of networks x seeds on Dask, resumable",
+        description="Simulate every combination of the listed values (comma-separated) for "
+        "each seed; unlisted fields come from the base network.",
+    )
+    base = p.add_argument_group("base network (fields the grid does not list)")
+    base.add_argument("--network", type=Path, help="TOML or JSON file with MoANetwork fields")
+    base.add_argument(
+        "--service-time",
+        type=str,
+        help="mean seconds: '1', per device '1,1,1,4', or per type "
+        "'propose=1,refine=2,aggregate=2' (default 1)",
+    )
+    base.add_argument(
+        "--topology",
+        type=str,
+        help="complete (default), ring, star or random-regular:DEGREE[:SEED]",
+    )
+    grid = p.add_argument_group("grid axes (comma-separated values)")
+    helps = {
+        "n": "devices",
+        "M": "MoA layers",
+        "k": "extra proposers per layer",
+        "rate": "user prompts/s per device",
+        "scale": "factor on the base rates",
+        "load": "rates set so the busiest device has this load",
+        "horizon": "simulated seconds",
+        "method": "simulator: slots or events",
+    }
+    for flag, (_, parse) in _GRID_FLAGS.items():
+        grid.add_argument(f"--{flag}", type=parse, help=helps[flag])
+    run = p.add_argument_group("execution")
+    run.add_argument("--seeds", type=int, default=1, help="replications per point (default 1)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", help="address of a running Dask scheduler")
+    where.add_argument("--serial", action="store_true", help="run in this process, no Dask")
+    run.add_argument("--workers", type=int, help="local cluster worker processes")
+    run.add_argument("--cache", type=Path, help="directory of finished points (resumable)")
+    run.add_argument("--out", type=Path, help="write the table as CSV (or .json)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cli_sweep)

@@ -1,0 +1,1 @@
+"""Contact with a real LLM: measured traces, the fitted service-time model, measurement."""

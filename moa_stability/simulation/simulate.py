@@ -1,0 +1,884 @@
+r"""Monte Carlo simulation of a :class:`~moa_stability.model.network.MoANetwork`: queues, joins,
+latency and an empirical stability verdict.
+
+Two simulators share one job-level engine (:mod:`moa_stability.simulation.kernels`):
+
+* ``method="slots"``: the slotted model of docs/model.md section 3 with slot length :math:`dt`.
+  Per slot and device, the head-of-line job completes with probability :math:`dt/E[S]`
+  (geometric service; a general service time is drawn in seconds and rounded stochastically to
+  :math:`\max(1, \cdot)` slots, mean-preserving when it is at least one slot), then a user
+  prompt arrives with probability :math:`\lambda_i dt`, then the jobs routed by this slot's
+  completions. Idle slots are skipped by drawing geometric gaps, which is exactly equivalent.
+* ``method="events"``: continuous time, Poisson arrivals, service times drawn exactly.
+
+Every job is tracked: a prompt born at device :math:`j` runs its ``M`` layers, each on
+:math:`j` and :math:`k_m` helpers drawn by the network's selection rule (uniform
+:math:`k_m`-subsets of the neighbours by partial Fisher-Yates, or systematic sampling with the
+inclusion probabilities :math:`\pi_m[j, \cdot]` as exact marginals), joins when all
+:math:`k_m + 1` responses are back, then aggregates on :math:`j`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..model.loads import job_rates, loads
+from ..model.network import JOB_TYPES, MoANetwork, count_field
+from . import kernels as kern
+from .statistics import growth_slope, stability_verdict, t_interval
+
+METHODS = ("slots", "events")
+SERVICES = {
+    "exponential": kern.EXPONENTIAL,
+    "deterministic": kern.DETERMINISTIC,
+    "gamma": kern.GAMMA,
+    "lognormal": kern.LOGNORMAL,
+    "empirical": kern.EMPIRICAL,
+}
+N_BINS = 1000
+"""Time bins of the recorded integrals (and of the optional paths)."""
+N_BATCHES = 20
+"""Batches of the post-warm-up window for batch means and the growth slope."""
+_HIST_DECADES, _HIST_CELLS_PER_E = 12, 500  # latency histogram: 0.2% relative resolution
+_DEFAULT_HORIZON_SERVICES = 100_000
+MAX_TRACKED_QUEUE = 256
+"""Default largest queue length the distribution resolves (longer queues share its last cell)."""
+_DEFAULT_DT_FRACTION = 0.1
+_MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles, twice)
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    r"""What one call of :func:`simulate` measured, pooled over its replications.
+
+    Time averages, utilisation and latency cover the window after the warm-up (or, if a job
+    cap stopped the run during the warm-up, everything simulated); counts
+    (``prompts_*``, ``inferences*``, ``selection_counts``) cover the whole run of every
+    replication. Confidence intervals are 95% Student-t half-widths: over **independent
+    replications** when ``replications >= 2``, else over **batch means** (``ci_method``).
+
+    Attributes
+    ----------
+    method : {"slots", "events"}
+    mean_queue, mean_queue_ci : ndarray (n,)
+        Time-average jobs at each device, waiting or in service, and its CI half-width.
+        (Slots: the average at slot boundaries, docs/model.md section 3.)
+    max_queue : ndarray (n,)
+        Largest number of jobs at each device over the whole run.
+    utilisation, utilisation_ci : ndarray (n,)
+        Fraction of time each device is busy, and its CI half-width.
+    mean_join_waiting : float
+        Time-average number of prompts waiting at a join (some but not all responses of their
+        current layer back).
+    latency_mean, latency_ci : float
+        Seconds from a prompt's birth to its answer (prompts answered after the warm-up).
+    latency_p50, latency_p95, latency_p99 : float
+        Latency percentiles, seconds (from a histogram with 0.2% relative resolution).
+    prompts_arrived, prompts_completed : int
+    inferences : int
+        Completed inferences (jobs); ``inferences_by_type`` splits them ``(3, n)`` by
+        ``JOB_TYPES`` and device.
+    completed_prompt_inferences, completed_prompt_origin_inferences : int
+        Inferences run for the completed prompts, in all and on their origin devices
+        (conservation: :math:`((k+1)M+1)` and :math:`M+1` per prompt).
+    selection_counts : tuple of scipy.sparse.csr_array
+        Per layer, ``[j, i]`` = times device ``i`` was drawn as a helper of a prompt born at
+        ``j``.
+    total_queue_mean, total_queue_ci : float
+        Time-average total jobs in the system.
+    growth_slope, growth_slope_ci : float
+        OLS slope of the total jobs in the system on time, jobs per second, and its CI
+        half-width (batch means averaged over replications).
+    verdict : {"stable", "unstable", "inconclusive"}
+    evidence : str
+        The numbers behind the verdict.
+    cap_hit_time : float or None
+        Earliest simulated second at which a replication reached ``max_jobs`` and stopped.
+    horizon_s, horizon_slots, dt_s, warmup_s : float, int or None, float or None, float
+        Horizon per replication (slots: whole slots), slot length, warm-up discarded.
+    simulated_s : float
+        Simulated seconds summed over replications (shorter than requested if a cap was hit).
+    replications, seed, max_jobs : int
+    queue_distribution : ndarray (n, max_tracked_queue + 1)
+        Time-average queue-length law over the same window as ``mean_queue``, pooled over
+        replications: ``[i, b]`` is the fraction of time device ``i`` held exactly ``b`` jobs
+        (waiting or in service), the last column :math:`b \ge B_{max}` (``max_tracked_queue``).
+        Slots: the fraction of slot boundaries, as for ``mean_queue``. While
+        ``max_queue < max_tracked_queue``, :math:`\sum_b b\,\pi_i(b)` is ``mean_queue``.
+    max_tracked_queue : int
+        :math:`B_{max}`, the first queue length not resolved by ``queue_distribution``.
+    paths : pandas.DataFrame or None
+        With ``record_paths``: time-average jobs per device in each of the
+        :data:`N_BINS` bins of replication 0, indexed by the bin's mid time (seconds).
+    loads : ndarray (n,)
+        The exact loads :math:`\rho_i`, for comparison with ``utilisation``.
+
+    Methods :meth:`overflow_probability` and :meth:`buffer_for` read the tail of
+    ``queue_distribution``.
+    """
+
+    method: str
+    mean_queue: np.ndarray
+    mean_queue_ci: np.ndarray
+    max_queue: np.ndarray
+    utilisation: np.ndarray
+    utilisation_ci: np.ndarray
+    mean_join_waiting: float
+    latency_mean: float
+    latency_ci: float
+    latency_p50: float
+    latency_p95: float
+    latency_p99: float
+    prompts_arrived: int
+    prompts_completed: int
+    inferences: int
+    inferences_by_type: np.ndarray
+    completed_prompt_inferences: int
+    completed_prompt_origin_inferences: int
+    selection_counts: tuple[sp.csr_array, ...]
+    total_queue_mean: float
+    total_queue_ci: float
+    growth_slope: float
+    growth_slope_ci: float
+    verdict: str
+    evidence: str
+    cap_hit_time: float | None
+    horizon_s: float
+    horizon_slots: int | None
+    dt_s: float | None
+    warmup_s: float
+    simulated_s: float
+    replications: int
+    seed: int
+    max_jobs: int
+    ci_method: str
+    loads: np.ndarray
+    queue_distribution: np.ndarray = field(repr=False)
+    max_tracked_queue: int
+    paths: pd.DataFrame | None = field(default=None, repr=False)
+
+    def overflow_probability(self, buffer: int | np.ndarray) -> np.ndarray:
+        r"""Fraction of time :math:`P(Q_i > B)` that each device holds more than ``buffer`` jobs.
+
+        .. math:: P(Q_i > B) = \sum_{b > B} \pi_i(b), \qquad 0 \le B < B_{max},
+
+        from ``queue_distribution`` :math:`\pi_i` (its last cell is :math:`P(Q_i \ge B_{max})`,
+        so :math:`B \le B_{max} - 1`).
+
+        Parameters
+        ----------
+        buffer : int or 1-D array of int
+            Jobs a device can hold, in :math:`[0, B_{max} - 1]`.
+
+        Returns
+        -------
+        ndarray
+            ``(n,)`` for one buffer, ``(n, len(buffer))`` for several.
+        """
+        b = np.asarray(buffer)
+        if (
+            b.ndim > 1
+            or not np.issubdtype(b.dtype, np.integer)
+            or b.size == 0
+            or b.min() < 0
+            or b.max() >= self.max_tracked_queue
+        ):
+            raise ValueError(
+                f"buffer={buffer!r}: must be an integer (or 1-D array of integers) "
+                f"in [0, {self.max_tracked_queue - 1}]; longer buffers need "
+                "simulate(..., max_tracked_queue=...) above them"
+            )
+        return self._tail()[:, b]
+
+    def buffer_for(self, probability: float) -> np.ndarray:
+        r"""Smallest buffer per device with overflow probability at most ``probability``:
+        :math:`B_i = \min\{B \ge 0 : P(Q_i > B) \le \varepsilon\}` jobs.
+
+        Raises ``ValueError`` if some device needs :math:`B_{max}` or more (simulate again with
+        a larger ``max_tracked_queue``, or longer if the network is near instability).
+        """
+        eps = _positive("probability", probability)
+        if eps >= 1:
+            raise ValueError(
+                f"probability={probability!r}: must be in (0, 1); pass a target "
+                "overflow probability such as 1e-3"
+            )
+        within = self._tail() <= eps
+        short = np.flatnonzero(~within.any(axis=1))
+        if short.size:
+            raise ValueError(
+                f"devices {short.tolist()} exceed {self.max_tracked_queue - 1} "
+                f"jobs more than a fraction {eps:g} of the time; simulate with a "
+                "larger max_tracked_queue"
+            )
+        return within.argmax(axis=1)
+
+    def _tail(self) -> np.ndarray:
+        """``[i, B]`` = :math:`P(Q_i > B)` for :math:`B = 0..B_{max}-1`."""
+        upper = np.cumsum(self.queue_distribution[:, ::-1], axis=1)[:, ::-1]
+        return np.clip(upper[:, 1:], 0.0, 1.0)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per device: queue, CI, maximum, utilisation beside the load, inferences."""
+        frame = pd.DataFrame(
+            {
+                "mean_queue": self.mean_queue,
+                "mean_queue_ci": self.mean_queue_ci,
+                "max_queue": self.max_queue,
+                "utilisation": self.utilisation,
+                "utilisation_ci": self.utilisation_ci,
+                "load": self.loads,
+            }
+        )
+        for c, name in enumerate(JOB_TYPES):
+            frame[f"{name}_inferences"] = self.inferences_by_type[c]
+        frame.index.name = "device"
+        return frame
+
+    def __str__(self) -> str:
+        clock = (
+            f"{self.horizon_slots} slots of {self.dt_s:.4g} s"
+            if self.dt_s is not None
+            else "continuous time"
+        )
+        cap = "" if self.cap_hit_time is None else f", job cap hit at {self.cap_hit_time:.6g} s"
+        return "\n".join(
+            [
+                f"Simulation ({self.method}, {clock}, horizon {self.horizon_s:.6g} s x "
+                f"{self.replications} replication(s), warm-up {self.warmup_s:.6g} s{cap})",
+                f"  verdict: {self.verdict} ({self.evidence})",
+                f"  mean queue per device: {_fmt(self.mean_queue)} +- {_fmt(self.mean_queue_ci)}"
+                f" ({self.ci_method})",
+                f"  utilisation: {_fmt(self.utilisation)} (loads {_fmt(self.loads)})",
+                f"  latency: mean {self.latency_mean:.4g} +- {self.latency_ci:.2g} s, p50 "
+                f"{self.latency_p50:.4g}, p95 {self.latency_p95:.4g}, p99 {self.latency_p99:.4g} s",
+                f"  prompts waiting at joins: {self.mean_join_waiting:.4g}; prompts "
+                f"{self.prompts_completed}/{self.prompts_arrived} answered; "
+                f"{self.inferences} inferences",
+            ]
+        )
+
+
+def _fmt(values: np.ndarray) -> str:
+    return np.array2string(np.asarray(values, dtype=float), precision=4, threshold=8)
+
+
+# ---- validation and input preparation ---------------------------------------------------------
+def _positive(name: str, value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}={value!r}: is not a number; pass a positive number") from err
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name}={value!r}: must be finite and > 0; pass a positive number")
+    return x
+
+
+def _used_means(net: MoANetwork) -> np.ndarray:
+    """Mean service seconds of the (type, device) pairs that receive jobs."""
+    used = job_rates(net) > 0
+    return net.service_time[used] if used.any() else net.service_time[0]
+
+
+def _slot_length(net: MoANetwork, dt: float | None) -> float:
+    """``dt`` checked against :math:`\\lambda_i dt \\le 1` and :math:`dt \\le E[S]`."""
+    shortest = float(_used_means(net).min())
+    fastest = float(net.arrival_rate.max())
+    if dt is None:
+        return _DEFAULT_DT_FRACTION * min(shortest, 1.0 / fastest if fastest > 0 else shortest)
+    dt = _positive("dt", dt)
+    if fastest * dt > 1:
+        raise ValueError(
+            f"dt={dt:g}: the arrival probability per slot lambda*dt = "
+            f"{fastest * dt:.4g} exceeds 1; use dt <= 1/max(lambda) = "
+            f"{1 / fastest:.4g} s"
+        )
+    if dt > shortest:
+        raise ValueError(
+            f"dt={dt:g}: longer than the shortest mean service time {shortest:.4g}"
+            f" s, so dt/E[S] > 1; use dt <= {shortest:.4g} s (e.g. a tenth of it)"
+        )
+    return dt
+
+
+def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Measured seconds per job type, each scaled to mean one, concatenated, with bounds."""
+    if samples is None or not isinstance(samples, Mapping):
+        raise ValueError(
+            "service='empirical' needs samples: pass a mapping job type -> 1-D "
+            f"array of measured seconds for each of {net.job_types_used}"
+        )
+    unknown = sorted(set(samples) - set(JOB_TYPES))
+    missing = [c for c in net.job_types_used if c not in samples]
+    if unknown or missing:
+        raise ValueError(
+            f"samples has keys {sorted(samples)}: unknown {unknown}, missing "
+            f"{missing}; give measured seconds for each of {net.job_types_used} "
+            "(the same array for several types is fine)"
+        )
+    parts = []
+    for c in JOB_TYPES:
+        x = np.asarray(samples.get(c, []), dtype=float).ravel()
+        if c in samples and (
+            x.size == 0 or not np.all(np.isfinite(x)) or x.min() < 0 or x.sum() == 0
+        ):
+            raise ValueError(
+                f"samples[{c!r}]: must be a non-empty array of finite seconds >= 0"
+                " with a positive mean; drop failed or missing measurements"
+            )
+        parts.append(x / x.mean() if x.size else x)
+    bounds = np.concatenate([[0], np.cumsum([len(x) for x in parts])]).astype(np.int64)
+    return np.concatenate(parts), bounds
+
+
+def _service(
+    net: MoANetwork, service: str, scv: float, samples: Any, unit_s: float, slotted: bool
+) -> tuple:
+    """``(slotted, mean, dist, scv, samples, bounds)`` for the kernels (means in clock units)."""
+    if service not in SERVICES:
+        raise ValueError(
+            f"service={service!r}: unknown service distribution; use one of {sorted(SERVICES)}"
+        )
+    if service in ("gamma", "lognormal"):
+        scv = _positive("scv", scv)
+    values, bounds = np.ones(1), np.zeros(len(JOB_TYPES) + 1, np.int64)
+    if service == "empirical":
+        values, bounds = _empirical(net, samples)
+    mean = net.service_time / unit_s
+    if service == "exponential":
+        mean = _memoryless_scale(1.0 / mean, slotted)
+    return (slotted, np.ascontiguousarray(mean), SERVICES[service], scv, values, bounds)
+
+
+def _memoryless_scale(rate: np.ndarray, slotted: bool) -> np.ndarray:
+    """The kernels' parameter of exponential (mean ``1/rate``) or, in slots, geometric (success
+    probability ``rate`` per slot) times: :math:`-1/\\ln(1 - q)`; ``inf`` for rate 0."""
+    with np.errstate(divide="ignore"):
+        scale = -1.0 / np.log1p(-np.minimum(rate, 1.0)) if slotted else 1.0 / rate
+    return np.where(rate > 0, scale, np.inf)
+
+
+def _stages(net: MoANetwork) -> tuple[np.ndarray, np.ndarray]:
+    """Job type and helper count of each stage: proposer layers, then the aggregate."""
+    if net.M == 0:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    types = [0] + [1] * (net.M - 1) + [2]
+    return np.array(types, np.int64), np.array(list(net.k) + [0], np.int64)
+
+
+def _selection(net: MoANetwork) -> tuple:
+    """Per layer: uniform flag, CSR rows of candidate helpers, cumulative probabilities."""
+    rows = [net.adjacency if net.selection is None else net.selection[m] for m in range(net.M)]
+    width = max([r.nnz for r in rows], default=0)
+    indptr = np.zeros((net.M, net.n + 1), np.int64)
+    indices = np.zeros((net.M, width), np.int64)
+    cum = np.zeros((net.M, width))
+    for m, pi in enumerate(rows):
+        indptr[m], indices[m, : pi.nnz] = pi.indptr, pi.indices
+        if net.selection is not None:
+            cum[m, : pi.nnz] = _cumulative(pi, net.k[m])
+    uniform = np.full(net.M, net.selection is None)
+    return uniform, indptr, indices, cum
+
+
+def _cumulative(pi: sp.csr_array, k: int) -> np.ndarray:
+    """Per row cumulative inclusion probabilities, rescaled so each row ends at exactly k."""
+    out = np.empty(pi.nnz)
+    for j in range(pi.shape[0]):
+        lo, hi = pi.indptr[j], pi.indptr[j + 1]
+        if hi > lo:
+            c = np.cumsum(pi.data[lo:hi])
+            out[lo:hi] = c * (k / c[-1])
+            out[hi - 1] = k
+    return out
+
+
+def _warmup_bin(warmup: float, horizon: float) -> int:
+    """First bin after the warm-up (rounded up to a bin edge)."""
+    try:
+        w = float(warmup)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"warmup={warmup!r}: is not a number; pass a fraction in [0, 1) of "
+            "the horizon or seconds (>= 1)"
+        ) from err
+    if not (math.isfinite(w) and w >= 0):
+        raise ValueError(f"warmup={warmup!r}: must be >= 0; pass a fraction in [0, 1) or seconds")
+    fraction = w if w < 1 else w / horizon
+    if fraction > 1 - N_BATCHES / N_BINS:
+        raise ValueError(
+            f"warmup={warmup!r}: leaves no window to measure in a horizon of "
+            f"{horizon:g} s; use a warm-up below {1 - N_BATCHES / N_BINS:.0%} "
+            "of the horizon"
+        )
+    return math.ceil(round(fraction * N_BINS, 9))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Validated kernel inputs and the unit conversions of one call."""
+
+    slotted: bool
+    unit_s: float
+    t_stop: float
+    warm_bin: int
+    arrival: np.ndarray
+    service: tuple
+    stages: tuple
+    selection: tuple
+    seeds: np.ndarray
+    cap: int
+    hist_grid: tuple[float, float]
+    tracked: int
+
+
+def _plan(
+    net: MoANetwork,
+    method: str,
+    horizon: float | None,
+    dt: float | None,
+    seed: int,
+    service: str,
+    scv: float,
+    samples: Any,
+    replications: int,
+    warmup: float,
+    max_jobs: int,
+    max_tracked_queue: int,
+) -> _Plan:
+    if not isinstance(net, MoANetwork):
+        raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: unknown simulator; use one of {METHODS}")
+    seed = count_field("seed", seed, 0)
+    replications = count_field("replications", replications, 1)
+    cap = count_field("max_jobs", max_jobs, max(net.k, default=0) + 1)
+    tracked = count_field("max_tracked_queue", max_tracked_queue, 1)
+    if tracked > _MAX_TRACKED_CELLS // net.n:
+        raise ValueError(
+            f"max_tracked_queue={max_tracked_queue}: {net.n} devices x that many "
+            f"queue lengths exceed {_MAX_TRACKED_CELLS:.0e} cells per replication; "
+            f"use at most {_MAX_TRACKED_CELLS // net.n}"
+        )
+    if cap >= 2**31:
+        raise ValueError(f"max_jobs={max_jobs}: at most 2**31 - 1 jobs fit the job ids; lower it")
+    slotted = method == "slots"
+    if horizon is None:
+        horizon = _DEFAULT_HORIZON_SERVICES * float(_used_means(net).max())
+    horizon = _positive("horizon", horizon)
+    unit_s = _slot_length(net, dt) if slotted else 1.0
+    t_stop = float(max(1, round(horizon / unit_s))) if slotted else horizon
+    arrival = _memoryless_scale(net.arrival_rate * unit_s, slotted)
+    svc = _service(net, service, scv, samples, unit_s, slotted)
+    lo = 10.0**-4 * float(_used_means(net).min()) / unit_s
+    seeds = np.stack(
+        [
+            child.generate_state(4, np.uint64)
+            for child in np.random.SeedSequence(seed).spawn(replications)
+        ]
+    )
+    return _Plan(
+        slotted,
+        unit_s,
+        t_stop,
+        _warmup_bin(warmup, t_stop * unit_s),
+        arrival,
+        svc,
+        _stages(net),
+        _selection(net),
+        seeds,
+        cap,
+        (lo, float(_HIST_CELLS_PER_E)),
+        tracked,
+    )
+
+
+# ---- running and summarising ------------------------------------------------------------------
+def _run(net: MoANetwork, plan: _Plan) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Allocate the outputs and run every replication in parallel."""
+    R, n = len(plan.seeds), net.n
+    cells = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
+    out = (
+        np.zeros((R, N_BINS, n)),
+        np.zeros((R, N_BINS, n)),
+        np.zeros((R, N_BINS)),
+        np.zeros((R, N_BINS)),
+        np.zeros((R, N_BINS), np.int64),
+        np.zeros((R, 2, cells), np.int64),
+        np.zeros((R, n), np.int64),
+        np.zeros((R, len(JOB_TYPES), n), np.int64),
+        np.zeros((R,) + plan.selection[2].shape, np.int64),
+        np.zeros((R, kern.N_TOTALS), np.int64),
+        np.zeros((R, 2, n, plan.tracked + 1)),
+    )
+    t_end = np.zeros(R)
+    edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
+    kern.run_replications(
+        plan.seeds,
+        plan.t_stop,
+        edges,
+        plan.warm_bin,
+        plan.arrival,
+        *plan.service,
+        *plan.stages,
+        *plan.selection,
+        plan.cap,
+        *plan.hist_grid,
+        *out,
+        t_end,
+    )
+    return out, t_end
+
+
+def _quantiles(
+    hist: np.ndarray, grid: tuple[float, float], probs: tuple[float, ...]
+) -> list[float]:
+    """Quantiles of the log-binned histogram, interpolated geometrically within a cell."""
+    total = hist.sum()
+    if total == 0:
+        return [float("nan")] * len(probs)
+    lo, scale = grid
+    cum = np.cumsum(hist)
+    result = []
+    for p in probs:
+        cell = int(np.searchsorted(cum, p * total))
+        before = cum[cell - 1] if cell else 0
+        frac = (p * total - before) / hist[cell]
+        result.append(lo * math.exp((cell + frac) / scale))
+    return result
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Per replication and batch: covered time and integrals (queue, busy, joins, latency)."""
+
+    cover: np.ndarray  # (R, B) clock units
+    area: np.ndarray  # (R, B, n)
+    busy: np.ndarray
+    joins: np.ndarray  # (R, B)
+    lat_sum: np.ndarray
+    lat_count: np.ndarray
+    mid: np.ndarray  # (B,) clock units
+    hist: np.ndarray  # latency histogram of the window
+    level_time: np.ndarray  # (n, max_tracked_queue + 1) time at each queue length
+
+
+def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Windows:
+    """Group the covered bins after the warm-up into batches (all covered bins when a job cap
+    stopped every replication before the warm-up ended)."""
+    edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
+    cover = np.clip(t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
+    covered = np.flatnonzero(cover.sum(axis=0) > 0)
+    after = covered[covered >= plan.warm_bin]
+    bins = after if after.size else covered
+    groups = np.array_split(bins, min(N_BATCHES, bins.size))
+
+    def batch(x: np.ndarray) -> np.ndarray:
+        return np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
+
+    mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
+    hist = out[5][:, 1] if after.size else out[5].sum(axis=1)
+    level_time = out[10][:, 1] if after.size else out[10].sum(axis=1)
+    return _Windows(
+        batch(cover),
+        batch(out[0]),
+        batch(out[1]),
+        batch(out[2]),
+        batch(out[3]),
+        batch(out[4]),
+        mid,
+        hist.sum(axis=0),
+        level_time.sum(axis=0),
+    )
+
+
+def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled ratio and CI half-width over replications (axis 0) or, with one, over batches."""
+    with np.errstate(invalid="ignore", divide="ignore"):  # no data (an early cap hit): NaN
+        total = num.sum(axis=(0, 1)) / den.sum(axis=(0, 1))
+        if num.shape[0] >= 2:
+            means = num.sum(axis=1) / den.sum(axis=1)
+        else:
+            keep = den[0].reshape(den.shape[1], -1)[:, 0] > 0
+            means = num[0][keep] / den[0][keep]
+    _, half = t_interval(np.moveaxis(means, 0, -1))
+    return total, half
+
+
+def _summarise(
+    net: MoANetwork, plan: _Plan, out: tuple[np.ndarray, ...], t_end: np.ndarray, record_paths: bool
+) -> dict[str, Any]:
+    w = _windows(out, t_end, plan)
+    unit = plan.unit_s
+    cover_n = np.repeat(w.cover[:, :, None], net.n, axis=2)
+    mean_queue, mean_queue_ci = _ratio_ci(w.area, cover_n)
+    utilisation, utilisation_ci = _ratio_ci(w.busy, cover_n)
+    total, total_ci = _ratio_ci(w.area.sum(axis=2), w.cover)
+    latency, latency_ci = _ratio_ci(w.lat_sum, w.lat_count.astype(float))
+    p50, p95, p99 = _quantiles(w.hist, plan.hist_grid, (0.5, 0.95, 0.99))
+    covered = w.cover.sum(axis=0) > 0
+    series = w.area.sum(axis=(0, 2))[covered] / w.cover.sum(axis=0)[covered]
+    slope = growth_slope(w.mid[covered] * unit, series)
+    totals = out[9].sum(axis=0)
+    capped = out[9][:, kern.CAP_HIT] == 1
+    cap_time = float(t_end[capped].min() * unit) if capped.any() else None
+    window = (plan.t_stop - plan.warm_bin * plan.t_stop / N_BINS) * unit
+    level, level_ci = t_interval(series)
+    verdict, evidence = stability_verdict(
+        slope, window, float(level), float(level_ci), cap_time, plan.cap, _excess_rate(net)
+    )
+    return dict(
+        mean_queue=mean_queue,
+        mean_queue_ci=mean_queue_ci,
+        max_queue=out[6].max(axis=0),
+        utilisation=utilisation,
+        utilisation_ci=utilisation_ci,
+        mean_join_waiting=float(w.joins.sum() / w.cover.sum()),
+        latency_mean=float(latency * unit),
+        latency_ci=float(latency_ci * unit),
+        latency_p50=p50 * unit,
+        latency_p95=p95 * unit,
+        latency_p99=p99 * unit,
+        prompts_arrived=int(totals[kern.ARRIVED]),
+        prompts_completed=int(totals[kern.COMPLETED]),
+        inferences=int(out[7].sum()),
+        inferences_by_type=out[7].sum(axis=0),
+        completed_prompt_inferences=int(totals[kern.PROMPT_INFERENCES]),
+        completed_prompt_origin_inferences=int(totals[kern.PROMPT_ORIGIN_INFERENCES]),
+        selection_counts=_selection_counts(net, plan, out[8].sum(axis=0)),
+        total_queue_mean=float(total),
+        total_queue_ci=float(total_ci),
+        growth_slope=slope.per_s,
+        growth_slope_ci=slope.ci,
+        verdict=verdict,
+        evidence=evidence,
+        cap_hit_time=cap_time,
+        warmup_s=plan.warm_bin * plan.t_stop / N_BINS * unit,
+        simulated_s=float(t_end.sum() * unit),
+        ci_method="independent replications" if len(plan.seeds) >= 2 else "batch means",
+        paths=_paths(out, plan, net.n) if record_paths else None,
+        queue_distribution=_distribution(w.level_time),
+        max_tracked_queue=plan.tracked,
+    )
+
+
+def _distribution(level_time: np.ndarray) -> np.ndarray:
+    """Time at each queue length as fractions of each device's time (NaN with no time)."""
+    with np.errstate(invalid="ignore"):
+        return level_time / level_time.sum(axis=1, keepdims=True)
+
+
+def _excess_rate(net: MoANetwork) -> float:
+    r"""Jobs per second the overloaded devices cannot serve:
+    :math:`\sum_i (\rho_i - 1)^+ \sum_c r_{i,c} / \rho_i`."""
+    rho = loads(net)
+    rate = job_rates(net).sum(axis=0)
+    over = rho > 1
+    return float(np.sum((rho[over] - 1) * rate[over] / rho[over]))
+
+
+def _selection_counts(net: MoANetwork, plan: _Plan, counts: np.ndarray) -> tuple[sp.csr_array, ...]:
+    _, indptr, indices, _ = plan.selection
+    result = []
+    for m in range(net.M):
+        nnz = indptr[m, -1]
+        result.append(
+            sp.csr_array((counts[m, :nnz], indices[m, :nnz], indptr[m]), shape=(net.n, net.n))
+        )
+    return tuple(result)
+
+
+def _paths(out: tuple[np.ndarray, ...], plan: _Plan, n: int) -> pd.DataFrame:
+    width = plan.t_stop / N_BINS
+    frame = pd.DataFrame(out[0][0] / width, columns=range(n))
+    frame.index = pd.Index((np.arange(N_BINS) + 0.5) * width * plan.unit_s, name="time_s")
+    return frame
+
+
+def simulate(
+    net: MoANetwork,
+    method: str = "slots",
+    horizon: float | None = None,
+    dt: float | None = None,
+    seed: int = 0,
+    service: str = "exponential",
+    scv: float = 1.0,
+    samples: Mapping[str, Any] | None = None,
+    replications: int = 1,
+    warmup: float = 0.2,
+    max_jobs: int = 1_000_000,
+    record_paths: bool = False,
+    max_tracked_queue: int = MAX_TRACKED_QUEUE,
+) -> SimulationResult:
+    r"""Simulate the network's queues job by job and judge its stability empirically.
+
+    Each device is a FCFS single server. The mean of every service distribution is the
+    network's ``service_time[c, i]`` for job type ``c`` at device ``i``, so that in steady state
+    the utilisation equals the load :math:`\rho_i = \sum_c r_{i,c} E[S_{i,c}]`.
+
+    Parameters
+    ----------
+    net : MoANetwork
+    method : {"slots", "events"}
+        Slotted model of docs/model.md section 3 (slot ``dt``), or continuous time.
+    horizon : float, optional
+        Simulated seconds per replication (default :math:`10^5` times the largest mean
+        service time). Slots: rounded to whole slots.
+    dt : float, optional
+        Slot length in seconds (slots only; ignored by events); needs :math:`\lambda_i dt \le 1` and
+        :math:`dt \le E[S]`. Default a tenth of the smaller of the shortest mean service time
+        and the shortest mean inter-arrival time.
+    seed : int
+        Seeds every replication (through ``numpy.random.SeedSequence``); same seed, same result
+        whatever the number of threads.
+    service : {"exponential", "deterministic", "gamma", "lognormal", "empirical"}
+        Exponential is memoryless: geometric in slots. Gamma and lognormal have squared
+        coefficient of variation ``scv``. Empirical resamples ``samples[c]`` (seconds) scaled
+        by ``service_time[c, i] / mean(samples[c])``.
+    scv : float
+        Squared coefficient of variation of gamma and lognormal service, > 0 (unused by the
+        other distributions).
+    samples : mapping of str to array_like, optional
+        Measured seconds per job type, for ``service="empirical"``.
+    replications : int
+        Independent replications, run in parallel on all numba threads.
+    warmup : float
+        Discarded start: a fraction of the horizon if below 1, else seconds (rounded up to a
+        multiple of ``horizon / N_BINS``).
+    max_jobs : int
+        Cap on jobs in the system per replication; memory is preallocated for it, and a run
+        that would exceed it stops with verdict ``unstable``.
+    record_paths : bool
+        Keep the binned queue paths of replication 0 (``result.paths``).
+    max_tracked_queue : int
+        :math:`B_{max}`: ``result.queue_distribution`` resolves queue lengths
+        :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`2 n (B_{max}+1)`
+        doubles per replication).
+
+    Returns
+    -------
+    SimulationResult
+
+    Examples
+    --------
+    >>> from moa_stability import paper_network
+    >>> net = paper_network(arrival_rate=0.9 / 7)   # load 0.9 at every device
+    >>> r = simulate(net, horizon=50_000, seed=1)
+    >>> r.verdict
+    'stable'
+    """
+    plan = _plan(
+        net,
+        method,
+        horizon,
+        dt,
+        seed,
+        service,
+        scv,
+        samples,
+        replications,
+        warmup,
+        max_jobs,
+        max_tracked_queue,
+    )
+    out, t_end = _run(net, plan)
+    return SimulationResult(
+        method=method,
+        horizon_s=plan.t_stop * plan.unit_s,
+        horizon_slots=int(plan.t_stop) if plan.slotted else None,
+        dt_s=plan.unit_s if plan.slotted else None,
+        replications=len(plan.seeds),
+        seed=seed,
+        max_jobs=plan.cap,
+        loads=loads(net),
+        **_summarise(net, plan, out, t_end, record_paths),
+    )
+
+
+# ---- command line ------------------------------------------------------------------------------
+def _read_samples(path: Path) -> dict[str, np.ndarray]:
+    """Measured seconds per job type from a CSV with columns ``job_type`` and ``seconds``."""
+    if not path.is_file():
+        raise ValueError(f"--samples={path}: no such file")
+    trace = pd.read_csv(path)
+    if not {"job_type", "seconds"} <= set(trace.columns):
+        raise ValueError(
+            f"--samples={path}: needs columns job_type and seconds (has {list(trace.columns)})"
+        )
+    return {str(c): g.to_numpy(dtype=float) for c, g in trace.groupby("job_type")["seconds"]}
+
+
+def _cli_simulate(args: argparse.Namespace) -> int:
+    from ..cli import network_from_args, write_table
+
+    result = simulate(
+        network_from_args(args),
+        method=args.method,
+        horizon=args.horizon,
+        dt=args.dt,
+        seed=args.seed,
+        service=args.service,
+        scv=args.scv,
+        samples=_read_samples(args.samples) if args.samples is not None else None,
+        replications=args.replications,
+        warmup=args.warmup,
+        max_jobs=args.max_jobs,
+    )
+    print(result)
+    if args.out is not None:
+        write_table(result.to_frame(), args.out)
+    return 1 if result.verdict == "unstable" else 0
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``moa-stability simulate`` on an argparse subparsers object (exit status 1 when
+    the verdict is unstable)."""
+    from ..cli import add_network_arguments
+
+    p = subparsers.add_parser(
+        "simulate",
+        help="Monte Carlo simulation: queues, latency, "
+        "empirical stability verdict (exit 1 if unstable)",
+    )
+    add_network_arguments(p)
+    g = p.add_argument_group("simulation")
+    g.add_argument("--method", choices=METHODS, default="slots", help="simulator (default slots)")
+    g.add_argument("--horizon", type=float, help="simulated seconds per replication")
+    g.add_argument("--dt", type=float, help="slot length in seconds (slots)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument(
+        "--service",
+        choices=sorted(SERVICES),
+        default="exponential",
+        help="service-time distribution (default exponential)",
+    )
+    g.add_argument(
+        "--scv",
+        type=float,
+        default=1.0,
+        help="squared coefficient of variation of gamma/lognormal service",
+    )
+    g.add_argument(
+        "--samples",
+        type=Path,
+        help="CSV of measured seconds (columns job_type, seconds) for empirical",
+    )
+    g.add_argument("--replications", type=int, default=1, help="independent replications")
+    g.add_argument(
+        "--warmup",
+        type=float,
+        default=0.2,
+        help="discarded start: fraction of the horizon (< 1) or seconds",
+    )
+    g.add_argument("--max-jobs", type=int, default=1_000_000, help="cap on jobs in the system")
+    g.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
+    p.set_defaults(func=_cli_simulate)
