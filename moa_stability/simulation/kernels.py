@@ -33,6 +33,8 @@ hot path calls only helpers that take scalars or are small enough to be inlined.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -228,90 +230,153 @@ def tree_set(key, tree, s, value):
         tree[node] = win
 
 
+# ---- kernel arguments -------------------------------------------------------------------------
+class Network(NamedTuple):
+    r"""The network in clock units (slots or seconds), as the kernels read it.
+
+    ``arrival[i]`` is the :func:`memoryless` scale of device ``i``'s user prompts;
+    ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
+    proposer layer ``m``, CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers, drawn
+    uniformly if ``uniform[m]`` else by systematic sampling on the cumulative probabilities
+    ``cum[m]`` (:func:`systematic_subset`).
+    """
+
+    arrival: np.ndarray
+    stage_type: np.ndarray
+    stage_k: np.ndarray
+    uniform: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    cum: np.ndarray
+
+
+class Service(NamedTuple):
+    """Service times: ``mean[c, i]`` is the parameter of type ``c`` at device ``i``, drawn as
+    :func:`draw_service` does with ``dist``, ``scv`` and ``samples[bounds[c]:bounds[c+1]]``;
+    ``slotted`` selects the clock (slots or seconds)."""
+
+    slotted: bool
+    mean: np.ndarray
+    dist: int
+    scv: float
+    samples: np.ndarray
+    bounds: np.ndarray
+
+
+class Controls(NamedTuple):
+    """Run controls: stop time ``t_stop``, bin ``edges``, first bin after the warm-up
+    ``warm_bin``, job cap ``cap``, and the latency histogram's cells of width
+    ``1/hist_scale`` in ``log(latency / hist_lo)``."""
+
+    t_stop: float
+    edges: np.ndarray
+    warm_bin: int
+    cap: int
+    hist_lo: float
+    hist_scale: float
+
+
+class Outputs(NamedTuple):
+    """What a replication records, each array with a leading replication axis ``R`` in
+    :func:`run_replications` (one replication's row in :func:`run_replication`).
+
+    Per bin, integrals of queue length (``area``, ``(bins, n)``) and busy time (``busy``) per
+    device and of prompts at joins (``join``), latency sums (``lat_sum``) and counts
+    (``lat_count``) of the prompts answered in it; latency histograms ``hist`` of the prompts
+    answered before (row 0) and after (row 1) bin ``warm_bin``; ``queue_time[row, i, b]``, the
+    time device ``i`` spent with exactly ``b`` jobs (same rows, the last column collecting
+    ``b >= top``); the largest queue ``max_queue``; completed inferences per (type, device);
+    ``selected`` counts per CSR position; integer ``totals`` indexed by :data:`ARRIVED` etc.;
+    ``t_end``, the time reached (one cell).
+    """
+
+    area: np.ndarray
+    busy: np.ndarray
+    join: np.ndarray
+    lat_sum: np.ndarray
+    lat_count: np.ndarray
+    hist: np.ndarray
+    max_queue: np.ndarray
+    inferences: np.ndarray
+    selected: np.ndarray
+    totals: np.ndarray
+    queue_time: np.ndarray
+    t_end: np.ndarray
+
+
 # ---- time integrals ---------------------------------------------------------------------------
-@njit(cache=True)
-def close_bin(
-    b, start, t, q, last, area, idle, joins, join_acc, out_area, out_busy, out_join, queue_time
-):
+@njit(inline="always")
+def _integrate(d, t, q, last, area, level_time, top):
+    """Add device ``d``'s queue length since its last change to its integrals (queue area and
+    time at that length) and return the elapsed width; the caller sets ``last[d]``."""
+    width = t - last[d]
+    area[d] += q[d] * width
+    level_time[d, min(q[d], top)] += width
+    return width
+
+
+@njit(inline="always")
+def _integrate_joins(join_acc, joins, t):
+    """Close the join integral ``join_acc = (integral, time of the last change)`` at ``t``."""
+    join_acc[0] += joins * (t - join_acc[1])
+    join_acc[1] = t
+
+
+@njit(inline="always")
+def _service_time(rng, svc, c, i):
+    """One service time of type ``c`` at device ``i`` (:func:`draw_service`; the exponential
+    case is called directly, as it is the common one)."""
+    if svc.dist == EXPONENTIAL:
+        return memoryless(rng, svc.mean[c, i], svc.slotted)
+    return draw_service(
+        rng,
+        svc.mean[c, i],
+        svc.dist,
+        svc.scv,
+        svc.slotted,
+        svc.samples,
+        svc.bounds[c],
+        svc.bounds[c + 1],
+    )
+
+
+@njit(inline="always")
+def _close_bin(b, start, t, q, last, area, idle, joins, join_acc, out, row):
     """Store bin ``b``'s integrals of queue length, busy time and prompts at joins (the bin is
-    ``[start, t)``) and restart them; ``join_acc = (integral, time of the last change)``. The
-    time since each device's last change is also added to ``queue_time[i, min(q_i, top)]``
-    (the row of the bin's side of the warm-up)."""
-    top = queue_time.shape[1] - 1
+    ``[start, t)``) and restart them. The time since each device's last change is also added
+    to ``out.queue_time[row]`` (the bin's side of the warm-up)."""
+    level_time = out.queue_time[row]
+    top = level_time.shape[1] - 1
     for i in range(q.shape[0]):
-        width = t - last[i]
-        area[i] += q[i] * width
-        queue_time[i, min(q[i], top)] += width
+        width = _integrate(i, t, q, last, area, level_time, top)
         if q[i] == 0:
             idle[i] += width
         last[i] = t
-        out_area[b, i] = area[i]
-        out_busy[b, i] = (t - start) - idle[i]
+        out.area[b, i] = area[i]
+        out.busy[b, i] = (t - start) - idle[i]
         area[i] = 0.0
         idle[i] = 0.0
-    out_join[b] = join_acc[0] + joins * (t - join_acc[1])
+    _integrate_joins(join_acc, joins, t)
+    out.join[b] = join_acc[0]
     join_acc[0] = 0.0
-    join_acc[1] = t
 
 
 # ---- one replication ----------------------------------------------------------------------------
 @njit(cache=True)
-def run_replication(
-    rng_seed,
-    t_stop,
-    edges,
-    warm_bin,
-    arrival,
-    slotted,
-    mean,
-    dist,
-    scv,
-    samples,
-    bounds,
-    stage_type,
-    stage_k,
-    uniform,
-    indptr,
-    indices,
-    cum,
-    cap,
-    hist_lo,
-    hist_scale,
-    out_area,
-    out_busy,
-    out_join,
-    out_lat_sum,
-    out_lat_count,
-    out_hist,
-    out_max_queue,
-    out_inferences,
-    out_selected,
-    out_totals,
-    out_queue_time,
-):
-    """Simulate one replication on ``[0, t_stop)`` (clock units); return the time reached.
+def run_replication(rng_seed, net, svc, ctl, out):
+    """Simulate one replication on ``[0, ctl.t_stop)`` (clock units) into ``out`` (its
+    :class:`Outputs` row), setting ``out.t_end[0]`` to the time reached.
 
-    ``rng_seed`` is the xoshiro256+ state to start from (four uint64, not all zero). Inputs
-    in clock units (slots or seconds): ``arrival[i]`` is the :func:`memoryless` scale of device
-    ``i``'s user prompts; ``mean[c, i]`` the service parameter of type ``c`` at ``i`` (with
-    ``dist``, ``scv``, ``samples[bounds[c]:bounds[c+1]]`` as in :func:`draw_service`);
-    ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
-    proposer layer ``m``, CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers, drawn
-    uniformly if
-    ``uniform[m]`` else by systematic sampling on the cumulative probabilities ``cum[m]``;
-    ``edges`` the bin edges; latency histogram cells of width ``1/hist_scale`` in
-    ``log(latency / hist_lo)``.
-
-    Outputs: per bin, integrals of queue length and busy time per device and of prompts at
-    joins, latency sums and counts of the prompts answered in it; latency histograms of the
-    prompts answered before (row 0) and after (row 1) bin ``warm_bin``; the time each device
-    spent with exactly ``b`` jobs, ``out_queue_time[row, i, b]`` with the same rows and the
-    last column collecting ``b >= top`` (``top + 1`` columns); the maximum queue;
-    completed inferences per (type, device); selection counts per CSR position; totals. Stops
-    early, setting ``out_totals[CAP_HIT]``, when the jobs in the system would exceed
-    ``cap``.
+    ``rng_seed`` is the xoshiro256+ state to start from (four uint64, not all zero); ``net``,
+    ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`. Stops
+    early, setting ``out.totals[CAP_HIT]``, when the jobs in the system would exceed
+    ``ctl.cap``.
     """
     rng = rng_seed.copy()
+    cap, edges, warm_bin, t_stop = ctl.cap, ctl.edges, ctl.warm_bin, ctl.t_stop
+    slotted = svc.slotted
+    arrival, stage_type, stage_k = net.arrival, net.stage_type, net.stage_k
+    totals = out.totals
     n = arrival.shape[0]
     last_stage = stage_type.shape[0] - 1
     q = np.zeros(n, np.int64)
@@ -331,21 +396,21 @@ def run_replication(
     done = np.empty(cap, np.int32)
     done_home = np.empty(cap, np.int32)
     free_prompts = np.empty(cap, np.int32)
-    perm = np.empty(cum.shape, np.int64)
-    for m in range(cum.shape[0]):
-        perm[m] = np.arange(cum.shape[1])
+    perm = np.empty(net.cum.shape, np.int64)
+    for m in range(net.cum.shape[0]):
+        perm[m] = np.arange(net.cum.shape[1])
     chosen = np.empty(stage_k.max() + 1, np.int64)
     first = np.full(2 * n, np.inf)
     for i in range(n):
         # A geometric gap counts from slot -1, so the first prompt may arrive in slot 0.
         first[i] = draw_gap(rng, arrival[i], slotted) - (1.0 if slotted else 0.0)
     key, tree = new_tree(first)
-    log_lo = np.log(hist_lo)
+    log_lo = np.log(ctl.hist_lo)
     free_job, unused_job, jobs = -1, 0, 0
     free_top, unused_prompt, joins = 0, 0, 0
     b = 0
-    top = out_queue_time.shape[2] - 1
-    level_time = out_queue_time[int(warm_bin <= 0)]
+    top = out.queue_time.shape[2] - 1
+    level_time = out.queue_time[int(warm_bin <= 0)]
     t_end = t_stop
     while True:
         s = tree[1]
@@ -353,7 +418,7 @@ def run_replication(
         if t >= t_stop:
             break
         while t >= edges[b + 1]:
-            close_bin(
+            _close_bin(
                 b,
                 edges[b],
                 edges[b + 1],
@@ -363,17 +428,15 @@ def run_replication(
                 idle,
                 joins,
                 join_acc,
-                out_area,
-                out_busy,
-                out_join,
-                level_time,
+                out,
+                int(b >= warm_bin),
             )
             b += 1
-            level_time = out_queue_time[int(b >= warm_bin)]
+            level_time = out.queue_time[int(b >= warm_bin)]
         if s < n:  # a user prompt at device s
             tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
             if jobs + stage_k[0] + 1 > cap:
-                out_totals[CAP_HIT] = 1
+                totals[CAP_HIT] = 1
                 t_end = t
                 break
             if free_top > 0:
@@ -386,14 +449,12 @@ def run_replication(
             birth[p] = t
             done[p] = 0
             done_home[p] = 0
-            out_totals[ARRIVED] += 1
+            totals[ARRIVED] += 1
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = s - n
             j = head[i]
-            width = t - last[i]
-            area[i] += q[i] * width
-            level_time[i, min(q[i], top)] += width
+            _integrate(i, t, q, last, area, level_time, top)
             last[i] = t
             q[i] -= 1
             head[i] = job_next[j]
@@ -403,45 +464,37 @@ def run_replication(
             jobs -= 1
             if q[i] > 0:
                 c = stage_type[stage[job_prompt[head[i]]]]
-                if dist == EXPONENTIAL:  # inline: a call with array arguments costs more
-                    duration = memoryless(rng, mean[c, i], slotted)
-                else:
-                    duration = draw_service(
-                        rng, mean[c, i], dist, scv, slotted, samples, bounds[c], bounds[c + 1]
-                    )
-                tree_set(key, tree, s, t + duration)
+                tree_set(key, tree, s, t + _service_time(rng, svc, c, i))
             else:
                 tree_set(key, tree, s, np.inf)
-            out_inferences[stage_type[stage[p]], i] += 1
+            out.inferences[stage_type[stage[p]], i] += 1
             done[p] += 1
             if i == origin[p]:
                 done_home[p] += 1
             pending[p] -= 1
             if pending[p] > 0:
                 if pending[p] == size[p] - 1:  # the first response of the stage: join opens
-                    join_acc[0] += joins * (t - join_acc[1])
-                    join_acc[1] = t
+                    _integrate_joins(join_acc, joins, t)
                     joins += 1
                 continue
             if size[p] > 1:
-                join_acc[0] += joins * (t - join_acc[1])
-                join_acc[1] = t
+                _integrate_joins(join_acc, joins, t)
                 joins -= 1
             if stage[p] == last_stage:  # the answer
-                out_totals[COMPLETED] += 1
-                out_totals[PROMPT_INFERENCES] += done[p]
-                out_totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
+                totals[COMPLETED] += 1
+                totals[PROMPT_INFERENCES] += done[p]
+                totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
                 latency = t - birth[p]
-                out_lat_sum[b] += latency
-                out_lat_count[b] += 1
-                cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
-                out_hist[int(b >= warm_bin), min(cell, out_hist.shape[1] - 1)] += 1
+                out.lat_sum[b] += latency
+                out.lat_count[b] += 1
+                cell = int((np.log(max(latency, ctl.hist_lo)) - log_lo) * ctl.hist_scale)
+                out.hist[int(b >= warm_bin), min(cell, out.hist.shape[1] - 1)] += 1
                 free_prompts[free_top] = p
                 free_top += 1
                 continue
             nxt = stage[p] + 1
             if jobs + stage_k[nxt] + 1 > cap:
-                out_totals[CAP_HIT] = 1
+                totals[CAP_HIT] = 1
                 t_end = t
                 break
         # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
@@ -449,19 +502,19 @@ def run_replication(
         home = origin[p]
         helpers = 0
         if stage_k[nxt] > 0:
-            lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
-            if uniform[nxt]:
+            lo, hi = net.indptr[nxt, home], net.indptr[nxt, home + 1]
+            if net.uniform[nxt]:
                 helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
             else:
-                helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
+                helpers = systematic_subset(rng, net.cum, nxt, lo, hi, stage_k[nxt], chosen)
         pending[p] = helpers + 1
         size[p] = helpers + 1
         c = stage_type[nxt]
         for r in range(helpers + 1):
             d = home
             if r > 0:
-                out_selected[nxt, chosen[r]] += 1
-                d = indices[nxt, chosen[r]]
+                out.selected[nxt, chosen[r]] += 1
+                d = net.indices[nxt, chosen[r]]
             if free_job >= 0:
                 j = free_job
                 free_job = job_next[j]
@@ -471,132 +524,54 @@ def run_replication(
             jobs += 1
             job_prompt[j] = p
             job_next[j] = -1
-            width = t - last[d]
-            area[d] += q[d] * width
-            level_time[d, min(q[d], top)] += width
+            width = _integrate(d, t, q, last, area, level_time, top)
             if q[d] > 0:
                 job_next[tail[d]] = j
             else:
                 idle[d] += width
                 head[d] = j
-                if dist == EXPONENTIAL:
-                    duration = memoryless(rng, mean[c, d], slotted)
-                else:
-                    duration = draw_service(
-                        rng, mean[c, d], dist, scv, slotted, samples, bounds[c], bounds[c + 1]
-                    )
-                tree_set(key, tree, n + d, t + duration)
+                tree_set(key, tree, n + d, t + _service_time(rng, svc, c, d))
             last[d] = t
             tail[d] = j
             q[d] += 1
-            if q[d] > out_max_queue[d]:
-                out_max_queue[d] = q[d]
+            if q[d] > out.max_queue[d]:
+                out.max_queue[d] = q[d]
     while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        close_bin(
-            b,
-            edges[b],
-            edges[b + 1],
-            q,
-            last,
-            area,
-            idle,
-            joins,
-            join_acc,
-            out_area,
-            out_busy,
-            out_join,
-            out_queue_time[int(b >= warm_bin)],
+        _close_bin(
+            b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
         )
         b += 1
     if b < edges.shape[0] - 1:
-        close_bin(
-            b,
-            edges[b],
-            t_end,
-            q,
-            last,
-            area,
-            idle,
-            joins,
-            join_acc,
-            out_area,
-            out_busy,
-            out_join,
-            out_queue_time[int(b >= warm_bin)],
+        _close_bin(
+            b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
         )
-    out_totals[IN_SYSTEM] = jobs
-    return t_end
+    totals[IN_SYSTEM] = jobs
+    out.t_end[0] = t_end
 
 
 @njit(cache=True, parallel=True)
-def run_replications(
-    seeds,
-    t_stop,
-    edges,
-    warm_bin,
-    arrival,
-    slotted,
-    mean,
-    dist,
-    scv,
-    samples,
-    bounds,
-    stage_type,
-    stage_k,
-    uniform,
-    indptr,
-    indices,
-    cum,
-    cap,
-    hist_lo,
-    hist_scale,
-    out_area,
-    out_busy,
-    out_join,
-    out_lat_sum,
-    out_lat_count,
-    out_hist,
-    out_max_queue,
-    out_inferences,
-    out_selected,
-    out_totals,
-    out_queue_time,
-    t_end,
-):
+def run_replications(seeds, net, svc, ctl, out):
     """:func:`run_replication` for each seed in parallel; replication ``r`` writes row ``r`` of
     every output. Each replication has its own generator state ``seeds[r]``, so results do not
     depend on how replications are spread over threads."""
     for r in prange(seeds.shape[0]):
-        t_end[r] = run_replication(
+        run_replication(
             seeds[r],
-            t_stop,
-            edges,
-            warm_bin,
-            arrival,
-            slotted,
-            mean,
-            dist,
-            scv,
-            samples,
-            bounds,
-            stage_type,
-            stage_k,
-            uniform,
-            indptr,
-            indices,
-            cum,
-            cap,
-            hist_lo,
-            hist_scale,
-            out_area[r],
-            out_busy[r],
-            out_join[r],
-            out_lat_sum[r],
-            out_lat_count[r],
-            out_hist[r],
-            out_max_queue[r],
-            out_inferences[r],
-            out_selected[r],
-            out_totals[r],
-            out_queue_time[r],
+            net,
+            svc,
+            ctl,
+            Outputs(
+                out.area[r],
+                out.busy[r],
+                out.join[r],
+                out.lat_sum[r],
+                out.lat_count[r],
+                out.hist[r],
+                out.max_queue[r],
+                out.inferences[r],
+                out.selected[r],
+                out.totals[r],
+                out.queue_time[r],
+                out.t_end[r : r + 1],
+            ),
         )

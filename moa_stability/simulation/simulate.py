@@ -342,8 +342,8 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
 
 def _service(
     net: MoANetwork, service: str, scv: float, samples: Any, unit_s: float, slotted: bool
-) -> tuple:
-    """``(slotted, mean, dist, scv, samples, bounds)`` for the kernels (means in clock units)."""
+) -> kern.Service:
+    """The service description for the kernels (means in clock units)."""
     if service not in SERVICES:
         raise ValueError(
             f"service={service!r}: unknown service distribution; use one of {sorted(SERVICES)}"
@@ -356,7 +356,9 @@ def _service(
     mean = net.service_time / unit_s
     if service == "exponential":
         mean = _memoryless_scale(1.0 / mean, slotted)
-    return (slotted, np.ascontiguousarray(mean), SERVICES[service], scv, values, bounds)
+    return kern.Service(
+        slotted, np.ascontiguousarray(mean), SERVICES[service], float(scv), values, bounds
+    )
 
 
 def _memoryless_scale(rate: np.ndarray, slotted: bool) -> np.ndarray:
@@ -375,7 +377,7 @@ def _stages(net: MoANetwork) -> tuple[np.ndarray, np.ndarray]:
     return np.array(types, np.int64), np.array(list(net.k) + [0], np.int64)
 
 
-def _selection(net: MoANetwork) -> tuple:
+def _selection(net: MoANetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per layer: uniform flag, CSR rows of candidate helpers, cumulative probabilities."""
     rows = [net.adjacency if net.selection is None else net.selection[m] for m in range(net.M)]
     width = max([r.nnz for r in rows], default=0)
@@ -431,10 +433,9 @@ class _Plan:
     unit_s: float
     t_stop: float
     warm_bin: int
-    arrival: np.ndarray
-    service: tuple
-    stages: tuple
-    selection: tuple
+    network: kern.Network
+    service: kern.Service
+    seed: int
     seeds: np.ndarray
     cap: int
     hist_grid: tuple[float, float]
@@ -491,10 +492,9 @@ def _plan(
         unit_s,
         t_stop,
         _warmup_bin(warmup, t_stop * unit_s),
-        arrival,
+        kern.Network(arrival, *_stages(net), *_selection(net)),
         svc,
-        _stages(net),
-        _selection(net),
+        seed,
         seeds,
         cap,
         (lo, float(_HIST_CELLS_PER_E)),
@@ -503,40 +503,33 @@ def _plan(
 
 
 # ---- running and summarising ------------------------------------------------------------------
-def _run(net: MoANetwork, plan: _Plan) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _run(net: MoANetwork, plan: _Plan) -> kern.Outputs:
     """Allocate the outputs and run every replication in parallel."""
     R, n = len(plan.seeds), net.n
     cells = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
-    out = (
-        np.zeros((R, N_BINS, n)),
-        np.zeros((R, N_BINS, n)),
-        np.zeros((R, N_BINS)),
-        np.zeros((R, N_BINS)),
-        np.zeros((R, N_BINS), np.int64),
-        np.zeros((R, 2, cells), np.int64),
-        np.zeros((R, n), np.int64),
-        np.zeros((R, len(JOB_TYPES), n), np.int64),
-        np.zeros((R,) + plan.selection[2].shape, np.int64),
-        np.zeros((R, kern.N_TOTALS), np.int64),
-        np.zeros((R, 2, n, plan.tracked + 1)),
+    out = kern.Outputs(
+        area=np.zeros((R, N_BINS, n)),
+        busy=np.zeros((R, N_BINS, n)),
+        join=np.zeros((R, N_BINS)),
+        lat_sum=np.zeros((R, N_BINS)),
+        lat_count=np.zeros((R, N_BINS), np.int64),
+        hist=np.zeros((R, 2, cells), np.int64),
+        max_queue=np.zeros((R, n), np.int64),
+        inferences=np.zeros((R, len(JOB_TYPES), n), np.int64),
+        selected=np.zeros((R,) + plan.network.cum.shape, np.int64),
+        totals=np.zeros((R, kern.N_TOTALS), np.int64),
+        queue_time=np.zeros((R, 2, n, plan.tracked + 1)),
+        t_end=np.zeros(R),
     )
-    t_end = np.zeros(R)
-    edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
-    kern.run_replications(
-        plan.seeds,
+    controls = kern.Controls(
         plan.t_stop,
-        edges,
+        np.linspace(0.0, plan.t_stop, N_BINS + 1),
         plan.warm_bin,
-        plan.arrival,
-        *plan.service,
-        *plan.stages,
-        *plan.selection,
         plan.cap,
         *plan.hist_grid,
-        *out,
-        t_end,
     )
-    return out, t_end
+    kern.run_replications(plan.seeds, plan.network, plan.service, controls, out)
+    return out
 
 
 def _quantiles(
@@ -572,11 +565,11 @@ class _Windows:
     level_time: np.ndarray  # (n, max_tracked_queue + 1) time at each queue length
 
 
-def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Windows:
+def _windows(out: kern.Outputs, plan: _Plan) -> _Windows:
     """Group the covered bins after the warm-up into batches (all covered bins when a job cap
     stopped every replication before the warm-up ended)."""
     edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
-    cover = np.clip(t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
+    cover = np.clip(out.t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
     covered = np.flatnonzero(cover.sum(axis=0) > 0)
     after = covered[covered >= plan.warm_bin]
     bins = after if after.size else covered
@@ -586,15 +579,15 @@ def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Wi
         return np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
 
     mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
-    hist = out[5][:, 1] if after.size else out[5].sum(axis=1)
-    level_time = out[10][:, 1] if after.size else out[10].sum(axis=1)
+    hist = out.hist[:, 1] if after.size else out.hist.sum(axis=1)
+    level_time = out.queue_time[:, 1] if after.size else out.queue_time.sum(axis=1)
     return _Windows(
         batch(cover),
-        batch(out[0]),
-        batch(out[1]),
-        batch(out[2]),
-        batch(out[3]),
-        batch(out[4]),
+        batch(out.area),
+        batch(out.busy),
+        batch(out.join),
+        batch(out.lat_sum),
+        batch(out.lat_count),
         mid,
         hist.sum(axis=0),
         level_time.sum(axis=0),
@@ -615,9 +608,9 @@ def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _summarise(
-    net: MoANetwork, plan: _Plan, out: tuple[np.ndarray, ...], t_end: np.ndarray, record_paths: bool
-) -> dict[str, Any]:
-    w = _windows(out, t_end, plan)
+    net: MoANetwork, plan: _Plan, out: kern.Outputs, record_paths: bool
+) -> SimulationResult:
+    w = _windows(out, plan)
     unit = plan.unit_s
     cover_n = np.repeat(w.cover[:, :, None], net.n, axis=2)
     mean_queue, mean_queue_ci = _ratio_ci(w.area, cover_n)
@@ -628,18 +621,26 @@ def _summarise(
     covered = w.cover.sum(axis=0) > 0
     series = w.area.sum(axis=(0, 2))[covered] / w.cover.sum(axis=0)[covered]
     slope = growth_slope(w.mid[covered] * unit, series)
-    totals = out[9].sum(axis=0)
-    capped = out[9][:, kern.CAP_HIT] == 1
-    cap_time = float(t_end[capped].min() * unit) if capped.any() else None
+    totals = out.totals.sum(axis=0)
+    capped = out.totals[:, kern.CAP_HIT] == 1
+    cap_time = float(out.t_end[capped].min() * unit) if capped.any() else None
     window = (plan.t_stop - plan.warm_bin * plan.t_stop / N_BINS) * unit
     level, level_ci = t_interval(series)
     verdict, evidence = stability_verdict(
         slope, window, float(level), float(level_ci), cap_time, plan.cap, _excess_rate(net)
     )
-    return dict(
+    return SimulationResult(
+        method=METHODS[0] if plan.slotted else METHODS[1],
+        horizon_s=plan.t_stop * unit,
+        horizon_slots=int(plan.t_stop) if plan.slotted else None,
+        dt_s=unit if plan.slotted else None,
+        replications=len(plan.seeds),
+        seed=plan.seed,
+        max_jobs=plan.cap,
+        loads=loads(net),
         mean_queue=mean_queue,
         mean_queue_ci=mean_queue_ci,
-        max_queue=out[6].max(axis=0),
+        max_queue=out.max_queue.max(axis=0),
         utilisation=utilisation,
         utilisation_ci=utilisation_ci,
         mean_join_waiting=float(w.joins.sum() / w.cover.sum()),
@@ -650,11 +651,11 @@ def _summarise(
         latency_p99=p99 * unit,
         prompts_arrived=int(totals[kern.ARRIVED]),
         prompts_completed=int(totals[kern.COMPLETED]),
-        inferences=int(out[7].sum()),
-        inferences_by_type=out[7].sum(axis=0),
+        inferences=int(out.inferences.sum()),
+        inferences_by_type=out.inferences.sum(axis=0),
         completed_prompt_inferences=int(totals[kern.PROMPT_INFERENCES]),
         completed_prompt_origin_inferences=int(totals[kern.PROMPT_ORIGIN_INFERENCES]),
-        selection_counts=_selection_counts(net, plan, out[8].sum(axis=0)),
+        selection_counts=_selection_counts(net, plan, out.selected.sum(axis=0)),
         total_queue_mean=float(total),
         total_queue_ci=float(total_ci),
         growth_slope=slope.per_s,
@@ -663,7 +664,7 @@ def _summarise(
         evidence=evidence,
         cap_hit_time=cap_time,
         warmup_s=plan.warm_bin * plan.t_stop / N_BINS * unit,
-        simulated_s=float(t_end.sum() * unit),
+        simulated_s=float(out.t_end.sum() * unit),
         ci_method="independent replications" if len(plan.seeds) >= 2 else "batch means",
         paths=_paths(out, plan, net.n) if record_paths else None,
         queue_distribution=_distribution(w.level_time),
@@ -687,7 +688,7 @@ def _excess_rate(net: MoANetwork) -> float:
 
 
 def _selection_counts(net: MoANetwork, plan: _Plan, counts: np.ndarray) -> tuple[sp.csr_array, ...]:
-    _, indptr, indices, _ = plan.selection
+    indptr, indices = plan.network.indptr, plan.network.indices
     result = []
     for m in range(net.M):
         nnz = indptr[m, -1]
@@ -697,9 +698,9 @@ def _selection_counts(net: MoANetwork, plan: _Plan, counts: np.ndarray) -> tuple
     return tuple(result)
 
 
-def _paths(out: tuple[np.ndarray, ...], plan: _Plan, n: int) -> pd.DataFrame:
+def _paths(out: kern.Outputs, plan: _Plan, n: int) -> pd.DataFrame:
     width = plan.t_stop / N_BINS
-    frame = pd.DataFrame(out[0][0] / width, columns=range(n))
+    frame = pd.DataFrame(out.area[0] / width, columns=range(n))
     frame.index = pd.Index((np.arange(N_BINS) + 0.5) * width * plan.unit_s, name="time_s")
     return frame
 
@@ -790,18 +791,7 @@ def simulate(
         max_jobs,
         max_tracked_queue,
     )
-    out, t_end = _run(net, plan)
-    return SimulationResult(
-        method=method,
-        horizon_s=plan.t_stop * plan.unit_s,
-        horizon_slots=int(plan.t_stop) if plan.slotted else None,
-        dt_s=plan.unit_s if plan.slotted else None,
-        replications=len(plan.seeds),
-        seed=seed,
-        max_jobs=plan.cap,
-        loads=loads(net),
-        **_summarise(net, plan, out, t_end, record_paths),
-    )
+    return _summarise(net, plan, _run(net, plan), record_paths)
 
 
 # ---- command line ------------------------------------------------------------------------------
