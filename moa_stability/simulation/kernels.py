@@ -26,9 +26,13 @@ user prompt of each device (sources ``0..n-1``) and the head-of-line completion 
 A prompt moves through *stages*: proposer layers ``0..M-1`` then the aggregate (stage ``M``);
 with ``M = 0`` its only stage is one propose job.
 
-The event loop is one long function on purpose: numba reference-counts the array arguments of
-calls it cannot inline, and those atomic counts cost more than the simulation itself, so the
-hot path calls only helpers that take scalars or are small enough to be inlined.
+The event loop is one long function on purpose: its arrays are read out of the argument tuples
+once, before the loop, and the loop calls only plain ``@njit`` functions (which LLVM inlines
+when small) and two ``inline="always"`` helpers without branches (:func:`_integrate`,
+:func:`_integrate_joins`). Numba's own inlining rebinds array arguments; where the inlined body
+branches, the reference counts of that rebinding survive optimisation, and atomic counts per
+event cost more than the simulation itself. The service draw branches, so it is written out at
+its two call sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
 """
 
 from __future__ import annotations
@@ -322,29 +326,12 @@ def _integrate_joins(join_acc, joins, t):
     join_acc[1] = t
 
 
-@njit(inline="always")
-def _service_time(rng, svc, c, i):
-    """One service time of type ``c`` at device ``i`` (:func:`draw_service`; the exponential
-    case is called directly, as it is the common one)."""
-    if svc.dist == EXPONENTIAL:
-        return memoryless(rng, svc.mean[c, i], svc.slotted)
-    return draw_service(
-        rng,
-        svc.mean[c, i],
-        svc.dist,
-        svc.scv,
-        svc.slotted,
-        svc.samples,
-        svc.bounds[c],
-        svc.bounds[c + 1],
-    )
-
-
-@njit(inline="always")
-def _close_bin(b, start, t, q, last, area, idle, joins, join_acc, out, row):
+@njit(cache=True)
+def close_bin(b, start, t, q, last, area, idle, joins, join_acc, out, row):
     """Store bin ``b``'s integrals of queue length, busy time and prompts at joins (the bin is
-    ``[start, t)``) and restart them. The time since each device's last change is also added
-    to ``out.queue_time[row]`` (the bin's side of the warm-up)."""
+    ``[start, t)``) into ``out`` (:class:`Outputs`) and restart them. The time since each
+    device's last change is also added to ``out.queue_time[row]`` (the bin's side of the
+    warm-up). Not inlined: it runs once per bin, and one copy keeps the event loop small."""
     level_time = out.queue_time[row]
     top = level_time.shape[1] - 1
     for i in range(q.shape[0]):
@@ -372,11 +359,13 @@ def run_replication(rng_seed, net, svc, ctl, out):
     early, setting ``out.totals[CAP_HIT]``, when the jobs in the system would exceed
     ``ctl.cap``.
     """
+    # Every field is read into a local once: reading an array from a tuple inside the loop
+    # would add a reference-count pair per access.
     rng = rng_seed.copy()
-    cap, edges, warm_bin, t_stop = ctl.cap, ctl.edges, ctl.warm_bin, ctl.t_stop
-    slotted = svc.slotted
-    arrival, stage_type, stage_k = net.arrival, net.stage_type, net.stage_k
-    totals = out.totals
+    arrival, stage_type, stage_k, uniform_rows, indptr, indices, cum = net
+    slotted, mean, dist, scv, samples, bounds = svc
+    t_stop, edges, warm_bin, cap, hist_lo, hist_scale = ctl
+    _, _, _, lat_sum, lat_count, hist, max_queue, inferences, selected, totals, queue_time, _ = out
     n = arrival.shape[0]
     last_stage = stage_type.shape[0] - 1
     q = np.zeros(n, np.int64)
@@ -396,21 +385,21 @@ def run_replication(rng_seed, net, svc, ctl, out):
     done = np.empty(cap, np.int32)
     done_home = np.empty(cap, np.int32)
     free_prompts = np.empty(cap, np.int32)
-    perm = np.empty(net.cum.shape, np.int64)
-    for m in range(net.cum.shape[0]):
-        perm[m] = np.arange(net.cum.shape[1])
+    perm = np.empty(cum.shape, np.int64)
+    for m in range(cum.shape[0]):
+        perm[m] = np.arange(cum.shape[1])
     chosen = np.empty(stage_k.max() + 1, np.int64)
     first = np.full(2 * n, np.inf)
     for i in range(n):
         # A geometric gap counts from slot -1, so the first prompt may arrive in slot 0.
         first[i] = draw_gap(rng, arrival[i], slotted) - (1.0 if slotted else 0.0)
     key, tree = new_tree(first)
-    log_lo = np.log(ctl.hist_lo)
+    log_lo = np.log(hist_lo)
     free_job, unused_job, jobs = -1, 0, 0
     free_top, unused_prompt, joins = 0, 0, 0
     b = 0
-    top = out.queue_time.shape[2] - 1
-    level_time = out.queue_time[int(warm_bin <= 0)]
+    top = queue_time.shape[2] - 1
+    level_time = queue_time[int(warm_bin <= 0)]
     t_end = t_stop
     while True:
         s = tree[1]
@@ -418,7 +407,7 @@ def run_replication(rng_seed, net, svc, ctl, out):
         if t >= t_stop:
             break
         while t >= edges[b + 1]:
-            _close_bin(
+            close_bin(
                 b,
                 edges[b],
                 edges[b + 1],
@@ -432,7 +421,7 @@ def run_replication(rng_seed, net, svc, ctl, out):
                 int(b >= warm_bin),
             )
             b += 1
-            level_time = out.queue_time[int(b >= warm_bin)]
+            level_time = queue_time[int(b >= warm_bin)]
         if s < n:  # a user prompt at device s
             tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
             if jobs + stage_k[0] + 1 > cap:
@@ -464,10 +453,16 @@ def run_replication(rng_seed, net, svc, ctl, out):
             jobs -= 1
             if q[i] > 0:
                 c = stage_type[stage[job_prompt[head[i]]]]
-                tree_set(key, tree, s, t + _service_time(rng, svc, c, i))
+                m = mean[c, i]
+                duration = (  # the common case in the loop, the rest through a call
+                    memoryless(rng, m, slotted)
+                    if dist == EXPONENTIAL
+                    else draw_service(rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1])
+                )
+                tree_set(key, tree, s, t + duration)
             else:
                 tree_set(key, tree, s, np.inf)
-            out.inferences[stage_type[stage[p]], i] += 1
+            inferences[stage_type[stage[p]], i] += 1
             done[p] += 1
             if i == origin[p]:
                 done_home[p] += 1
@@ -485,10 +480,10 @@ def run_replication(rng_seed, net, svc, ctl, out):
                 totals[PROMPT_INFERENCES] += done[p]
                 totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
                 latency = t - birth[p]
-                out.lat_sum[b] += latency
-                out.lat_count[b] += 1
-                cell = int((np.log(max(latency, ctl.hist_lo)) - log_lo) * ctl.hist_scale)
-                out.hist[int(b >= warm_bin), min(cell, out.hist.shape[1] - 1)] += 1
+                lat_sum[b] += latency
+                lat_count[b] += 1
+                cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
+                hist[int(b >= warm_bin), min(cell, hist.shape[1] - 1)] += 1
                 free_prompts[free_top] = p
                 free_top += 1
                 continue
@@ -502,19 +497,19 @@ def run_replication(rng_seed, net, svc, ctl, out):
         home = origin[p]
         helpers = 0
         if stage_k[nxt] > 0:
-            lo, hi = net.indptr[nxt, home], net.indptr[nxt, home + 1]
-            if net.uniform[nxt]:
+            lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
+            if uniform_rows[nxt]:
                 helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
             else:
-                helpers = systematic_subset(rng, net.cum, nxt, lo, hi, stage_k[nxt], chosen)
+                helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
         pending[p] = helpers + 1
         size[p] = helpers + 1
         c = stage_type[nxt]
         for r in range(helpers + 1):
             d = home
             if r > 0:
-                out.selected[nxt, chosen[r]] += 1
-                d = net.indices[nxt, chosen[r]]
+                selected[nxt, chosen[r]] += 1
+                d = indices[nxt, chosen[r]]
             if free_job >= 0:
                 j = free_job
                 free_job = job_next[j]
@@ -530,21 +525,25 @@ def run_replication(rng_seed, net, svc, ctl, out):
             else:
                 idle[d] += width
                 head[d] = j
-                tree_set(key, tree, n + d, t + _service_time(rng, svc, c, d))
+                m = mean[c, d]
+                duration = (
+                    memoryless(rng, m, slotted)
+                    if dist == EXPONENTIAL
+                    else draw_service(rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1])
+                )
+                tree_set(key, tree, n + d, t + duration)
             last[d] = t
             tail[d] = j
             q[d] += 1
-            if q[d] > out.max_queue[d]:
-                out.max_queue[d] = q[d]
+            if q[d] > max_queue[d]:
+                max_queue[d] = q[d]
     while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        _close_bin(
+        close_bin(
             b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
         )
         b += 1
     if b < edges.shape[0] - 1:
-        _close_bin(
-            b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
-        )
+        close_bin(b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin))
     totals[IN_SYSTEM] = jobs
     out.t_end[0] = t_end
 
