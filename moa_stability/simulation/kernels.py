@@ -49,6 +49,13 @@ EXPONENTIAL, DETERMINISTIC, GAMMA, LOGNORMAL, EMPIRICAL = range(5)
 ARRIVED, COMPLETED, PROMPT_INFERENCES, PROMPT_ORIGIN_INFERENCES, CAP_HIT, IN_SYSTEM = range(6)
 N_TOTALS = 6
 
+SYSTEMATIC, UNIFORM, COMPLETE = range(3)
+"""Helper selection modes of a layer (:class:`Network`)."""
+
+# Integer registers of a replication's state (``State.counters``).
+FREE_JOB, UNUSED_JOB, JOBS, FREE_TOP, UNUSED_PROMPT, JOINS, BIN, FINISHED = range(8)
+N_COUNTERS = 8
+
 
 # ---- random numbers: xoshiro256+ on a per-replication state of four uint64 -----------------
 @njit(cache=True)
@@ -194,6 +201,27 @@ def systematic_subset(rng, cum, row, lo, hi, k, chosen):
     return r
 
 
+@njit(cache=True)
+def complete_subset(rng, n, home, k, chosen):
+    """``k`` distinct devices other than ``home`` among ``0..n-1`` into ``chosen[1:k+1]``,
+    uniformly, without a neighbour list (the complete graph): Floyd's algorithm draws a
+    uniform ``k``-subset of ``0..n-2`` in ``k`` draws (for ``j = n-1-k, ..., n-2``: take a
+    uniform ``t <= j``, or ``j`` itself if ``t`` is taken), and ``v -> v + (v >= home)`` skips
+    the origin. Returns ``k``."""
+    for r in range(k):
+        j = n - 1 - k + r
+        v = below(rng, j + 1)
+        for x in range(1, r + 1):
+            if chosen[x] == v:
+                v = j
+                break
+        chosen[r + 1] = v
+    for r in range(1, k + 1):
+        if chosen[r] >= home:
+            chosen[r] += 1
+    return k
+
+
 # ---- event selection: a tournament tree over the event sources --------------------------------
 @njit(cache=True)
 def new_tree(times):
@@ -240,15 +268,17 @@ class Network(NamedTuple):
 
     ``arrival[i]`` is the :func:`memoryless` scale of device ``i``'s user prompts;
     ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
-    proposer layer ``m``, CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers, drawn
-    uniformly if ``uniform[m]`` else by systematic sampling on the cumulative probabilities
-    ``cum[m]`` (:func:`systematic_subset`).
+    proposer layer ``m``, ``mode[m]`` says how helpers are drawn: :data:`SYSTEMATIC` from the
+    CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers on the cumulative
+    probabilities ``cum[m]`` (:func:`systematic_subset`), :data:`UNIFORM` uniformly from those
+    rows (:func:`uniform_subset`), :data:`COMPLETE` uniformly among all other devices by index
+    arithmetic (:func:`complete_subset`; the CSR arrays are then empty).
     """
 
     arrival: np.ndarray
     stage_type: np.ndarray
     stage_k: np.ndarray
-    uniform: np.ndarray
+    mode: np.ndarray
     indptr: np.ndarray
     indices: np.ndarray
     cum: np.ndarray
@@ -308,6 +338,53 @@ class Outputs(NamedTuple):
     t_end: np.ndarray
 
 
+class State(NamedTuple):
+    """Everything a replication carries from one chunk of simulated time to the next (with a
+    leading replication axis in :func:`run_replications`).
+
+    ``rng`` the xoshiro256+ state; ``counters`` the integer registers (:data:`FREE_JOB` ...
+    :data:`FINISHED`); ``clock[0]`` the time reached; per device the queue length ``q``, the
+    FCFS list ``head``/``tail``, the time of the last change ``last`` and the open bin's
+    integrals ``area``, ``idle``; ``join_acc`` the join integral and the time of its last
+    change; the tournament tree ``key``/``tree`` (:func:`new_tree`); the job pool
+    (``job_next``, ``job_prompt``) and the prompt pool (``origin``, ``birth``, ``stage``,
+    ``pending``, ``stage_size``, ``done``, ``done_home``, ``free_prompts``), ``cap`` entries each;
+    ``perm``, the permutations of :func:`uniform_subset`.
+    """
+
+    rng: np.ndarray
+    counters: np.ndarray
+    clock: np.ndarray
+    q: np.ndarray
+    head: np.ndarray
+    tail: np.ndarray
+    last: np.ndarray
+    area: np.ndarray
+    idle: np.ndarray
+    join_acc: np.ndarray
+    key: np.ndarray
+    tree: np.ndarray
+    job_next: np.ndarray
+    job_prompt: np.ndarray
+    origin: np.ndarray
+    birth: np.ndarray
+    stage: np.ndarray
+    pending: np.ndarray
+    stage_size: np.ndarray
+    done: np.ndarray
+    done_home: np.ndarray
+    free_prompts: np.ndarray
+    perm: np.ndarray
+
+
+STATE_BYTES_PER_JOB = 2 * 4 + 8 * 4 + 8
+"""Bytes of :class:`State` per job of the cap: two int32 job arrays, eight int32 prompt arrays
+and one float64 (a prompt in the system always has a job, so ``cap`` bounds both pools)."""
+STATE_BYTES_PER_DEVICE = 6 * 8 + 2 * 8 * 4
+"""Bytes of :class:`State` per device: six per-device arrays and the tournament tree over
+``2n`` sources padded to a power of two (at most ``4n`` leaves, two arrays of ``2 x``)."""
+
+
 # ---- time integrals ---------------------------------------------------------------------------
 @njit(inline="always")
 def _integrate(d, t, q, last, area, level_time, top):
@@ -350,61 +427,96 @@ def close_bin(b, start, t, q, last, area, idle, joins, join_acc, out, row):
 
 # ---- one replication ----------------------------------------------------------------------------
 @njit(cache=True)
-def run_replication(rng_seed, net, svc, ctl, out):
-    """Simulate one replication on ``[0, ctl.t_stop)`` (clock units) into ``out`` (its
-    :class:`Outputs` row), setting ``out.t_end[0]`` to the time reached.
-
-    ``rng_seed`` is the xoshiro256+ state to start from (four uint64, not all zero); ``net``,
-    ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`. Stops
-    early, setting ``out.totals[CAP_HIT]``, when the jobs in the system would exceed
-    ``ctl.cap``.
-    """
-    # Every field is read into a local once: reading an array from a tuple inside the loop
-    # would add a reference-count pair per access.
-    rng = rng_seed.copy()
-    arrival, stage_type, stage_k, uniform_rows, indptr, indices, cum = net
-    slotted, mean, dist, scv, samples, bounds = svc
-    t_stop, edges, warm_bin, cap, hist_lo, hist_scale = ctl
-    _, _, _, lat_sum, lat_count, hist, max_queue, inferences, selected, totals, queue_time, _ = out
-    n = arrival.shape[0]
-    last_stage = stage_type.shape[0] - 1
-    q = np.zeros(n, np.int64)
-    head = np.full(n, -1, np.int64)
-    tail = np.full(n, -1, np.int64)
-    last = np.zeros(n)
-    area = np.zeros(n)
-    idle = np.zeros(n)  # busy time is the rest: one accumulation fewer per completion
-    join_acc = np.zeros(2)
-    job_next = np.empty(cap, np.int32)
-    job_prompt = np.empty(cap, np.int32)
-    origin = np.empty(cap, np.int32)
-    birth = np.empty(cap)
-    stage = np.empty(cap, np.int32)
-    pending = np.empty(cap, np.int32)
-    size = np.empty(cap, np.int32)
-    done = np.empty(cap, np.int32)
-    done_home = np.empty(cap, np.int32)
-    free_prompts = np.empty(cap, np.int32)
-    perm = np.empty(cum.shape, np.int64)
-    for m in range(cum.shape[0]):
-        perm[m] = np.arange(cum.shape[1])
-    chosen = np.empty(stage_k.max() + 1, np.int64)
+def start_replication(rng_seed, net, slotted, st):
+    """Reset ``st`` (:class:`State`) to an empty network at time 0 with generator state
+    ``rng_seed`` (four uint64, not all zero), and draw each device's first user prompt
+    (``slotted``: on the slot clock)."""
+    st.rng[:] = rng_seed
+    n = net.arrival.shape[0]
+    st.counters[:] = 0
+    st.counters[FREE_JOB] = -1
+    st.clock[0] = 0.0
+    st.q[:] = 0
+    st.head[:] = -1
+    st.tail[:] = -1
+    st.last[:] = 0.0
+    st.area[:] = 0.0
+    st.idle[:] = 0.0
+    st.join_acc[:] = 0.0
+    for m in range(st.perm.shape[0]):
+        st.perm[m] = np.arange(st.perm.shape[1])
     first = np.full(2 * n, np.inf)
     for i in range(n):
         # A geometric gap counts from slot -1, so the first prompt may arrive in slot 0.
-        first[i] = draw_gap(rng, arrival[i], slotted) - (1.0 if slotted else 0.0)
+        first[i] = draw_gap(st.rng, net.arrival[i], slotted) - (1.0 if slotted else 0.0)
     key, tree = new_tree(first)
+    st.key[:] = key
+    st.tree[:] = tree
+
+
+@njit(cache=True)
+def finish_replication(ctl, out, st, t_end):
+    """Close the open bins up to ``t_end`` (the horizon, the cap hit, or the time reached when
+    interrupted), record the jobs left in the system and mark ``st`` finished."""
+    edges, warm_bin = ctl.edges, ctl.warm_bin
+    b = st.counters[BIN]
+    joins = st.counters[JOINS]
+    q, last, area, idle, join_acc = st.q, st.last, st.area, st.idle, st.join_acc
+    while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
+        close_bin(
+            b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
+        )
+        b += 1
+    if b < edges.shape[0] - 1:
+        close_bin(b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin))
+    st.counters[BIN] = b
+    st.counters[FINISHED] = 1
+    st.clock[0] = t_end
+    out.totals[IN_SYSTEM] = st.counters[JOBS]
+    out.t_end[0] = t_end
+
+
+@njit(cache=True)
+def run_replication(net, svc, ctl, out, st, t_until):
+    """Advance one replication from its state ``st`` through the events before ``t_until``
+    (clock units), recording into ``out`` (its :class:`Outputs` row). At ``ctl.t_stop``, or
+    when the jobs in the system would exceed ``ctl.cap`` (setting ``out.totals[CAP_HIT]``), it
+    finishes (:func:`finish_replication`); a finished state is left alone.
+
+    The events are processed in time order whatever the chunks, and the generator lives in
+    ``st``, so splitting ``[0, t_stop)`` into chunks changes no result.
+
+    ``net``, ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`.
+    """
+    if st.counters[FINISHED]:
+        return
+    # Every field is read into a local once: reading an array from a tuple inside the loop
+    # would add a reference-count pair per access.
+    arrival, stage_type, stage_k, mode, indptr, indices, cum = net
+    slotted, mean, dist, scv, samples, bounds = svc
+    t_stop, edges, warm_bin, cap, hist_lo, hist_scale = ctl
+    _, _, _, lat_sum, lat_count, hist, max_queue, inferences, selected, totals, queue_time, _ = out
+    rng, counters, q, head, tail, last = st.rng, st.counters, st.q, st.head, st.tail, st.last
+    area, idle, join_acc, key, tree = st.area, st.idle, st.join_acc, st.key, st.tree
+    job_next, job_prompt, origin, birth = st.job_next, st.job_prompt, st.origin, st.birth
+    stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
+    done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
+    n = arrival.shape[0]
+    last_stage = stage_type.shape[0] - 1
+    chosen = np.empty(stage_k.max() + 1, np.int64)
     log_lo = np.log(hist_lo)
-    free_job, unused_job, jobs = -1, 0, 0
-    free_top, unused_prompt, joins = 0, 0, 0
-    b = 0
+    free_job, unused_job, jobs = counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS]
+    free_top, unused_prompt = counters[FREE_TOP], counters[UNUSED_PROMPT]
+    joins, b = counters[JOINS], counters[BIN]
     top = queue_time.shape[2] - 1
-    level_time = queue_time[int(warm_bin <= 0)]
+    level_time = queue_time[int(b >= warm_bin)]
+    t_chunk = min(t_until, t_stop)
     t_end = t_stop
+    capped = False
     while True:
         s = tree[1]
         t = key[s]
-        if t >= t_stop:
+        if t >= t_chunk:
             break
         while t >= edges[b + 1]:
             close_bin(
@@ -427,6 +539,7 @@ def run_replication(rng_seed, net, svc, ctl, out):
             if jobs + stage_k[0] + 1 > cap:
                 totals[CAP_HIT] = 1
                 t_end = t
+                capped = True
                 break
             if free_top > 0:
                 free_top -= 1
@@ -491,25 +604,29 @@ def run_replication(rng_seed, net, svc, ctl, out):
             if jobs + stage_k[nxt] + 1 > cap:
                 totals[CAP_HIT] = 1
                 t_end = t
+                capped = True
                 break
         # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
         stage[p] = nxt
         home = origin[p]
         helpers = 0
         if stage_k[nxt] > 0:
-            lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
-            if uniform_rows[nxt]:
-                helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
+            if mode[nxt] == COMPLETE:
+                helpers = complete_subset(rng, n, home, stage_k[nxt], chosen)
             else:
-                helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
+                lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
+                if mode[nxt] == UNIFORM:
+                    helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
+                else:
+                    helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
+                for r in range(1, helpers + 1):  # CSR positions to devices
+                    selected[nxt, chosen[r]] += 1
+                    chosen[r] = indices[nxt, chosen[r]]
         pending[p] = helpers + 1
         size[p] = helpers + 1
         c = stage_type[nxt]
         for r in range(helpers + 1):
-            d = home
-            if r > 0:
-                selected[nxt, chosen[r]] += 1
-                d = indices[nxt, chosen[r]]
+            d = home if r == 0 else chosen[r]
             if free_job >= 0:
                 j = free_job
                 free_job = job_next[j]
@@ -537,40 +654,82 @@ def run_replication(rng_seed, net, svc, ctl, out):
             q[d] += 1
             if q[d] > max_queue[d]:
                 max_queue[d] = q[d]
-    while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        close_bin(
-            b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
-        )
-        b += 1
-    if b < edges.shape[0] - 1:
-        close_bin(b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin))
-    totals[IN_SYSTEM] = jobs
-    out.t_end[0] = t_end
+    counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS] = free_job, unused_job, jobs
+    counters[FREE_TOP], counters[UNUSED_PROMPT] = free_top, unused_prompt
+    counters[JOINS], counters[BIN] = joins, b
+    st.clock[0] = t_chunk
+    if capped or t_until >= t_stop:
+        finish_replication(ctl, out, st, t_end)
 
 
 @njit(cache=True, parallel=True)
-def run_replications(seeds, net, svc, ctl, out):
-    """:func:`run_replication` for each seed in parallel; replication ``r`` writes row ``r`` of
-    every output. Each replication has its own generator state ``seeds[r]``, so results do not
-    depend on how replications are spread over threads."""
+def run_replications(net, svc, ctl, out, st, t_until):
+    """:func:`run_replication` of every replication in parallel up to ``t_until``;
+    replication ``r`` owns row ``r`` of every output and state array. Each has its own
+    generator state, so results do not depend on how replications are spread over threads."""
+    for r in prange(st.rng.shape[0]):
+        run_replication(net, svc, ctl, output_row(out, r), state_row(st, r), t_until)
+
+
+@njit(cache=True, parallel=True)
+def start_replications(seeds, net, slotted, st):
+    """:func:`start_replication` of replication ``r`` from ``seeds[r]``, in parallel."""
     for r in prange(seeds.shape[0]):
-        run_replication(
-            seeds[r],
-            net,
-            svc,
-            ctl,
-            Outputs(
-                out.area[r],
-                out.busy[r],
-                out.join[r],
-                out.lat_sum[r],
-                out.lat_count[r],
-                out.hist[r],
-                out.max_queue[r],
-                out.inferences[r],
-                out.selected[r],
-                out.totals[r],
-                out.queue_time[r],
-                out.t_end[r : r + 1],
-            ),
-        )
+        start_replication(seeds[r], net, slotted, state_row(st, r))
+
+
+@njit(cache=True)
+def finish_replications(ctl, out, st):
+    """:func:`finish_replication` of every unfinished replication at the time it reached."""
+    for r in range(st.rng.shape[0]):
+        if not st.counters[r, FINISHED]:
+            finish_replication(ctl, output_row(out, r), state_row(st, r), st.clock[r, 0])
+
+
+@njit(cache=True)
+def output_row(out, r):
+    """Replication ``r``'s :class:`Outputs` (``t_end`` as a one-cell slice)."""
+    return Outputs(
+        out.area[r],
+        out.busy[r],
+        out.join[r],
+        out.lat_sum[r],
+        out.lat_count[r],
+        out.hist[r],
+        out.max_queue[r],
+        out.inferences[r],
+        out.selected[r],
+        out.totals[r],
+        out.queue_time[r],
+        out.t_end[r : r + 1],
+    )
+
+
+@njit(cache=True)
+def state_row(st, r):
+    """Replication ``r``'s :class:`State`."""
+    return State(
+        st.rng[r],
+        st.counters[r],
+        st.clock[r],
+        st.q[r],
+        st.head[r],
+        st.tail[r],
+        st.last[r],
+        st.area[r],
+        st.idle[r],
+        st.join_acc[r],
+        st.key[r],
+        st.tree[r],
+        st.job_next[r],
+        st.job_prompt[r],
+        st.origin[r],
+        st.birth[r],
+        st.stage[r],
+        st.pending[r],
+        st.stage_size[r],
+        st.done[r],
+        st.done_home[r],
+        st.free_prompts[r],
+        st.perm[r],
+    )

@@ -21,12 +21,15 @@ inclusion probabilities :math:`\pi_m[j, \cdot]` as exact marginals), joins when 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -45,7 +48,11 @@ SERVICES = {
     "empirical": kern.EMPIRICAL,
 }
 N_BINS = 1000
-"""Time bins of the recorded integrals (and of the optional paths)."""
+"""Time bins of the recorded integrals (and of the optional paths); fewer when the per-device
+bins of many devices would exceed a share of :data:`MEMORY_BUDGET_BYTES` (at least
+:data:`MIN_BINS`)."""
+MIN_BINS = 200
+"""Fewest time bins (ten per batch)."""
 N_BATCHES = 20
 """Batches of the post-warm-up window for batch means and the growth slope."""
 _HIST_DECADES, _HIST_CELLS_PER_E = 12, 500  # latency histogram: 0.2% relative resolution
@@ -54,6 +61,12 @@ MAX_TRACKED_QUEUE = 256
 """Default largest queue length the distribution resolves (longer queues share its last cell)."""
 _DEFAULT_DT_FRACTION = 0.1
 _MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles, twice)
+MEMORY_BUDGET_BYTES = 4 * 2**30
+"""Largest memory :func:`simulate` may preallocate (outputs, job pools, per-device state); a
+call that needs more is refused with a ValueError before any work."""
+_BIN_BUDGET_BYTES = 2**29  # per-device time bins (queue and busy integrals) of all replications
+_IMPLICIT_COMPLETE_PAIRS = 2**22  # complete graphs with more (origin, helper) pairs: no CSR
+_CHUNK_WALL_S = 0.5  # target wall seconds of one kernel call; Ctrl-C is honoured between calls
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,9 +103,10 @@ class SimulationResult:
     completed_prompt_inferences, completed_prompt_origin_inferences : int
         Inferences run for the completed prompts, in all and on their origin devices
         (conservation: :math:`((k+1)M+1)` and :math:`M+1` per prompt).
-    selection_counts : tuple of scipy.sparse.csr_array
+    selection_counts : tuple of scipy.sparse.csr_array, or None
         Per layer, ``[j, i]`` = times device ``i`` was drawn as a helper of a prompt born at
-        ``j``.
+        ``j``. None on a complete graph with more than 2**22 (origin, helper) pairs (about
+        2,000 devices), whose helpers are drawn without a neighbour list.
     total_queue_mean, total_queue_ci : float
         Time-average total jobs in the system.
     growth_slope, growth_slope_ci : float
@@ -121,6 +135,10 @@ class SimulationResult:
         :data:`N_BINS` bins of replication 0, indexed by the bin's mid time (seconds).
     loads : ndarray (n,)
         The exact loads :math:`\rho_i`, for comparison with ``utilisation``.
+    partial : bool
+        True when Ctrl-C (KeyboardInterrupt) stopped the run: every statistic covers the
+        simulated time reached (``simulated_s``; replications not yet started are left out,
+        ``replications`` counts those that ran) and the verdict is ``inconclusive``.
 
     Methods :meth:`overflow_probability` and :meth:`buffer_for` read the tail of
     ``queue_distribution``.
@@ -144,7 +162,7 @@ class SimulationResult:
     inferences_by_type: np.ndarray
     completed_prompt_inferences: int
     completed_prompt_origin_inferences: int
-    selection_counts: tuple[sp.csr_array, ...]
+    selection_counts: tuple[sp.csr_array, ...] | None
     total_queue_mean: float
     total_queue_ci: float
     growth_slope: float
@@ -165,6 +183,7 @@ class SimulationResult:
     queue_distribution: np.ndarray = field(repr=False)
     max_tracked_queue: int
     paths: pd.DataFrame | None = field(default=None, repr=False)
+    partial: bool = False
 
     def overflow_probability(self, buffer: int | np.ndarray) -> np.ndarray:
         r"""Fraction of time :math:`P(Q_i > B)` that each device holds more than ``buffer`` jobs.
@@ -378,8 +397,15 @@ def _stages(net: MoANetwork) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _selection(net: MoANetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer: uniform flag, CSR rows of candidate helpers, cumulative probabilities."""
-    rows = [net.adjacency if net.selection is None else net.selection[m] for m in range(net.M)]
+    """Per layer: selection mode, CSR rows of candidate helpers, cumulative probabilities.
+
+    A large complete graph with uniform selection has no CSR rows (``n(n-1)`` pairs would not
+    fit): the kernels draw its helpers by index arithmetic (:data:`kernels.COMPLETE`)."""
+    if _implicit_complete(net):
+        empty = np.zeros((net.M, 0))
+        mode = np.full(net.M, kern.COMPLETE, np.int64)
+        return mode, np.zeros((net.M, 1), np.int64), empty.astype(np.int64), empty
+    rows = [_layer_rows(net, m) for m in range(net.M)]
     width = max([r.nnz for r in rows], default=0)
     indptr = np.zeros((net.M, net.n + 1), np.int64)
     indices = np.zeros((net.M, width), np.int64)
@@ -388,8 +414,19 @@ def _selection(net: MoANetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         indptr[m], indices[m, : pi.nnz] = pi.indptr, pi.indices
         if net.selection is not None:
             cum[m, : pi.nnz] = _cumulative(pi, net.k[m])
-    uniform = np.full(net.M, net.selection is None)
-    return uniform, indptr, indices, cum
+    mode = np.full(net.M, kern.UNIFORM if net.selection is None else kern.SYSTEMATIC, np.int64)
+    return mode, indptr, indices, cum
+
+
+def _layer_rows(net: MoANetwork, m: int) -> sp.csr_array:
+    """Candidate helpers of layer ``m`` (with their probabilities under a selection)."""
+    return net.adjacency if net.selection is None else net.selection[m]
+
+
+def _implicit_complete(net: MoANetwork) -> bool:
+    return (
+        net.is_complete and net.selection is None and net.n * (net.n - 1) > _IMPLICIT_COMPLETE_PAIRS
+    )
 
 
 def _cumulative(pi: sp.csr_array, k: int) -> np.ndarray:
@@ -404,7 +441,7 @@ def _cumulative(pi: sp.csr_array, k: int) -> np.ndarray:
     return out
 
 
-def _warmup_bin(warmup: float, horizon: float) -> int:
+def _warmup_bin(warmup: float, horizon: float, bins: int) -> int:
     """First bin after the warm-up (rounded up to a bin edge)."""
     try:
         w = float(warmup)
@@ -416,13 +453,13 @@ def _warmup_bin(warmup: float, horizon: float) -> int:
     if not (math.isfinite(w) and w >= 0):
         raise ValueError(f"warmup={warmup!r}: must be >= 0; pass a fraction in [0, 1) or seconds")
     fraction = w if w < 1 else w / horizon
-    if fraction > 1 - N_BATCHES / N_BINS:
+    if fraction > 1 - N_BATCHES / bins:
         raise ValueError(
             f"warmup={warmup!r}: leaves no window to measure in a horizon of "
-            f"{horizon:g} s; use a warm-up below {1 - N_BATCHES / N_BINS:.0%} "
+            f"{horizon:g} s; use a warm-up below {1 - N_BATCHES / bins:.0%} "
             "of the horizon"
         )
-    return math.ceil(round(fraction * N_BINS, 9))
+    return math.ceil(round(fraction * bins, 9))
 
 
 @dataclass(frozen=True)
@@ -440,6 +477,8 @@ class _Plan:
     cap: int
     hist_grid: tuple[float, float]
     tracked: int
+    bins: int
+    group: int  # replications whose job pools are held at once
 
 
 def _plan(
@@ -454,7 +493,7 @@ def _plan(
     replications: int,
     warmup: float,
     max_jobs: int,
-    max_tracked_queue: int,
+    max_tracked_queue: int | None,
 ) -> _Plan:
     if not isinstance(net, MoANetwork):
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
@@ -463,6 +502,8 @@ def _plan(
     seed = count_field("seed", seed, 0)
     replications = count_field("replications", replications, 1)
     cap = count_field("max_jobs", max_jobs, max(net.k, default=0) + 1)
+    if max_tracked_queue is None:  # the default resolution, as fine as the cell budget allows
+        max_tracked_queue = max(1, min(MAX_TRACKED_QUEUE, _MAX_TRACKED_CELLS // net.n - 1))
     tracked = count_field("max_tracked_queue", max_tracked_queue, 1)
     if tracked > _MAX_TRACKED_CELLS // net.n:
         raise ValueError(
@@ -472,6 +513,9 @@ def _plan(
         )
     if cap >= 2**31:
         raise ValueError(f"max_jobs={max_jobs}: at most 2**31 - 1 jobs fit the job ids; lower it")
+    bins = max(MIN_BINS, min(N_BINS, _BIN_BUDGET_BYTES // (16 * net.n * replications)))
+    group = min(replications, numba.get_num_threads())
+    _check_memory(net, replications, group, cap, tracked, bins)
     slotted = method == "slots"
     if horizon is None:
         horizon = _DEFAULT_HORIZON_SERVICES * float(_used_means(net).max())
@@ -491,7 +535,7 @@ def _plan(
         slotted,
         unit_s,
         t_stop,
-        _warmup_bin(warmup, t_stop * unit_s),
+        _warmup_bin(warmup, t_stop * unit_s, bins),
         kern.Network(arrival, *_stages(net), *_selection(net)),
         svc,
         seed,
@@ -499,21 +543,77 @@ def _plan(
         cap,
         (lo, float(_HIST_CELLS_PER_E)),
         tracked,
+        bins,
+        group,
+    )
+
+
+_HIST_CELLS = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
+
+
+def _check_memory(
+    net: MoANetwork, replications: int, group: int, cap: int, tracked: int, bins: int
+) -> None:
+    r"""Refuse a call whose preallocated arrays would exceed :data:`MEMORY_BUDGET_BYTES`.
+
+    Per replication the outputs take :math:`8(2 B n + 3B + 2H + 5n + 2n(B_{max}+1) + P)`
+    bytes (``B`` bins, ``H`` histogram cells, ``P`` selection counters, one per CSR entry);
+    per replication held at once (``group``: the numba threads) the state takes
+    :data:`kernels.STATE_BYTES_PER_JOB` per job of the cap and
+    :data:`kernels.STATE_BYTES_PER_DEVICE` per device, plus a permutation per CSR entry.
+    """
+    pairs = 0 if _implicit_complete(net) else sum(_layer_rows(net, m).nnz for m in range(net.M))
+    outputs = 8 * (
+        2 * bins * net.n + 3 * bins + 2 * _HIST_CELLS + 5 * net.n + 2 * net.n * (tracked + 1)
+    )
+    outputs += 8 * pairs
+    pools = cap * kern.STATE_BYTES_PER_JOB
+    state = pools + net.n * kern.STATE_BYTES_PER_DEVICE + 8 * pairs
+    total = replications * outputs + group * state
+    if total <= MEMORY_BUDGET_BYTES:
+        return
+    gb, budget = total / 1e9, MEMORY_BUDGET_BYTES / 1e9
+    if group * pools >= replications * outputs:
+        fit = max(0, (MEMORY_BUDGET_BYTES - replications * outputs) // group - state + pools)
+        raise ValueError(
+            f"max_jobs={cap}: needs ~{gb:.3g} GB ({kern.STATE_BYTES_PER_JOB} bytes per job x "
+            f"{group} replication(s) at once), over the {budget:.3g} GB budget "
+            f"(MEMORY_BUDGET_BYTES); lower max_jobs to at most "
+            f"{fit // kern.STATE_BYTES_PER_JOB} (a run that needs more jobs is unstable)"
+        )
+    raise ValueError(
+        f"replications={replications}: {net.n} devices x {replications} replication(s) need "
+        f"~{gb:.3g} GB of outputs, over the {budget:.3g} GB budget (MEMORY_BUDGET_BYTES); "
+        "use fewer replications or a smaller max_tracked_queue, or run them in several calls"
     )
 
 
 # ---- running and summarising ------------------------------------------------------------------
-def _run(net: MoANetwork, plan: _Plan) -> kern.Outputs:
-    """Allocate the outputs and run every replication in parallel."""
+class _Raw(NamedTuple):
+    """What the kernels recorded, and whether Ctrl-C cut the run short (``outputs`` then holds
+    the replications that started, up to the time each reached)."""
+
+    outputs: kern.Outputs
+    partial: bool
+
+
+def _run(net: MoANetwork, plan: _Plan) -> _Raw:
+    """Allocate the outputs and run the replications, ``plan.group`` at a time in parallel, in
+    chunks of simulated time of about :data:`_CHUNK_WALL_S` wall seconds each.
+
+    Between chunks Python handles signals: on Ctrl-C (KeyboardInterrupt) the replications in
+    flight are closed at the time they reached and the rest are dropped. The chunks change no
+    result (:func:`kernels.run_replication`).
+    """
     R, n = len(plan.seeds), net.n
-    cells = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
+    bins = plan.bins
     out = kern.Outputs(
-        area=np.zeros((R, N_BINS, n)),
-        busy=np.zeros((R, N_BINS, n)),
-        join=np.zeros((R, N_BINS)),
-        lat_sum=np.zeros((R, N_BINS)),
-        lat_count=np.zeros((R, N_BINS), np.int64),
-        hist=np.zeros((R, 2, cells), np.int64),
+        area=np.zeros((R, bins, n)),
+        busy=np.zeros((R, bins, n)),
+        join=np.zeros((R, bins)),
+        lat_sum=np.zeros((R, bins)),
+        lat_count=np.zeros((R, bins), np.int64),
+        hist=np.zeros((R, 2, _HIST_CELLS), np.int64),
         max_queue=np.zeros((R, n), np.int64),
         inferences=np.zeros((R, len(JOB_TYPES), n), np.int64),
         selected=np.zeros((R,) + plan.network.cum.shape, np.int64),
@@ -521,15 +621,81 @@ def _run(net: MoANetwork, plan: _Plan) -> kern.Outputs:
         queue_time=np.zeros((R, 2, n, plan.tracked + 1)),
         t_end=np.zeros(R),
     )
-    controls = kern.Controls(
-        plan.t_stop,
-        np.linspace(0.0, plan.t_stop, N_BINS + 1),
-        plan.warm_bin,
-        plan.cap,
-        *plan.hist_grid,
+    controls = kern.Controls(plan.t_stop, _edges(plan), plan.warm_bin, plan.cap, *plan.hist_grid)
+    state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape)
+    lo = started = 0  # first replication of the group in flight; replications started
+    span = plan.t_stop / bins  # simulated time per chunk, adapted to the wall-time target
+    try:
+        for lo in range(0, R, plan.group):
+            hi = min(lo + plan.group, R)
+            rows = kern.Outputs(*(a[lo:hi] for a in out))
+            st = kern.State(*(a[: hi - lo] for a in state))
+            kern.start_replications(plan.seeds[lo:hi], plan.network, plan.slotted, st)
+            started = hi
+            t = 0.0
+            while t < plan.t_stop:
+                t = min(t + span, plan.t_stop)
+                start = time.perf_counter()
+                kern.run_replications(plan.network, plan.service, controls, rows, st, t)
+                wall = time.perf_counter() - start
+                if wall < _CHUNK_WALL_S / 4:
+                    span *= 2
+                elif wall > _CHUNK_WALL_S:
+                    span /= 2
+    except KeyboardInterrupt:
+        kept = lo  # the finished groups, and the one in flight if it got anywhere
+        if started > lo and np.any(st.clock > 0):
+            kern.finish_replications(controls, rows, st)
+            kept = started
+        if kept == 0:
+            raise  # nothing simulated yet: nothing to report
+        return _Raw(kern.Outputs(*(a[:kept] for a in out)), True)
+    return _Raw(out, False)
+
+
+def _edges(plan: _Plan) -> np.ndarray:
+    """Bin edges in clock units."""
+    return np.linspace(0.0, plan.t_stop, plan.bins + 1)
+
+
+def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int]) -> kern.State:
+    """Uninitialised :class:`kernels.State` of ``group`` replications
+    (:func:`kernels.start_replications` fills it)."""
+    leaves = 1
+    while leaves < 2 * n:
+        leaves *= 2
+
+    def pool(dtype: type = np.int32) -> np.ndarray:
+        return np.empty((group, cap), dtype)
+
+    def device(dtype: type = np.int64) -> np.ndarray:
+        return np.empty((group, n), dtype)
+
+    return kern.State(
+        rng=np.empty((group, 4), np.uint64),
+        counters=np.empty((group, kern.N_COUNTERS), np.int64),
+        clock=np.zeros((group, 1)),
+        q=device(),
+        head=device(),
+        tail=device(),
+        last=device(float),
+        area=device(float),
+        idle=device(float),
+        join_acc=np.empty((group, 2)),
+        key=np.empty((group, leaves)),
+        tree=np.empty((group, 2 * leaves), np.int64),
+        job_next=pool(),
+        job_prompt=pool(),
+        origin=pool(),
+        birth=pool(float),
+        stage=pool(),
+        pending=pool(),
+        stage_size=pool(),
+        done=pool(),
+        done_home=pool(),
+        free_prompts=pool(),
+        perm=np.empty((group,) + csr_shape, np.int64),
     )
-    kern.run_replications(plan.seeds, plan.network, plan.service, controls, out)
-    return out
 
 
 def _quantiles(
@@ -568,7 +734,7 @@ class _Windows:
 def _windows(out: kern.Outputs, plan: _Plan) -> _Windows:
     """Group the covered bins after the warm-up into batches (all covered bins when a job cap
     stopped every replication before the warm-up ended)."""
-    edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
+    edges = _edges(plan)
     cover = np.clip(out.t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
     covered = np.flatnonzero(cover.sum(axis=0) > 0)
     after = covered[covered >= plan.warm_bin]
@@ -607,9 +773,10 @@ def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return total, half
 
 
-def _summarise(
-    net: MoANetwork, plan: _Plan, out: kern.Outputs, record_paths: bool
-) -> SimulationResult:
+def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> SimulationResult:
+    out = raw.outputs
+    if raw.partial:  # the replications that ran
+        plan = dataclasses.replace(plan, seeds=plan.seeds[: out.t_end.shape[0]])
     w = _windows(out, plan)
     unit = plan.unit_s
     cover_n = np.repeat(w.cover[:, :, None], net.n, axis=2)
@@ -624,11 +791,17 @@ def _summarise(
     totals = out.totals.sum(axis=0)
     capped = out.totals[:, kern.CAP_HIT] == 1
     cap_time = float(out.t_end[capped].min() * unit) if capped.any() else None
-    window = (plan.t_stop - plan.warm_bin * plan.t_stop / N_BINS) * unit
+    window = (plan.t_stop - plan.warm_bin * plan.t_stop / plan.bins) * unit
     level, level_ci = t_interval(series)
     verdict, evidence = stability_verdict(
         slope, window, float(level), float(level_ci), cap_time, plan.cap, _excess_rate(net)
     )
+    if raw.partial:
+        verdict = "inconclusive"
+        evidence = (
+            f"interrupted (Ctrl-C) after {out.t_end.sum() * unit:.6g} simulated s of "
+            f"{len(plan.seeds)} replication(s); statistics so far: {evidence}"
+        )
     return SimulationResult(
         method=METHODS[0] if plan.slotted else METHODS[1],
         horizon_s=plan.t_stop * unit,
@@ -663,12 +836,13 @@ def _summarise(
         verdict=verdict,
         evidence=evidence,
         cap_hit_time=cap_time,
-        warmup_s=plan.warm_bin * plan.t_stop / N_BINS * unit,
+        warmup_s=plan.warm_bin * plan.t_stop / plan.bins * unit,
         simulated_s=float(out.t_end.sum() * unit),
         ci_method="independent replications" if len(plan.seeds) >= 2 else "batch means",
         paths=_paths(out, plan, net.n) if record_paths else None,
         queue_distribution=_distribution(w.level_time),
         max_tracked_queue=plan.tracked,
+        partial=raw.partial,
     )
 
 
@@ -687,7 +861,11 @@ def _excess_rate(net: MoANetwork) -> float:
     return float(np.sum((rho[over] - 1) * rate[over] / rho[over]))
 
 
-def _selection_counts(net: MoANetwork, plan: _Plan, counts: np.ndarray) -> tuple[sp.csr_array, ...]:
+def _selection_counts(
+    net: MoANetwork, plan: _Plan, counts: np.ndarray
+) -> tuple[sp.csr_array, ...] | None:
+    if _implicit_complete(net):  # no per-pair counters (n(n-1) of them would not fit)
+        return None
     indptr, indices = plan.network.indptr, plan.network.indices
     result = []
     for m in range(net.M):
@@ -699,9 +877,9 @@ def _selection_counts(net: MoANetwork, plan: _Plan, counts: np.ndarray) -> tuple
 
 
 def _paths(out: kern.Outputs, plan: _Plan, n: int) -> pd.DataFrame:
-    width = plan.t_stop / N_BINS
+    width = plan.t_stop / plan.bins
     frame = pd.DataFrame(out.area[0] / width, columns=range(n))
-    frame.index = pd.Index((np.arange(N_BINS) + 0.5) * width * plan.unit_s, name="time_s")
+    frame.index = pd.Index((np.arange(plan.bins) + 0.5) * width * plan.unit_s, name="time_s")
     return frame
 
 
@@ -718,7 +896,7 @@ def simulate(
     warmup: float = 0.2,
     max_jobs: int = 1_000_000,
     record_paths: bool = False,
-    max_tracked_queue: int = MAX_TRACKED_QUEUE,
+    max_tracked_queue: int | None = None,
 ) -> SimulationResult:
     r"""Simulate the network's queues job by job and judge its stability empirically.
 
@@ -760,11 +938,19 @@ def simulate(
         that would exceed it stops with verdict ``unstable``.
     record_paths : bool
         Keep the binned queue paths of replication 0 (``result.paths``).
-    max_tracked_queue : int
+    max_tracked_queue : int, optional
         :math:`B_{max}`: ``result.queue_distribution`` resolves queue lengths
         :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`2 n (B_{max}+1)`
-        doubles per replication).
+        doubles per replication, at most :math:`10^7` cells). Default
+        :data:`MAX_TRACKED_QUEUE`, or fewer when ``n`` devices need it:
+        :math:`\min(256, \lfloor 10^7/n \rfloor - 1)`.
 
+    A long run can be stopped with Ctrl-C (KeyboardInterrupt): it stops within about a
+    second and returns what it measured so far (``partial=True``, verdict ``inconclusive``).
+    All arrays preallocated (job pools of ``max_jobs`` jobs, per-device bins, queue-length
+    cells) must fit :data:`MEMORY_BUDGET_BYTES`, else a ValueError says which argument to
+    lower. Time bins: :data:`N_BINS`, fewer (at least :data:`MIN_BINS`) when ``n`` times
+    ``replications`` is large.
     Returns
     -------
     SimulationResult
