@@ -67,6 +67,7 @@ call that needs more is refused with a ValueError before any work."""
 _BIN_BUDGET_BYTES = 2**29  # per-device time bins (queue and busy integrals) of all replications
 _IMPLICIT_COMPLETE_PAIRS = 2**22  # complete graphs with more (origin, helper) pairs: no CSR
 _CHUNK_WALL_S = 0.5  # target wall seconds of one kernel call; Ctrl-C is honoured between calls
+_FIRST_CHUNK_EVENTS = 20_000  # expected events of the first chunk (then adapted to the target)
 
 
 @dataclass(frozen=True, eq=False)
@@ -624,7 +625,12 @@ def _run(net: MoANetwork, plan: _Plan) -> _Raw:
     controls = kern.Controls(plan.t_stop, _edges(plan), plan.warm_bin, plan.cap, *plan.hist_grid)
     state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape)
     lo = started = 0  # first replication of the group in flight; replications started
-    span = plan.t_stop / bins  # simulated time per chunk, adapted to the wall-time target
+    # Simulated time per chunk: first about _FIRST_CHUNK_EVENTS events (each job arrives and
+    # completes), then doubled or halved towards the wall-time target, never below 1/16 of
+    # the first.
+    events = 2 * job_rates(net).sum() * plan.unit_s * plan.group
+    span = min(plan.t_stop, _FIRST_CHUNK_EVENTS / events) if events > 0 else plan.t_stop
+    shortest = span / 16
     try:
         for lo in range(0, R, plan.group):
             hi = min(lo + plan.group, R)
@@ -634,14 +640,14 @@ def _run(net: MoANetwork, plan: _Plan) -> _Raw:
             started = hi
             t = 0.0
             while t < plan.t_stop:
-                t = min(t + span, plan.t_stop)
+                t = min(max(t + span, np.nextafter(t, np.inf)), plan.t_stop)
                 start = time.perf_counter()
                 kern.run_replications(plan.network, plan.service, controls, rows, st, t)
                 wall = time.perf_counter() - start
                 if wall < _CHUNK_WALL_S / 4:
                     span *= 2
                 elif wall > _CHUNK_WALL_S:
-                    span /= 2
+                    span = max(span / 2, shortest)
     except KeyboardInterrupt:
         kept = lo  # the finished groups, and the one in flight if it got anywhere
         if started > lo and np.any(st.clock > 0):

@@ -208,3 +208,21 @@ def test_systematic_sampling_inclusion_frequencies_match_pi():
     assert counts[1] == draws and counts[2] == 0
     half = Z * np.sqrt(draws * pi * (1 - pi))
     assert np.all(np.abs(counts - draws * pi) <= half)
+
+
+def test_complete_graph_subsets_are_equally_likely_and_skip_the_origin():
+    rng, n, home, k, draws = _state(13), 6, 2, 3, 30_000
+    chosen = np.empty(k + 1, np.int64)
+    others = [d for d in range(n) if d != home]
+    subsets = {s: 0 for s in itertools.combinations(others, k)}
+    for _ in range(draws):
+        assert kern.complete_subset(rng, n, home, k, chosen) == k
+        subsets[tuple(sorted(chosen[1:]))] += 1  # a KeyError if home or a repeat is drawn
+    assert stats.chisquare(list(subsets.values())).pvalue > 1e-4
+
+
+def test_complete_graph_subset_of_all_others():
+    rng, chosen = _state(14), np.empty(5, np.int64)
+    for home in range(5):
+        kern.complete_subset(rng, 5, home, 4, chosen)
+        assert sorted(chosen[1:]) == [d for d in range(5) if d != home]

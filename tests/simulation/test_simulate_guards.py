@@ -1,0 +1,128 @@
+"""simulate's guards: chunked runs (same result whatever the chunks), Ctrl-C, memory budget,
+the implicit complete graph and defaults that fit large networks."""
+
+from __future__ import annotations
+
+import _thread
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from moa_stability import MoANetwork, loads, paper_network
+from moa_stability.simulation import simulate as sim
+from moa_stability.simulation.simulate import simulate
+
+ARRAYS = (
+    "mean_queue",
+    "mean_queue_ci",
+    "max_queue",
+    "utilisation",
+    "inferences_by_type",
+    "queue_distribution",
+)
+SCALARS = ("latency_mean", "latency_p99", "mean_join_waiting", "total_queue_mean", "simulated_s")
+
+
+def _same(a, b) -> None:
+    for name in ARRAYS:
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    for name in SCALARS:
+        assert getattr(a, name) == getattr(b, name), name
+    for x, y in zip(a.selection_counts, b.selection_counts, strict=True):
+        assert (x != y).nnz == 0
+    assert np.array_equal(a.paths.to_numpy(), b.paths.to_numpy())
+
+
+@pytest.mark.parametrize("method", ["slots", "events"])
+def test_chunk_size_and_thread_groups_change_no_result(monkeypatch, method):
+    net = paper_network(arrival_rate=0.8 / 7)
+    kwargs = dict(method=method, horizon=300.0, seed=5, replications=3, record_paths=True)
+    monkeypatch.setattr(sim, "_CHUNK_WALL_S", 1e9)  # chunks double: a handful of calls
+    few = simulate(net, **kwargs)
+    monkeypatch.setattr(sim, "_FIRST_CHUNK_EVENTS", 50)  # ~8 s of simulated time, halved
+    monkeypatch.setattr(sim, "_CHUNK_WALL_S", 0.0)  # down to 1/16: ~600 calls
+    monkeypatch.setattr(sim, "numba", SimpleNamespace(get_num_threads=lambda: 1))  # 1 by 1
+    many = simulate(net, **kwargs)
+    assert few.prompts_completed > 100
+    _same(few, many)
+
+
+def test_ctrl_c_stops_a_long_run_with_partial_statistics():
+    net = paper_network(arrival_rate=0.5 / 7)
+    simulate(net, method="events", horizon=100.0)  # compiled before the clock starts
+    delay = 1.0
+    timer = threading.Timer(delay, _thread.interrupt_main)
+    start = time.perf_counter()
+    timer.start()
+    try:
+        r = simulate(net, method="events", horizon=1e12, seed=2)  # ~days of wall time
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped simulate although statistics had been gathered")
+    finally:
+        timer.cancel()
+    stopped_after = time.perf_counter() - start - delay
+    assert r.partial and r.verdict == "inconclusive"
+    assert "interrupted" in r.evidence
+    assert stopped_after < 3.0  # ~0.5 s chunks; slack for a busy machine
+    assert 0 < r.simulated_s < 1e12 and r.prompts_completed > 0
+    assert np.all(np.abs(r.utilisation - loads(net)) < 0.2)  # the partial data are real data
+    assert "verdict: inconclusive" in str(r)
+
+
+def test_huge_max_jobs_is_refused_before_any_work():
+    net = paper_network(arrival_rate=0.5 / 7)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^max_jobs=2147483647: needs ~\d+.*GB.*lower max_jobs"):
+        simulate(net, max_jobs=2**31 - 1)
+    assert time.perf_counter() - start < 5.0
+    fit = simulate(net, horizon=10.0, max_jobs=10**7)  # 440 MB of pools: within the budget
+    assert fit.max_jobs == 10**7
+
+
+def test_outputs_beyond_the_budget_name_replications():
+    net = MoANetwork(n=20_000, M=0, arrival_rate=0.1)
+    with pytest.raises(ValueError, match=r"^replications=500: .*GB.*fewer replications"):
+        simulate(net, replications=500)
+
+
+def test_defaults_fit_networks_beyond_39062_devices():
+    # The old default (256 tracked queue lengths) refused n > 10**7 / 256.
+    net = MoANetwork(n=50_000, M=1, k=1, topology="ring", arrival_rate=0.01)
+    plan = sim._plan(net, "events", 1.0, None, 0, "exponential", 1.0, None, 1, 0.2, 10**6, None)
+    assert plan.tracked == 10**7 // 50_000 - 1
+    assert plan.bins * 16 * net.n <= sim._BIN_BUDGET_BYTES and plan.bins >= sim.MIN_BINS
+    with pytest.raises(ValueError, match=r"^max_tracked_queue=256: "):
+        sim._plan(net, "events", 1.0, None, 0, "exponential", 1.0, None, 1, 0.2, 10**6, 256)
+
+
+def test_implicit_complete_graph_matches_loads(monkeypatch):
+    monkeypatch.setattr(sim, "_IMPLICIT_COMPLETE_PAIRS", 0)  # the paper network, drawn implicitly
+    net = paper_network(arrival_rate=0.6 / 7)
+    r = simulate(net, method="events", horizon=20_000.0, seed=3, replications=4)
+    assert r.selection_counts is None
+    # Every completed prompt ran (k+1)M+1 inferences, M+1 on its origin.
+    assert r.completed_prompt_inferences == r.prompts_completed * net.inferences_per_prompt
+    assert r.completed_prompt_origin_inferences == r.prompts_completed * (net.M + 1)
+    # Utilisation within 4 CI half-widths (95%, 4 replications) of the exact load.
+    assert np.all(np.abs(r.utilisation - loads(net)) <= 4 * r.utilisation_ci)
+
+
+@pytest.mark.slow
+def test_complete_graph_of_100k_devices_runs_within_2_gb():
+    code = (
+        "import resource\n"
+        "from moa_stability import MoANetwork\n"
+        "from moa_stability.simulation.simulate import simulate\n"
+        "r = simulate(MoANetwork(n=100_000, M=2, k=2, arrival_rate=0.5 / 7),"
+        " method='events', horizon=20.0, seed=1)\n"
+        "assert r.inferences > 0 and r.selection_counts is None\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak_kib = int(out.stdout.split()[-1])
+    assert peak_kib < 2 * 2**20
