@@ -380,9 +380,9 @@ class State(NamedTuple):
 STATE_BYTES_PER_JOB = 2 * 4 + 8 * 4 + 8
 """Bytes of :class:`State` per job of the cap: two int32 job arrays, eight int32 prompt arrays
 and one float64 (a prompt in the system always has a job, so ``cap`` bounds both pools)."""
-STATE_BYTES_PER_DEVICE = 6 * 8 + 2 * 8 * 4
-"""Bytes of :class:`State` per device: six per-device arrays and the tournament tree over
-``2n`` sources padded to a power of two (at most ``4n`` leaves, two arrays of ``2 x``)."""
+STATE_BYTES_PER_DEVICE = 6 * 8 + 12 * 8
+"""Bytes of :class:`State` per device, at most: six per-device arrays, and the tournament tree
+over ``2n`` sources padded to a power of two (``L < 4n`` leaves: ``L`` times and ``2L`` nodes)."""
 
 
 # ---- time integrals ---------------------------------------------------------------------------
