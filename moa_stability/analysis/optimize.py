@@ -1,7 +1,8 @@
 r"""Maximal stable arrival rates and capacity-maximising proposer selection, as convex programs.
 
 For a fixed selection rule every load is linear in the arrival rates, :math:`\rho = A\lambda`,
-with (see :mod:`moa_stability.model.loads` for the traffic equations)
+with (see :mod:`moa_stability.model.loads` for the traffic equations and
+:func:`~moa_stability.model.loads.load_matrix`)
 
 .. math::
 
@@ -37,14 +38,12 @@ about 1e-10, the rates (where the log is flat) to about 1e-5 relative.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import cvxpy as cp
@@ -52,8 +51,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..model.loads import loads
-from ..model.network import AGGREGATE, PROPOSE, REFINE, MoANetwork, per_device_field
+from ..model.loads import helper_work, load_matrix, loads, own_work
+from ..model.network import MoANetwork, per_device_field
 
 OBJECTIVES: tuple[str, ...] = ("scale", "sum", "min", "proportional")
 """Objectives of :func:`max_stable_rate`."""
@@ -90,31 +89,6 @@ _BINDING_RTOL = 1e-6
 # Origins with less traffic than this (relative to the busiest) get uniform selection: their
 # flows carry no information about pi, only solver round-off.
 _IDLE_RTOL = 1e-12
-
-
-# ---- the linear structure ------------------------------------------------------------------
-def own_work(net: MoANetwork) -> np.ndarray:
-    """Seconds of work one prompt puts on its own device: :math:`w_i` (see module docstring)."""
-    s = net.service_time
-    if net.M == 0:
-        return s[PROPOSE].copy()
-    return s[PROPOSE] + (net.M - 1) * s[REFINE] + s[AGGREGATE]
-
-
-def helper_work(net: MoANetwork, layer: int) -> np.ndarray:
-    """Mean seconds of one helper job of ``layer`` (0-based) at each device: layer 1 helpers
-    run ``propose`` jobs, later layers ``refine`` jobs."""
-    return net.service_time[PROPOSE if layer == 0 else REFINE]
-
-
-def load_matrix(net: MoANetwork) -> sp.csr_array:
-    r"""The sparse ``(n, n)`` matrix :math:`A` with :math:`\rho = A\lambda` for the network's
-    own selection rule; ``load_matrix(net) @ net.arrival_rate`` equals ``loads(net)``."""
-    A = sp.diags_array(own_work(net))
-    for m, km in enumerate(net.k):
-        if km:
-            A = A + sp.diags_array(helper_work(net, m)) @ net.inclusion(m).T
-    return sp.csr_array(A)
 
 
 @dataclass(frozen=True)
@@ -650,43 +624,3 @@ def _two_devices(net: MoANetwork, devices: Any) -> tuple[int, int]:
     if a == b or not (0 <= a < net.n and 0 <= b < net.n):
         raise ValueError(f"devices={devices!r}: need two different devices in 0..{net.n - 1}")
     return a, b
-
-
-# ---- command line --------------------------------------------------------------------------
-def add_cli(subparsers: Any) -> None:
-    """Register ``moa-stability optimize`` on an argparse subparsers object."""
-    from ..cli import add_network_arguments
-
-    p = subparsers.add_parser("optimize", help="maximal stable arrival rates (and selection)")
-    add_network_arguments(p)
-    p.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        default="scale",
-        help="scale the given rates (default), or maximise the sum, the minimum or "
-        "the sum of logs of the rates",
-    )
-    p.add_argument(
-        "--optimise-selection",
-        "--optimize-selection",
-        action="store_true",
-        help="also choose the proposer inclusion probabilities",
-    )
-    p.add_argument("--margin", type=float, default=0.0, help="hold loads at most 1 - margin")
-    p.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
-    p.set_defaults(func=_cli_optimize)
-
-
-def _cli_optimize(args: argparse.Namespace) -> int:
-    from ..cli import network_from_args, write_table
-
-    res = max_stable_rate(
-        network_from_args(args),
-        objective=args.objective,
-        optimise_selection=args.optimise_selection,
-        margin=args.margin,
-    )
-    print(res)
-    if args.out is not None:
-        write_table(res.to_frame(), args.out)
-    return 0

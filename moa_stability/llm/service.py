@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -46,6 +45,7 @@ import scipy.linalg
 import scipy.stats
 
 from ..model.network import JOB_TYPES, count_field, job_types_used
+from .trace import FIT_COLUMNS, load_default_trace, validate_trace
 
 __all__ = [
     "JOB_TYPES",
@@ -63,8 +63,6 @@ __all__ = [
     "validate_trace",
 ]
 
-DEFAULT_TRACE = "trace_smollm2.csv"
-_FIT_COLUMNS = ("job_type", "input_tokens", "output_tokens", "seconds")
 _LENGTH_COLUMNS = ("prompt_id", "M", "k", "layer", "job_type", "input_tokens", "output_tokens")
 
 
@@ -93,56 +91,6 @@ def _tokens(input_tokens: Any, output_tokens: Any) -> tuple[np.ndarray, np.ndarr
     if np.any(l_in < 0) or np.any(l_out < 0) or not np.all(np.isfinite(l_in + l_out)):
         raise ValueError("token counts must be finite and >= 0")
     return l_in, l_out
-
-
-# ----------------------------------------------------------------------------- traces
-
-
-def validate_trace(trace: pd.DataFrame, columns: tuple[str, ...] = _FIT_COLUMNS) -> pd.DataFrame:
-    """Check a trace has the needed columns, known job types and sane values; return it.
-
-    Raises
-    ------
-    ValueError
-        On a missing column, an unknown job type, negative counts or non-positive seconds.
-    """
-    if not isinstance(trace, pd.DataFrame):
-        raise ValueError(f"a trace is a pandas.DataFrame, got {type(trace).__name__}")
-    missing = [c for c in columns if c not in trace.columns]
-    if missing:
-        raise ValueError(f"trace lacks columns {missing} (has {list(trace.columns)})")
-    if len(trace) == 0:
-        raise ValueError("trace is empty")
-    unknown = sorted(set(trace["job_type"]) - set(JOB_TYPES))
-    if unknown:
-        raise ValueError(f"unknown job types {unknown}; expected {JOB_TYPES}")
-    for c in ("input_tokens", "output_tokens"):
-        if c in columns and (trace[c] < 0).any():
-            raise ValueError(f"negative {c} in trace")
-    if "seconds" in columns and not (trace["seconds"] > 0).all():
-        raise ValueError("trace seconds must be > 0")
-    return trace
-
-
-def load_default_trace() -> pd.DataFrame:
-    """The shipped SmolLM2-135M trace (``moa_stability/data/trace_smollm2.csv``).
-
-    Metadata (model, runtime, CPU, regenerating command, ...) is in ``df.attrs``.
-    """
-    return _load_default_trace().copy()
-
-
-@lru_cache(maxsize=1)
-def _load_default_trace() -> pd.DataFrame:
-    import json
-
-    data = resources.files("moa_stability").joinpath("data")
-    with data.joinpath(DEFAULT_TRACE).open("r", encoding="utf-8") as fh:
-        df = pd.read_csv(fh)
-    meta = data.joinpath(DEFAULT_TRACE.replace(".csv", ".json"))
-    if meta.is_file():
-        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
-    return df
 
 
 # ----------------------------------------------------------------------------- models
@@ -514,7 +462,7 @@ def _augmentation_overhead(trace: pd.DataFrame) -> tuple[float, float]:
 
 @lru_cache(maxsize=1)
 def _default_fit() -> tuple[LinearService, LengthModel]:
-    trace = _load_default_trace()
+    trace = load_default_trace()
     return LinearService.fit(trace), LengthModel.from_trace(trace)
 
 
@@ -531,7 +479,7 @@ def _resolve(
     if trace is None:
         default_model, lengths = _default_fit()
         return (model if model is not None else default_model), lengths
-    validate_trace(trace, (*_FIT_COLUMNS, *_LENGTH_COLUMNS))
+    validate_trace(trace, (*FIT_COLUMNS, *_LENGTH_COLUMNS))
     return (model if model is not None else LinearService.fit(trace)), LengthModel.from_trace(trace)
 
 
@@ -622,8 +570,8 @@ def service_samples(
 
 
 def _measured_samples(M: int, k: int, trace: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    trace = _load_default_trace() if trace is None else trace
-    validate_trace(trace, (*_FIT_COLUMNS, "M", "k"))
+    trace = load_default_trace() if trace is None else trace
+    validate_trace(trace, (*FIT_COLUMNS, "M", "k"))
     rows = trace[(trace["M"] == M) & (trace["k"] == k)]
     if rows.empty:
         have = sorted(set(zip(trace["M"].astype(int), trace["k"].astype(int), strict=True)))
