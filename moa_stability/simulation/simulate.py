@@ -214,9 +214,9 @@ class SimulationResult:
         short = np.flatnonzero(~within.any(axis=1))
         if short.size:
             raise ValueError(
-                f"devices {short.tolist()} exceed {self.max_tracked_queue - 1} "
-                f"jobs more than a fraction {eps:g} of the time; simulate with a "
-                "larger max_tracked_queue"
+                f"probability={probability!r}: devices {short.tolist()} exceed "
+                f"{self.max_tracked_queue - 1} jobs more than a fraction {eps:g} of the time; "
+                "simulate with a larger max_tracked_queue"
             )
         return within.argmax(axis=1)
 
@@ -312,14 +312,14 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
     """Measured seconds per job type, each scaled to mean one, concatenated, with bounds."""
     if samples is None or not isinstance(samples, Mapping):
         raise ValueError(
-            "service='empirical' needs samples: pass a mapping job type -> 1-D "
+            f"samples={samples!r}: service='empirical' needs them; pass a mapping job type -> 1-D "
             f"array of measured seconds for each of {net.job_types_used}"
         )
     unknown = sorted(set(samples) - set(JOB_TYPES))
     missing = [c for c in net.job_types_used if c not in samples]
     if unknown or missing:
         raise ValueError(
-            f"samples has keys {sorted(samples)}: unknown {unknown}, missing "
+            f"samples={sorted(samples)} (keys): unknown {unknown}, missing "
             f"{missing}; give measured seconds for each of {net.job_types_used} "
             "(the same array for several types is fine)"
         )
@@ -330,7 +330,7 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
             x.size == 0 or not np.all(np.isfinite(x)) or x.min() < 0 or x.sum() == 0
         ):
             raise ValueError(
-                f"samples[{c!r}]: must be a non-empty array of finite seconds >= 0"
+                f"samples[{c!r}]=(given): must be a non-empty array of finite seconds >= 0"
                 " with a positive mean; drop failed or missing measurements"
             )
         parts.append(x / x.mean() if x.size else x)
