@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from ..analysis.optimize import max_stable_rate
 from ..analysis.symbolic import type_aware_threshold
-from ..llm.service import load_default_trace, service_samples, validate_trace
+from ..llm.service import service_samples
+from ..llm.trace import load_default_trace, validate_trace
 from ..model import paper
 from ..model.loads import max_uniform_scale
 from ..model.network import MoANetwork

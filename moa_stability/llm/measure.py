@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 
 from ..model.network import JOB_TYPES, count_field, inferences_per_prompt
+
+# The trace reader and writer live in .trace; they stay importable from here, where they were.
 from .trace import TRACE_COLUMNS, load_trace, save_trace
 
 __all__ = [
