@@ -49,7 +49,7 @@ def fluid_growth_rate(M: int, k: int, load: float, alpha_s: float = 1.0) -> floa
     >>> round(fluid_growth_rate(0, 0, 1.2), 12)   # one stage: the jobs grow like the work
     0.2
     >>> round(fluid_growth_rate(2, 2, 1.05), 4)   # later layers lag: below 0.05
-    0.0289
+    0.029
     """
     M, k = count_field("M", M, 0), count_field("k", k, 0)
     if not (isinstance(load, (int, float)) and math.isfinite(load) and load >= 0):
