@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from moa_stability import paper_network
+from moa_stability import inferences_per_prompt, paper, paper_network
 from moa_stability.analysis.symbolic import slotted_mean_queue
 from moa_stability.simulation.simulate import simulate
 
-from .paper import CONFIGS, N_DEVICES
 from .style import (
     CONFIG_COLOURS,
     INCONCLUSIVE_MARKER,
@@ -58,13 +57,13 @@ QUICK = Fidelity((0.3, 0.6, 0.9, 1.2), 1e4, 4, 1_000)
 
 def threshold_rate(M: int, k: int, alpha_s: float = ALPHA_S) -> float:
     r"""Theorem 1's largest stable per-device rate :math:`1/(\alpha((k+1)M+1))`, prompts/s."""
-    return 1.0 / (alpha_s * ((k + 1) * M + 1))
+    return 1.0 / (alpha_s * inferences_per_prompt(M, k))
 
 
 def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, object]:
     """One (configuration, load) point: queue per device with its CI and the verdict."""
-    rate = load * threshold_rate(M, k)
-    net = paper_network(n=N_DEVICES, M=M, k=k, arrival_rate=rate, service_time=ALPHA_S)
+    net = paper_network(M=M, k=k, arrival_rate=1.0, service_time=ALPHA_S).at_load(load)
+    rate = float(net.arrival_rate[0])
     r = simulate(
         net,
         method="slots",
@@ -78,17 +77,17 @@ def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, obje
     return {
         "M": M,
         "k": k,
-        "inferences_per_prompt": (k + 1) * M + 1,
+        "inferences_per_prompt": net.inferences_per_prompt,
         "threshold_rate_per_s": threshold_rate(M, k),
         "load": load,
         "rate_per_s": rate,
-        "mean_queue": r.total_queue_mean / N_DEVICES,
-        "mean_queue_ci": r.total_queue_ci / N_DEVICES,
+        "mean_queue": r.total_queue_mean / net.n,
+        "mean_queue_ci": r.total_queue_ci / net.n,
         "busiest_mean_queue": float(r.mean_queue.max()),
         "exact_mean_queue": exact,
         "verdict": r.verdict,
         "cap_hit_s": np.nan if r.cap_hit_time is None else r.cap_hit_time,
-        "cap_per_device": fid.max_jobs / N_DEVICES,
+        "cap_per_device": fid.max_jobs / net.n,
         "slots_per_replication": r.horizon_slots,
         "replications": r.replications,
     }
@@ -96,7 +95,7 @@ def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, obje
 
 def run(fid: Fidelity) -> pd.DataFrame:
     """Every configuration at every load."""
-    points = [(M, k, load) for M, k in CONFIGS for load in fid.loads]
+    points = [(M, k, load) for M, k in paper.CONFIGS for load in fid.loads]
     rows = [
         simulate_point(M, k, load, fid)
         for M, k, load in tqdm(points, desc="fig1 points", unit="pt", leave=False)

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from moa_stability.llm.service import JOB_TYPES, LinearService, load_default_trace
+from moa_stability.llm.service import JOB_TYPES, LinearService
+from moa_stability.llm.trace import load_default_trace
 
 from .style import FigureOutput, figure
 

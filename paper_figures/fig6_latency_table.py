@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from moa_stability import MoANetwork, max_uniform_scale
 from moa_stability.llm.service import mean_service_times, service_samples
+from moa_stability.model.paper import CONFIGS, N_DEVICES, reported_tables
 from moa_stability.simulation.simulate import simulate
 
-from .paper import CONFIGS, N_DEVICES, reported_tables
 from .style import CONFIG_COLOURS, FigureOutput, figure
 
 TITLE = "Latency and queue per (M, k) at one common stable rate (paper's Table I/II analogue)"
