@@ -84,9 +84,9 @@ GRID_POINTS = 4096
 TAIL_TOLERANCE = 1e-9
 """Largest probability mass allowed beyond the grid's range (else the range is doubled)."""
 _MAX_DOUBLINGS = 12
-CROSS_STAGE_MEAN = 0.08
+CROSS_STAGE_MEAN = 0.07
 """Fitted :math:`c_\\mu` of the estimate's cross-stage mean correction (docs/latency.md)."""
-CROSS_STAGE_SPREAD = 0.3
+CROSS_STAGE_SPREAD = 0.6
 """Fitted :math:`c_w` of the estimate's comonotone weight (docs/latency.md)."""
 _QUANTILES = (0.5, 0.95, 0.99)
 
