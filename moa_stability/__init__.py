@@ -7,6 +7,7 @@ should work be spread to carry more? See README.md for a tour.
 from importlib import import_module
 from typing import Any
 
+from .analysis.latency import LatencyResult, latency
 from .analysis.report import StabilityReport, stability_report
 from .experiments.sweep import sweep
 from .model.loads import helper_rates, job_rates, kelly_type, loads, max_uniform_scale
@@ -21,6 +22,7 @@ from .simulation.simulate import SimulationResult, simulate
 
 __all__ = [
     "JOB_TYPES",
+    "LatencyResult",
     "MoANetwork",
     "SimulationResult",
     "StabilityReport",
@@ -30,11 +32,13 @@ __all__ = [
     "helper_rates",
     "job_rates",
     "kelly_type",
+    "latency",
     "loads",
     "max_stable_rate",
     "max_uniform_scale",
     "network_from_dict",
     "paper_network",
+    "plan",
     "random_regular_graph",
     "simulate",
     "stability_report",
@@ -43,8 +47,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# cvxpy takes most of a second to import: load the optimiser on first use only.
+# cvxpy takes most of a second to import: load the optimiser (and the planner) on first use.
 _LAZY = {
+    "plan": "analysis.planner",
     "max_stable_rate": "analysis.optimize",
     "capacity_region": "analysis.optimize",
     "StableRateResult": "analysis.optimize",

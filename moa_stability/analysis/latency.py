@@ -261,13 +261,14 @@ def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k:
     between the fractional parts of the cumulative sums, so the average is a finite sum."""
     cum = np.cumsum(pi)
     cum *= k / cum[-1]
-    cuts = np.unique(np.concatenate([[0.0, 1.0], np.mod(cum, 1.0)]))
+    cum[-1] = k  # as the simulator rescales it, so that u + k - 1 < k always finds a helper
+    cuts = np.unique(np.concatenate([[0.0, 1.0], np.mod(cum[:-1], 1.0)]))
     result = np.zeros(F.shape[1])
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
         if hi - lo <= 0:
             continue
         points = 0.5 * (lo + hi) + np.arange(k)
-        chosen = np.searchsorted(cum, points, side="right")
+        chosen = np.minimum(np.searchsorted(cum, points, side="right"), cum.size - 1)
         result += (hi - lo) * np.prod(F[helper_class[chosen]], axis=0)
     return result
 
