@@ -517,12 +517,12 @@ def latency(
         raise _fail("service", service, "unknown service law", f"use one of {SERVICES}")
     if service in ("gamma", "lognormal"):
         if not (isinstance(scv, (int, float)) and math.isfinite(scv) and scv > 0):
-            raise _fail("scv", scv, "must be finite and > 0", "pass e.g. scv=0.5")
+            raise _fail("scv", repr(scv), "must be finite and > 0", "pass e.g. scv=0.5")
         scv = float(scv)
     else:
         scv = 1.0 if service == "exponential" else 0.0
     if isinstance(grid_points, bool) or not isinstance(grid_points, (int, np.integer)):
-        raise _fail("grid_points", grid_points, "must be an integer", "pass e.g. 4096")
+        raise _fail("grid_points", repr(grid_points), "must be an integer", "pass e.g. 4096")
     if grid_points < 64:
         raise _fail("grid_points", grid_points, "must be >= 64", "pass e.g. 4096")
     rates = job_rates(net)

@@ -109,9 +109,9 @@ def _probability(name: str, value: Any) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError) as err:
-        raise _fail(name, value, "is not a number", "pass a number in (0, 1)") from err
+        raise _fail(name, repr(value), "is not a number", "pass a number in (0, 1)") from err
     if not 0 < x < 1:
-        raise _fail(name, value, "must lie in (0, 1)", "pass e.g. 0.95")
+        raise _fail(name, repr(value), "must lie in (0, 1)", "pass e.g. 0.95")
     return x
 
 
@@ -198,12 +198,12 @@ def plan(
     if slo_s is not None:
         slo = float(slo_s)
         if not (math.isfinite(slo) and slo > 0):
-            raise _fail("slo_s", slo_s, "must be finite and > 0", "pass seconds, e.g. 60")
+            raise _fail("slo_s", repr(slo_s), "must be finite and > 0", "pass seconds, e.g. 60")
     if method not in METHODS:
         raise _fail("method", method, "unknown method", f"use one of {METHODS}")
     margin_f = float(margin)
     if not 0 <= margin_f < 1:
-        raise _fail("margin", margin, "must lie in [0, 1)", "pass e.g. 0.1")
+        raise _fail("margin", repr(margin), "must lie in [0, 1)", "pass e.g. 0.1")
     table = _quality_table(quality)
     rows, selections = [], {}
     for (M, k), score in table.items():
