@@ -323,9 +323,7 @@ def _layer_joins(
             else:
                 counts = np.bincount(own[helpers], minlength=Fc.shape[0])
                 sib_rho = (rho[j] + k * rho[helpers].mean()) / (k + 1)
-            helper_part = _uniform_join(
-                Fc, {int(u): int(v) for u, v in enumerate(counts) if v}, k
-            )
+            helper_part = _uniform_join(Fc, {int(u): int(v) for u, v in enumerate(counts) if v}, k)
         join = Fc[own[j]] * helper_part
         if method == "estimate":
             a = _effective_siblings(k + 1, float(sib_rho), float(q[m, j]))

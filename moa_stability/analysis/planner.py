@@ -18,7 +18,7 @@ source paper's Table I (:func:`paper_quality`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +218,9 @@ def plan(
                 raise
             rows.append(row | _infeasible(f"the graph cannot host this shape: {err}"))
             continue
-        rows.append(row | _candidate(net, selections, margin_f, slo_s, quantile, method, service, scv))
+        rows.append(
+            row | _candidate(net, selections, margin_f, slo_s, quantile, method, service, scv)
+        )
     frame = pd.DataFrame(rows)
     frame = frame.sort_values(
         ["feasible", "quality", "quantile_s"], ascending=[False, False, True], kind="stable"

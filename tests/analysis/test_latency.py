@@ -91,7 +91,9 @@ def test_mixed_job_types_share_one_fcfs_wait():
     """M = 1, k = 0 on one device: propose then aggregate, both waiting the M/G/1 wait of the
     hyperexponential mixture; mean = 2 E[W] + E[S_p] + E[S_a] (P-K, exactly)."""
     lam, sp_, sa = 0.2, 1.0, 3.0
-    net = MoANetwork(n=1, M=1, k=0, arrival_rate=lam, service_time={"propose": sp_, "aggregate": sa})
+    net = MoANetwork(
+        n=1, M=1, k=0, arrival_rate=lam, service_time={"propose": sp_, "aggregate": sa}
+    )
     second = lam * (2 * sp_**2) + lam * (2 * sa**2)
     rho = lam * (sp_ + sa)
     wait = second / (2 * (1 - rho))
@@ -121,7 +123,9 @@ def test_uniform_subsets_match_enumeration():
     res = latency(net, method="bound")
     for j in range(5):
         others = [i for i in range(5) if i != j]
-        layer = np.mean([_expected_max([gaps[j], *gaps[list(h)]]) for h in itertools.combinations(others, 2)])
+        layer = np.mean(
+            [_expected_max([gaps[j], *gaps[list(h)]]) for h in itertools.combinations(others, 2)]
+        )
         expected = 2 * layer + 1 / gaps[j]
         assert res.origin_mean_s[j] == pytest.approx(expected, rel=2e-3)
 
