@@ -214,7 +214,6 @@ def validation_table(cache_dir: Path | str) -> pd.DataFrame:
     """Cached simulations beside ``bound`` and ``estimate``: one row per case (all must be
     cached), with the relative errors ``(analytic - simulated) / simulated``."""
     cases = validation_networks()
-    records = simulate_cases(cache_dir, indices=[])  # creates the directory only
     cache = Path(cache_dir)
     missing = [i for i in range(len(cases)) if not _cache_file(cache, i).is_file()]
     if missing:
@@ -272,3 +271,11 @@ def write_table(cache_dir: Path | str, command: str) -> pd.DataFrame:
         + "\n"
     )
     return table
+
+
+if __name__ == "__main__":  # python -m moa_stability.experiments.latency_validation CACHE_DIR
+    import sys
+
+    cache_dir = sys.argv[1] if len(sys.argv) > 1 else ".latency_validation_cache"
+    simulate_cases(cache_dir)
+    write_table(cache_dir, f"python -m moa_stability.experiments.latency_validation {cache_dir}")
