@@ -98,42 +98,56 @@ def _second_moment(service: str, scv: float, mean: np.ndarray) -> np.ndarray:
     return mean**2 * (1.0 + c2)
 
 
-def _equilibrium_cdf(service: str, scv: float, mean: float, x: np.ndarray) -> np.ndarray:
-    r""":math:`B_e(x) = E[\min(S, x)]/E[S]` for one service law of mean ``mean``."""
+def _partial_moments(
+    service: str, scv: float, mean: float, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r""":math:`P(S \le x)`, :math:`E[S; S \le x]` and :math:`E[S^2; S \le x]` for one law of mean
+    ``mean`` (gamma with shape :math:`a`: :math:`E[S^p; S \le x] = E[S^p] P(a + p, x/\theta)`;
+    lognormal: :math:`E[S^p] \Phi((\ln x - \mu - p\sigma^2)/\sigma)`)."""
     x = np.maximum(x, 0.0)
-    if service == "exponential":
-        return -np.expm1(-x / mean)
+    second = float(_second_moment(service, scv, np.float64(mean)))
     if service == "deterministic":
-        return np.minimum(x / mean, 1.0)
-    if service == "gamma":
-        shape, scale = 1.0 / scv, mean * scv
-        z = x / scale
-        # E[min(S, x)] = x P(S > x) + E[S; S <= x], and E[S; S <= x] = E[S] G_{a+1}(x).
-        return (x / mean) * special.gammaincc(shape, z) + special.gammainc(shape + 1.0, z)
-    sigma = math.sqrt(math.log1p(scv))
-    mu = math.log(mean) - sigma**2 / 2
-    with np.errstate(divide="ignore"):
-        lx = np.log(x)
-    return special.ndtr((lx - mu - sigma**2) / sigma) + (x / mean) * special.ndtr(
-        -(lx - mu) / sigma
+        step = (x >= mean).astype(float)
+        return step, mean * step, second * step
+    if service == "lognormal":
+        sigma = math.sqrt(math.log1p(scv))
+        with np.errstate(divide="ignore"):
+            z = (np.log(x) - math.log(mean) + sigma**2 / 2) / sigma
+        return special.ndtr(z), mean * special.ndtr(z - sigma), second * special.ndtr(z - 2 * sigma)
+    shape = 1.0 if service == "exponential" else 1.0 / scv
+    z = x / (mean / shape)
+    return (
+        special.gammainc(shape, z),
+        mean * special.gammainc(shape + 1.0, z),
+        second * special.gammainc(shape + 2.0, z),
     )
 
 
-def _service_pmf(service: str, scv: float, mean: float, h: float, L: int) -> np.ndarray:
-    r"""Mass at :math:`0, h, 2h, \dots`: mean-preserving dispersal,
-    :math:`p_j = (2\ell(jh) - \ell((j-1)h) - \ell((j+1)h))/h` with
-    :math:`\ell(x) = E[\min(S, x)]` (so :math:`\sum_j jh\,p_j = E[S]` exactly)."""
-    lev = mean * _equilibrium_cdf(service, scv, mean, h * np.arange(-1, L + 1))
+def _disperse(lev: np.ndarray, h: float) -> np.ndarray:
+    r"""Mass at :math:`0, h, 2h, \dots` from :math:`\ell(x) = E[\min(X, x)]` at
+    :math:`x = -h, 0, h, \dots`: :math:`p_0 = 1 - \ell(h)/h`,
+    :math:`p_j = (2\ell(jh) - \ell((j-1)h) - \ell((j+1)h))/h` (mass dispersal: the mean is
+    kept exactly, however coarse the grid)."""
     pmf = (2 * lev[1:-1] - lev[:-2] - lev[2:]) / h
     pmf[0] = 1.0 - lev[2] / h
     return np.maximum(pmf, 0.0)
 
 
+def _service_pmf(service: str, scv: float, mean: float, h: float, L: int) -> np.ndarray:
+    r"""Service law on the grid, from :math:`E[\min(S, x)] = E[S; S \le x] + x P(S > x)`."""
+    x = h * np.arange(-1, L + 1)
+    cdf, m1, _ = _partial_moments(service, scv, mean, x)
+    return _disperse(m1 + np.maximum(x, 0.0) * (1.0 - cdf), h)
+
+
 def _equilibrium_pmf(service: str, scv: float, mean: float, h: float, L: int) -> np.ndarray:
-    """The equilibrium law rounded to the nearest grid point (its density is bounded, so the
-    rounding error of its moments is :math:`O(h^2)`)."""
-    cdf = _equilibrium_cdf(service, scv, mean, h * (np.arange(L) + 0.5))
-    return np.diff(cdf, prepend=0.0)
+    r"""Equilibrium law :math:`B_e` on the grid, from
+    :math:`E[\min(Y, x)] = \int_0^x (1 - B_e) = (E[S^2; S \le x]/2 + x E[S; S > x]
+    - x^2 P(S > x)/2)/E[S]`. Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when
+    the step exceeds the service time (loads near 1)."""
+    x = np.maximum(h * np.arange(-1, L + 1), 0.0)
+    cdf, m1, m2 = _partial_moments(service, scv, mean, x)
+    return _disperse((m2 / 2 + x * (mean - m1) - x**2 * (1.0 - cdf) / 2) / mean, h)
 
 
 # ---- per-device queues --------------------------------------------------------------------------
