@@ -40,7 +40,8 @@ A prompt born at device :math:`j` spends, in layer :math:`m`, the time until the
    (:math:`H(a) = \psi(a+1) + \gamma`). In the MoA the siblings share only part of their
    traffic: with overlap :math:`q \in [0, 1]` (below) the effective count is
    :math:`a = K - q\,(K - a_{FJ})`, and the estimate's join CDF is the bound's raised to the
-   power :math:`a/K` (exact in the homogeneous exponential case at :math:`q = 1` for the mean).
+   power :math:`a/K` (for homogeneous M/M/1 queues at :math:`q = 1` its mean is
+   Nelson-Tantawi's, exact for :math:`K = 2`).
    The overlap of origin :math:`j` and helper :math:`i` is the rate of jobs they receive
    together (same prompt, same stage) over :math:`\sqrt{r_j r_i}` (their total job rates),
    summed over layers: :math:`\lambda_j\pi[j,i] + \lambda_i\pi[i,j]` plus the prompts of
@@ -214,6 +215,7 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
         n, Lam = net.n, lam.sum()
         direct = sum(km / (n - 1) for km in net.k)
         third = sum(km * (km - 1) / ((n - 1) * (n - 2)) for km in net.k)
+        # The overlap sums over layers, and every helper is as likely: one value for all layers.
         for m, km in enumerate(net.k):
             if km == 0:
                 continue
@@ -289,10 +291,11 @@ def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k:
 
 def _layer_joins(
     net: MoANetwork, cls: _Classes, F: np.ndarray, m: int, q: np.ndarray, method: str
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Per origin the group of its layer-``m`` join law; per group the join CDF and mean-exact
-    flag. Origins with the same own class, helper classes/probabilities (and overlap) share one
-    join, which is what keeps large homogeneous networks cheap."""
+) -> tuple[np.ndarray, bool, list[np.ndarray]]:
+    """Per origin the group of its layer-``m`` join law; whether each join is a single job's
+    sojourn (``k_m = 0``, so its P-K mean is exact); per group the join CDF. Origins with the
+    same own class, helper classes/probabilities (and overlap) share one join, which is what
+    keeps large homogeneous networks cheap."""
     c = PROPOSE if m == 0 else REFINE
     k = net.k[m]
     Fc = F[:, c]
@@ -304,7 +307,7 @@ def _layer_joins(
         for u in np.unique(own):
             group[own == u] = len(joins)
             joins.append(Fc[u])
-        return group, np.ones(len(joins), bool), joins
+        return group, True, joins
     pi = net.inclusion(m) if net.selection is not None else None
     adj = None if net.is_complete else net.topology
     all_counts = np.bincount(own, minlength=Fc.shape[0]) if net.is_complete else None
@@ -319,8 +322,7 @@ def _layer_joins(
             sig = (own[j],)
         else:
             helpers = adj.indices[adj.indptr[j] : adj.indptr[j + 1]]
-            sig = (own[j], tuple(sorted(np.bincount(own[helpers]).nonzero()[0].tolist())))
-            sig += (np.bincount(own[helpers]).tobytes(),)
+            sig = (own[j], np.bincount(own[helpers]).tobytes())
         if method == "estimate":
             sig += (round(float(q[m, j]), 9),)
         if sig in seen:
@@ -344,7 +346,7 @@ def _layer_joins(
             join = join ** (a / (k + 1))
         seen[sig] = group[j] = len(joins)
         joins.append(join)
-    return group, np.zeros(len(joins), bool), joins
+    return group, False, joins
 
 
 def _cross_stage(
@@ -578,10 +580,10 @@ def _compute(
     x = h * np.arange(L)
     stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
     for m in range(net.M):
-        group, exact, joins = _layer_joins(net, cls, F, m, q, method)
+        group, single, joins = _layer_joins(net, cls, F, m, q, method)
         pmfs = [np.diff(J, prepend=0.0) for J in joins]
         means = [pmf @ x for pmf in pmfs]
-        if exact.all():  # k_m = 0: one job, its exact P-K mean
+        if single:  # k_m = 0: one job, its exact P-K mean
             c = PROPOSE if m == 0 else REFINE
             means = [
                 cls.wait_mean[u] + cls.means[c, u] for u in np.unique(own)
@@ -614,12 +616,12 @@ def _compute(
             hat = hat * stage_hats[s][idx]
         # FFT round-off can dent the CDF by ~1e-16: keep it monotone for the quantile search.
         cdf = np.minimum(np.maximum.accumulate(np.cumsum(np.fft.irfft(hat, L))), 1.0)
-        if 1.0 - cdf[-1] > TAIL_TOLERANCE:
-            return None
         mean = sum(stage_means[s][idx] for s, idx in enumerate(key))
         if method == "estimate" and net.M:
             stages = [stage_cdfs[s][idx] for s, idx in enumerate(key)]
             cdf, mean = _cross_stage(cdf, mean, stages, float(group_load[g]), net.M, h)
+        if 1.0 - cdf[-1] > TAIL_TOLERANCE:  # (after the estimate's stretch)
+            return None
         group_mean[g] = mean
         group_quant[g] = _quantile(cdf, h, np.array(_QUANTILES))
         total_cdf += weights[g] * cdf
