@@ -350,7 +350,13 @@ def _layer_joins(
 
 
 def _cross_stage(
-    cdf: np.ndarray, mean: float, stages: list[np.ndarray], rho: float, M: int, h: float
+    cdf: np.ndarray,
+    mean: float,
+    stages: list[np.ndarray],
+    rho: float,
+    M: int,
+    h: float,
+    scv: float,
 ) -> tuple[np.ndarray, float]:
     r"""The estimate's correction for the positive correlation of a prompt's stages.
 
@@ -366,9 +372,10 @@ def _cross_stage(
     u = (np.arange(L) + 0.5) / L
     total = sum(np.interp(u, np.maximum.accumulate(c), mid) for c in stages)
     como = np.interp(mid, total, u, left=0.0, right=1.0)
-    w = min(CROSS_STAGE_SPREAD * rho, 1.0)
+    damp = 2.0 / (1.0 + scv)
+    w = min(CROSS_STAGE_SPREAD * damp * rho, 1.0)
     mixed = (1.0 - w) * cdf + w * como
-    stretch = 1.0 + CROSS_STAGE_MEAN * M * rho**2
+    stretch = 1.0 + CROSS_STAGE_MEAN * damp * M * rho**2
     return np.interp(mid / stretch, mid, mixed, left=0.0), mean * stretch
 
 
@@ -619,7 +626,7 @@ def _compute(
         mean = sum(stage_means[s][idx] for s, idx in enumerate(key))
         if method == "estimate" and net.M:
             stages = [stage_cdfs[s][idx] for s, idx in enumerate(key)]
-            cdf, mean = _cross_stage(cdf, mean, stages, float(group_load[g]), net.M, h)
+            cdf, mean = _cross_stage(cdf, mean, stages, float(group_load[g]), net.M, h, scv)
         if 1.0 - cdf[-1] > TAIL_TOLERANCE:  # (after the estimate's stretch)
             return None
         group_mean[g] = mean

