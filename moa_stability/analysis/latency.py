@@ -50,8 +50,11 @@ A prompt born at device :math:`j` spends, in layer :math:`m`, the time until the
    :math:`\pi`-weighted mean over the helpers and :math:`\rho` the mean load of the siblings.
    It is 1 for :math:`n = k + 1` (a plain fork-join) and tends to 0 as :math:`n` grows, where
    the bound becomes exact.
-4. **Independent stages**: the prompt latency is the sum of its layers' joins and its
-   aggregate sojourn, convolved as independent. (The mean does not need this; quantiles do.)
+4. **Stages**: the prompt latency is the sum of its layers' joins and its aggregate sojourn,
+   convolved as independent for ``bound``. Its stages are positively correlated (the origin
+   takes part in every one, and a late join means a congested origin), which raises the mean
+   and widens the law; ``estimate`` stretches the law and mixes in the comonotone sum of the
+   stages, with two constants fitted to simulation (:func:`_cross_stage`).
 
 Numerics: one grid of step :math:`h` for all devices; service and equilibrium laws are
 discretised (service: mean-preserving mass dispersal from :math:`E[\min(S, x)] = E[S]
@@ -362,10 +365,11 @@ def _cross_stage(
 
     A prompt revisits its origin in every stage, and a join tends to end late when the
     origin is congested, so its next stage starts in a congested queue. Two fitted terms
-    (``docs/latency.md``): the mean grows by :math:`1 + c_\mu M \rho_j^2` (the law is
-    stretched by that factor), and a weight :math:`w = c_w \rho_j` of the law is the
-    comonotone sum :math:`\sum_s Q_s(U)` of the stage quantile functions instead of their
-    convolution (same mean, wider spread).
+    (``docs/latency.md``), damped by :math:`g = 2/(1 + c_s^2)` of the service law (variable
+    service times do not carry over between stages): the mean grows by
+    :math:`1 + c_\mu g M \rho_j^2` (the law is stretched by that factor), and a weight
+    :math:`w = c_w g \rho_j` of the law is the comonotone sum :math:`\sum_s Q_s(U)` of the
+    stage quantile functions instead of their convolution (same mean, wider spread).
     """
     L = cdf.size
     mid = h * (np.arange(L) + 0.5)
