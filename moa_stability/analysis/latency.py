@@ -24,8 +24,8 @@ A prompt born at device :math:`j` spends, in layer :math:`m`, the time until the
    polynomial), for inclusion probabilities :math:`\pi` it is the average over
    :math:`u \sim U[0,1)` of the systematic-sampling set that the simulator draws (piecewise
    constant in :math:`u`, so the average is a finite sum). Independence is an upper bound
-   for the random-subset fork-join and exact as :math:`k = o(n^{1/4})` (Wang, Harchol-Balter
-   et al., Queueing Systems 2019).
+   for one random-subset fork-join stage and exact as :math:`k = o(n^{1/4})` (Wang,
+   Harchol-Balter et al., Queueing Systems 2019); for the whole prompt it is not (item 4).
 3. **Correlated siblings** (``method="estimate"``): sibling queues share arrivals (the jobs
    of one stage arrive together), which makes their sojourns positively correlated and the
    join shorter than under independence. For the fully shared fork-join of :math:`K`
@@ -508,9 +508,11 @@ def latency(
     net : MoANetwork
         Every device must have :math:`\rho_i < 1`.
     method : {"estimate", "bound"}
-        ``bound``: sibling sojourns independent (an upper bound for the random-subset
-        fork-join). ``estimate``: the bound corrected for sibling correlation (Nelson-Tantawi,
-        weighted by the siblings' traffic overlap).
+        ``bound``: sibling sojourns and stages independent (an upper bound for one
+        random-subset fork-join stage, but up to 21% below the simulated prompt mean, see
+        docs/latency.md). ``estimate``: corrected for sibling correlation (Nelson-Tantawi,
+        weighted by the siblings' traffic overlap) and for the correlation of a prompt's
+        stages (fitted to simulation).
     service : {"exponential", "deterministic", "gamma", "lognormal"}
         Service-time law of every job, with mean ``net.service_time[c, i]``.
     scv : float
