@@ -132,9 +132,14 @@ def _quality_table(quality: Any) -> dict[tuple[int, int], float]:
         M, k = count_field("quality M", key[0], 0), count_field("quality k", key[1], 0)
         if M == 0 and k != 0:
             raise _fail("quality", repr(key), "M = 0 has no proposers", "use (0, 0) for M = 0")
-        score = float(value)
+        try:
+            score = float(value)
+        except (TypeError, ValueError) as err:
+            raise _fail(
+                f"quality[{key}]", repr(value), "is not a number", "give a number per shape"
+            ) from err
         if not math.isfinite(score):
-            raise _fail("quality", repr(value), "must be finite", "give a number per shape")
+            raise _fail(f"quality[{key}]", repr(value), "must be finite", "give a number per shape")
         table[(M, k)] = score
     return table
 

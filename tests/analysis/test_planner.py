@@ -109,6 +109,9 @@ def test_result_text():
         ({"quality": {}}, "quality=.*non-empty mapping"),
         ({"quality": {(1,): 2.0}}, r"quality=\(1,\): keys must be \(M, k\) pairs"),
         ({"quality": {(0, 2): 2.0}}, "M = 0 has no proposers"),
+        ({"quality": {(1, 2): "good"}}, r"quality\[\(1, 2\)\]='good': is not a number"),
+        ({"quality": {(1, 2): float("inf")}}, r"quality\[\(1, 2\)\]=inf: must be finite"),
+        ({"arrival_rate": 0.0}, "arrival_rate=.*is zero everywhere"),
         ({"quantile": 1.0}, "quantile=1.0: must lie in"),
         ({"slo_s": -1.0}, "slo_s=-1.0: must be finite and > 0"),
         ({"margin": 1.0}, "margin=1.0: must lie in"),
@@ -116,5 +119,6 @@ def test_result_text():
     ],
 )
 def test_bad_input(kwargs, match):
+    args = {"arrival_rate": 0.02} | kwargs
     with pytest.raises(ValueError, match=match):
-        plan(4, arrival_rate=0.02, service_time=1.0, **kwargs)
+        plan(4, service_time=1.0, **args)
