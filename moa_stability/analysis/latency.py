@@ -241,20 +241,25 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
     return np.minimum(out, 1.0)
 
 
-def _harmonic(a: np.ndarray) -> np.ndarray:
-    return special.digamma(a + 1.0) + np.euler_gamma
+def _harmonic(a: float) -> float:
+    """:math:`H(a) = \\psi(a + 1) + \\gamma`, the harmonic numbers extended to real ``a``."""
+    return float(special.digamma(a + 1.0)) + np.euler_gamma
 
 
 def _effective_siblings(K: int, rho: float, q: float) -> float:
     r"""Independent copies :math:`a` whose maximum matches the Nelson-Tantawi join, blended with
     the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)`."""
-    HK = float(_harmonic(np.array(K, float)))
+    HK = _harmonic(float(K))
     target = (HK / 1.5 + (4.0 / 11.0) * (1.0 - HK / 1.5) * rho) * (12.0 - rho) / 8.0
-    lo, hi = 1.0, float(K)
-    for _ in range(50):  # bisection: H is increasing
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if _harmonic(np.array(mid)) < target else (lo, mid)
-    return K - q * (K - 0.5 * (lo + hi))
+    # Newton from a = 1 (H(1) = 1 <= target): H is increasing and concave, so the iterates
+    # rise monotonically to the root without overshooting.
+    a = 1.0
+    for _ in range(100):
+        step = (target - _harmonic(a)) / float(special.polygamma(1, a + 1.0))
+        a += step
+        if step <= 1e-13 * a:
+            break
+    return K - q * (K - a)
 
 
 # ---- joins --------------------------------------------------------------------------------------
