@@ -137,21 +137,26 @@ def _disperse(lev: np.ndarray, h: float) -> np.ndarray:
     return np.maximum(pmf, 0.0)
 
 
-def _service_pmf(service: str, scv: float, mean: float, h: float, L: int) -> np.ndarray:
-    r"""Service law on the grid, from :math:`E[\min(S, x)] = E[S; S \le x] + x P(S > x)`."""
-    x = h * np.arange(-1, L + 1)
-    cdf, m1, _ = _partial_moments(service, scv, mean, x)
-    return _disperse(m1 + np.maximum(x, 0.0) * (1.0 - cdf), h)
+def _grid_laws(
+    service: str, scv: float, mean: float, h: float, L: int
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""The service law and its equilibrium law :math:`B_e` on the grid, both by mass dispersal
+    from their limited expectations (one evaluation of the partial moments for both):
 
+    .. math::
 
-def _equilibrium_pmf(service: str, scv: float, mean: float, h: float, L: int) -> np.ndarray:
-    r"""Equilibrium law :math:`B_e` on the grid, from
-    :math:`E[\min(Y, x)] = \int_0^x (1 - B_e) = (E[S^2; S \le x]/2 + x E[S; S > x]
-    - x^2 P(S > x)/2)/E[S]`. Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when
-    the step exceeds the service time (loads near 1)."""
+        E[\min(S, x)] = E[S; S \le x] + x P(S > x),\qquad
+        E[\min(Y, x)] = \int_0^x (1 - B_e) = \frac{E[S^2; S \le x]/2 + x E[S; S > x]
+        - x^2 P(S > x)/2}{E[S]}.
+
+    Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when the step exceeds the
+    service time (loads near 1)."""
     x = np.maximum(h * np.arange(-1, L + 1), 0.0)
     cdf, m1, m2 = _partial_moments(service, scv, mean, x)
-    return _disperse((m2 / 2 + x * (mean - m1) - x**2 * (1.0 - cdf) / 2) / mean, h)
+    tail = 1.0 - cdf
+    job = _disperse(m1 + x * tail, h)
+    equilibrium = _disperse((m2 / 2 + x * (mean - m1) - x**2 * tail / 2) / mean, h)
+    return job, equilibrium
 
 
 # ---- per-device queues --------------------------------------------------------------------------
@@ -185,14 +190,12 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
         if not busy.any():
             continue
         work = cls.rates[:, u] * cls.means[:, u]
-        be = sum(
-            (work[c] / cls.load[u]) * _equilibrium_pmf(service, scv, cls.means[c, u], h, L)
-            for c in np.flatnonzero(busy)
-        )
+        types = np.flatnonzero(busy)
+        laws = {c: _grid_laws(service, scv, cls.means[c, u], h, L) for c in types}
+        be = sum((work[c] / cls.load[u]) * laws[c][1] for c in types)
         wait_hat = (1.0 - cls.load[u]) / (1.0 - cls.load[u] * np.fft.rfft(be))
-        for c in np.flatnonzero(busy):
-            job_hat = np.fft.rfft(_service_pmf(service, scv, cls.means[c, u], h, L))
-            pmf = np.fft.irfft(wait_hat * job_hat, L)
+        for c in types:
+            pmf = np.fft.irfft(wait_hat * np.fft.rfft(laws[c][0]), L)
             out[u, c] = np.minimum(np.maximum.accumulate(np.cumsum(pmf)), 1.0)
     return out
 
