@@ -8,6 +8,7 @@ from importlib import import_module
 from typing import Any
 
 from ._version import __version__ as __version__
+from .analysis.latency import LatencyResult, latency
 from .analysis.report import StabilityReport, stability_report
 from .experiments.sweep import sweep
 from .model import paper
@@ -34,6 +35,7 @@ from .simulation.statistics import TailFit, fit_tail
 
 __all__ = [
     "JOB_TYPES",
+    "LatencyResult",
     "LoadProfile",
     "MoANetwork",
     "SimulationResult",
@@ -48,6 +50,7 @@ __all__ = [
     "inferences_per_prompt",
     "job_rates",
     "kelly_type",
+    "latency",
     "load_matrix",
     "load_profile",
     "loads",
@@ -56,6 +59,7 @@ __all__ = [
     "network_from_dict",
     "paper",
     "paper_network",
+    "plan",
     "random_regular_graph",
     "simulate",
     "stability_report",
@@ -64,10 +68,12 @@ __all__ = [
 ]
 
 
-# cvxpy and sympy take most of a second each to import: load them on first use only.
+# cvxpy and sympy take most of a second each to import: load the optimiser, the planner (which
+# calls the optimiser) and the symbolic code on first use only.
 _LAZY = {
     "fluid_growth_rate": "analysis.fluid",
     "type_aware_threshold": "analysis.symbolic",
+    "plan": "analysis.planner",
     "max_stable_rate": "analysis.optimize",
     "capacity_region": "analysis.optimize",
     "StableRateResult": "analysis.optimize",
