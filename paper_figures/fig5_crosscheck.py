@@ -59,6 +59,7 @@ def _panel(ax: object, table: pd.DataFrame) -> None:
         label="LP (cvxpy, HiGHS)",
     )
     ax.set_xticks(x, _labels(table), rotation=25)
+    ax.set_xlim(-0.5, len(table) - 0.5)
 
 
 def _zoom_panel(ax: object, table: pd.DataFrame) -> None:
