@@ -29,6 +29,10 @@ LOADS = (0.95, 1.05)
 M_LAYERS, K_PROPOSERS, ALPHA_S = 2, 2, 1.0
 SEED = 7
 HORIZON_S = {False: 1_000_000.0, True: 20_000.0}  # by quick
+TIME_UNIT_S = 1e3
+"""The time axis is in thousands of seconds (no axis offset such as ``1e6``)."""
+PATH_COLOURS = ("tab:blue", "tab:red")
+"""Mean path below and above the threshold."""
 
 
 def simulate_paths(load: float, horizon_s: float) -> tuple[pd.DataFrame, object]:
@@ -52,25 +56,42 @@ def _growth_per_device(paths: pd.DataFrame) -> float:
 
 
 def plot(table: pd.DataFrame, excess_per_s: float, fluid_per_s: float) -> object:
-    """One panel per load: each device's path, and the predicted growth lines above 1."""
+    """One panel per load: each device's path in grey, their mean in colour; below 1 the running
+    time average (it settles), above 1 the predicted growth lines."""
     fig, axes = figure(1, len(LOADS), width=9.0, height=3.8)
-    for ax, (load, part) in zip(axes, table.groupby("load"), strict=True):
-        for column in part.filter(like="_jobs"):
-            ax.plot(part["time_s"], part[column], lw=0.7, label=column.replace("_", " "))
+    for ax, colour, (load, part) in zip(axes, PATH_COLOURS, table.groupby("load"), strict=True):
+        t = part["time_s"].to_numpy()
+        devices = part.filter(like="_jobs")
+        # Four devices in four colours tangle: they are exchangeable, so draw them alike.
+        device_lines = ax.plot(t / TIME_UNIT_S, devices.to_numpy(), color="0.72", lw=0.5)
+        device_lines[0].set_label(f"each of the {devices.shape[1]} devices")
+        mean = devices.mean(axis=1).to_numpy()
+        ax.plot(t / TIME_UNIT_S, mean, color=colour, lw=0.9, label="mean over the devices")
         if load > 1:
-            t = part["time_s"].to_numpy()
             ax.plot(
-                t, fluid_per_s * t, "k--", lw=1.2, label=f"fluid limit {fluid_per_s:.3g} jobs/s"
+                t / TIME_UNIT_S,
+                fluid_per_s * t,
+                "k--",
+                lw=1.2,
+                label=f"fluid limit {fluid_per_s:.3g} jobs/s",
             )
             ax.plot(
-                t, excess_per_s * t, "k:", lw=1, label=f"excess work rate {excess_per_s:.3g} s/s"
+                t / TIME_UNIT_S,
+                excess_per_s * t,
+                "k:",
+                lw=1,
+                label=f"excess work rate {excess_per_s:.3g} s/s",
             )
+        else:
+            # Bins have equal widths, so the running mean of bin averages is the time average.
+            running = np.cumsum(mean) / np.arange(1, mean.size + 1)
+            ax.plot(t / TIME_UNIT_S, running, "k", lw=1.5, label="running time average")
         ax.set(
-            xlabel="time (s)",
+            xlabel="time (10³ s)",
             ylabel="jobs at the device (bin average)",
             title=f"load ρ = {load:g}  (λ = {part['rate_per_s'].iloc[0]:.4g} prompts/s)",
         )
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Paper network n = 4, (M, k) = (2, 2), α = 1 s: below vs above the threshold")
     return fig
 

@@ -127,8 +127,12 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame) -> object:
-    """Left: tails (log y) with fits and M/M/1; right: buffers for 1e-3 and prompts at joins."""
-    fig, (ax, bx) = figure(1, 2, width=10.0, height=4.2)
+    """Left: tails (log y) with fits and M/M/1; middle: the buffer for 1e-3 by four estimates,
+    side by side per load; right: prompts waiting at joins (a count of prompts, not of jobs, so
+    on its own axis)."""
+    fig, (ax, bx, jx) = figure(
+        1, 3, width=13.0, height=4.4, gridspec_kw={"width_ratios": (1.35, 1.0, 0.75)}
+    )
     for colour, (load, part) in zip(CONFIG_COLOURS, table.groupby("load"), strict=False):
         ax.plot(
             part["buffer_jobs"],
@@ -160,21 +164,45 @@ def plot(table: pd.DataFrame) -> object:
     )
     ax.legend(loc="upper right")
     s = summary(table)
-    for column, marker, label in (
-        ("buffer_1e-3_fit_jobs", "o-", "fit"),
-        ("buffer_1e-3_empirical_jobs", "s--", "empirical (pooled)"),
-        ("buffer_1e-3_worst_device_jobs", "^:", "empirical, worst device"),
-        ("buffer_1e-3_mm1_jobs", "x:", "M/M/1"),
+    # The four estimates nearly agree, so as lines they hide each other: bars side by side,
+    # each with its value, show both the agreement and the differences.
+    x = np.arange(len(s))
+    width = 0.2
+    for i, (column, shade, hatch, label) in enumerate(
+        (
+            ("buffer_1e-3_fit_jobs", "0.2", "", "exponential fit"),
+            ("buffer_1e-3_empirical_jobs", "0.5", "", "empirical (pooled)"),
+            ("buffer_1e-3_worst_device_jobs", "0.8", "", "empirical, worst device"),
+            ("buffer_1e-3_mm1_jobs", "white", "///", "M/M/1 at the same load"),
+        )
     ):
-        bx.plot(s.index, s[column], marker, label=label)
-    bx.plot(s.index, s["mean_join_waiting_per_device"], "kd-", label="prompts at joins / device")
+        bars = bx.bar(
+            x + (i - 1.5) * width,
+            s[column],
+            width=width,
+            color=shade,
+            edgecolor="k",
+            lw=0.5,
+            hatch=hatch,
+            label=label,
+        )
+        bx.bar_label(bars, fontsize=5.5, padding=1)
+    bx.set_xticks(x, [f"ρ = {load:g}" for load in s.index])
     bx.set(
         yscale="log",
-        xlabel="load ρ per device",
-        ylabel="jobs (buffer) or prompts (joins)",
-        title=f"Buffer for P(Q > B) ≤ {TARGET:g}, and prompts waiting at joins",
+        ylim=(1, 4 * s.filter(like="buffer_1e-3").to_numpy().max()),
+        xlabel="load per device",
+        ylabel="buffer B (jobs at the device)",
+        title=f"Buffer for P(Q > B) ≤ {TARGET:g}",
     )
     bx.legend(loc="upper left")
+    jx.plot(s.index, s["mean_join_waiting_per_device"], "kd-")
+    jx.set(
+        ylim=(0, None),
+        xlabel="load ρ per device",
+        ylabel="prompts per device (time average)",
+        title=f"Prompts waiting at joins\n(each holds up to k = {K_PROPOSERS} responses)",
+    )
     fig.suptitle(
         f"Paper network n = 4, (M, k) = ({M_LAYERS}, {K_PROPOSERS}), α = 1 s, "
         "continuous-time simulation"
