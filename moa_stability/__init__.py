@@ -9,6 +9,7 @@ from typing import Any
 
 from .analysis.report import StabilityReport, stability_report
 from .experiments.sweep import sweep
+from .llm.replay import ReplayResult, replay
 from .model.loads import helper_rates, job_rates, kelly_type, loads, max_uniform_scale
 from .model.network import (
     JOB_TYPES,
@@ -22,6 +23,7 @@ from .simulation.simulate import SimulationResult, simulate
 __all__ = [
     "JOB_TYPES",
     "MoANetwork",
+    "ReplayResult",
     "SimulationResult",
     "StabilityReport",
     "StableRateResult",
@@ -36,6 +38,7 @@ __all__ = [
     "network_from_dict",
     "paper_network",
     "random_regular_graph",
+    "replay",
     "simulate",
     "stability_report",
     "sweep",
