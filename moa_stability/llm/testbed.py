@@ -151,15 +151,24 @@ class TestbedResult:
         core to another process)."""
         jobs = self.replay_jobs
         T = self.horizon_s
-        by = jobs.groupby("device")
+        per_job = pd.DataFrame(
+            {
+                "device": jobs["device"],
+                "present": jobs["ended_s"] - jobs["queued_s"],
+                "waiting": jobs["started_s"] - jobs["queued_s"],
+                "seconds": jobs["seconds"],
+                "cpu_per_wall": jobs["cpu_seconds"] / jobs["seconds"],
+            }
+        )
+        by = per_job.groupby("device")
         frame = pd.DataFrame(
             {
                 "jobs": by.size(),
-                "mean_queue": by.apply(lambda g: (g["ended_s"] - g["queued_s"]).sum()) / T,
-                "mean_waiting": by.apply(lambda g: (g["started_s"] - g["queued_s"]).sum()) / T,
+                "mean_queue": by["present"].sum() / T,
+                "mean_waiting": by["waiting"].sum() / T,
                 "utilisation": by["seconds"].sum() / T,
                 "mean_service_s": by["seconds"].mean(),
-                "cpu_per_wall": by.apply(lambda g: (g["cpu_seconds"] / g["seconds"]).mean()),
+                "cpu_per_wall": by["cpu_per_wall"].mean(),
             }
         ).reindex(range(self.net.n), fill_value=0.0)
         frame.index.name = "device"
