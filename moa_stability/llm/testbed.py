@@ -358,11 +358,14 @@ class _Device:
             prompt_id = count * n + self.index
             count += 1
             helper_rng = np.random.default_rng([cfg["seed"], prompt_id])
-            state = {"text_id": text_id, "birth_s": birth, "layer": 0, "devices": [],
+            # The birth is when the prompt enters (a sleep may overshoot the Poisson time by a
+            # few ms): latency and replay then both start from the same instant.
+            entered = max(birth, self.now())
+            state = {"text_id": text_id, "birth_s": entered, "layer": 0, "devices": [],
                      "responses": {}, "rng": helper_rng}  # fmt: skip
             with self.state_lock:
                 self.state[prompt_id] = state
-            self.events.put(("born", self.index, [prompt_id, self.index, text_id, birth]))
+            self.events.put(("born", self.index, [prompt_id, self.index, text_id, entered]))
             self.start_layer(prompt_id, state, previous=[])
 
     def start_layer(self, prompt_id: int, state: dict[str, Any], previous: list[str]) -> None:
