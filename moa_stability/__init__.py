@@ -11,6 +11,7 @@ from ._version import __version__ as __version__
 from .analysis.latency import LatencyResult, latency
 from .analysis.report import StabilityReport, stability_report
 from .experiments.sweep import sweep
+from .llm.replay import ReplayResult, replay
 from .model import paper
 from .model.loads import (
     LoadProfile,
@@ -25,6 +26,7 @@ from .model.loads import (
 from .model.network import (
     JOB_TYPES,
     MoANetwork,
+    inferences_by_type,
     inferences_per_prompt,
     network_from_dict,
     random_regular_graph,
@@ -38,6 +40,7 @@ __all__ = [
     "LatencyResult",
     "LoadProfile",
     "MoANetwork",
+    "ReplayResult",
     "SimulationResult",
     "StabilityReport",
     "StableRateResult",
@@ -47,6 +50,7 @@ __all__ = [
     "fit_tail",
     "fluid_growth_rate",
     "helper_rates",
+    "inferences_by_type",
     "inferences_per_prompt",
     "job_rates",
     "kelly_type",
@@ -61,6 +65,7 @@ __all__ = [
     "paper_network",
     "plan",
     "random_regular_graph",
+    "replay",
     "simulate",
     "stability_report",
     "sweep",

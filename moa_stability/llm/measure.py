@@ -56,6 +56,8 @@ __all__ = [
     "JOB_TYPES",
     "TRACE_COLUMNS",
     "LLMExtraMissingError",
+    "MachineBusyError",
+    "check_quiet",
     "default_model_path",
     "inferences_per_prompt",
     "load_prompts",
@@ -63,6 +65,7 @@ __all__ = [
     "measure",
     "parse_configs",
     "save_trace",
+    "wait_until_quiet",
 ]
 
 #: The instruction placed before the previous responses in refine and aggregate prompts.
@@ -91,6 +94,53 @@ _INSTALL_HINT = (
 
 class LLMExtraMissingError(ImportError):
     """The ``[llm]`` extra (llama-cpp-python) or the model wheel is not installed."""
+
+
+class MachineBusyError(RuntimeError):
+    """The 1-minute load average is above the quiet-machine threshold."""
+
+
+QUIET_LOAD = 0.3
+"""Largest 1-minute load average (beyond the run's own threads) at which timings are taken."""
+
+
+def check_quiet(max_load: float | None = QUIET_LOAD, *, own_threads: int = 0) -> float:
+    """The 1-minute load average; raise :class:`MachineBusyError` if it exceeds
+    ``max_load + own_threads`` (``max_load=None``: never raise, the override for tests).
+
+    Timings are wall-clock, so another runnable process on the same cores stretches them
+    (the shipped trace's bimodal residuals). ``own_threads`` discounts the threads of the
+    run itself, which the load average counts once they have run for a while.
+    """
+    load = os.getloadavg()[0]
+    if max_load is not None and load > max_load + own_threads:
+        raise MachineBusyError(
+            f"loadavg_1min={load:.2f}: above {max_load + own_threads:g} "
+            f"({max_load:g} + {own_threads} own thread(s)), so timings would include other "
+            "processes; stop them and wait for the load to fall, or pass max_load=None"
+        )
+    return load
+
+
+def wait_until_quiet(
+    max_load: float | None = QUIET_LOAD,
+    *,
+    own_threads: int = 0,
+    timeout_s: float = 900.0,
+    poll_s: float = 5.0,
+) -> float:
+    """Pause while :func:`check_quiet` fails; the load average once it passes.
+
+    Raises :class:`MachineBusyError` if the machine is not quiet within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check_quiet(max_load, own_threads=own_threads)
+        except MachineBusyError:
+            if time.monotonic() + poll_s > deadline:
+                raise
+            time.sleep(poll_s)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -384,6 +434,7 @@ def measure(
     progress: bool = True,
     out: str = "trace.csv",
     note: str = "",
+    max_load: float | None = None,
 ) -> pd.DataFrame:
     """Time every inference of the MoA protocol on a real llama.cpp model.
 
@@ -421,6 +472,11 @@ def measure(
         Only recorded in the metadata's regenerating command.
     note : str
         Free text stored in the metadata (e.g. what else ran on the machine).
+    max_load
+        Quiet-machine guard: refuse to start when the 1-minute load average exceeds it, and
+        before each prompt pause while it exceeds ``max_load + n_threads`` (the run's own
+        threads count in the load average) (:func:`wait_until_quiet`). ``None``: no guard.
+        Use :data:`QUIET_LOAD` for a measurement meant to be shipped.
 
     Returns
     -------
@@ -438,7 +494,10 @@ def measure(
         If ``model_path`` names no file.
     LLMExtraMissingError
         If llama-cpp-python or the model wheel is missing.
+    MachineBusyError
+        With ``max_load``, if the machine is busy at the start or stays busy.
     """
+    check_quiet(max_load)
     prompts = list(load_prompts() if prompts is None else prompts)
     checked = _validate_measure_args(
         configs, n_prompts, max_tokens, n_threads, n_devices, n_ctx, prompts
@@ -465,6 +524,8 @@ def measure(
                 request = i * len(checked) + j
                 prompt_id = (j * n_prompts + i) % len(prompts)
 
+                if max_load is not None:
+                    wait_until_quiet(max_load, own_threads=n_threads)
                 on_row = _row_recorder(rows, bar, prompt_id=prompt_id, M=M, k=k, request=request)
                 _run_prompt(
                     engine, prompts[prompt_id], M=M, k=k, request=request,
@@ -502,6 +563,7 @@ def measure(
             "loadavg_note": "loadavg_1min: os.getloadavg()[0] when each inference finished; "
             "seconds are wall-clock, so they include contention from other processes",
             "note": note,
+            "max_load": max_load,
             "command": _regenerating_command(
                 checked, n_prompts, max_tokens, n_threads, seed, n_devices, n_ctx, out, note
             ),

@@ -94,7 +94,33 @@ def inferences_per_prompt(M: int, k: int | Sequence[int]) -> int:
     >>> inferences_per_prompt(2, 2), inferences_per_prompt(2, [3, 1]), inferences_per_prompt(0, 0)
     (7, 7, 1)
     """
-    return sum(km + 1 for km in MoANetwork._layer_counts(k, count_field("M", M, 0))) + 1
+    return sum(inferences_by_type(M, k).values())
+
+
+def inferences_by_type(M: int, k: int | Sequence[int]) -> dict[str, int]:
+    r"""Inferences one prompt causes, per job type of :data:`JOB_TYPES` that occurs with ``M``:
+    ``propose`` :math:`k_1 + 1` (one plain inference when ``M = 0``), ``refine``
+    :math:`\sum_{m=2}^{M} (k_m + 1)`, ``aggregate`` 1 (``M >= 1``).
+
+    Parameters
+    ----------
+    M : int
+        MoA layers, ``>= 0``.
+    k : int or sequence of int
+        Extra proposers per layer, ``>= 0``: one for every layer or one per layer (length ``M``).
+
+    Examples
+    --------
+    >>> inferences_by_type(2, 2)
+    {'propose': 3, 'refine': 3, 'aggregate': 1}
+    >>> inferences_by_type(0, 0)
+    {'propose': 1}
+    """
+    layers = MoANetwork._layer_counts(k, count_field("M", M, 0))
+    if not layers:
+        return {"propose": 1}
+    counts = {"propose": layers[0] + 1, "refine": sum(km + 1 for km in layers[1:]), "aggregate": 1}
+    return {c: counts[c] for c in job_types_used(M)}
 
 
 def _service_times(value: Any, n: int, M: int) -> np.ndarray:
