@@ -273,9 +273,9 @@ def _told(slope: Slope, level: float, level_ci: float, ev: Evidence, excess: flo
 
 
 def _thin(ev: Evidence, need_window: float, told: str) -> Verdict:
-    """Too little evidence for any verdict: the horizon whose window meets the minimums (at
-    least twice this one when the prompts fell short by chance)."""
-    needed = _horizon_for(max(need_window, 2 * ev.window_s), ev)
+    """Too little evidence for any verdict: the horizon whose window meets the minimums (twice
+    this one when the window was long enough and the prompts fell short by chance)."""
+    needed = _horizon_for(need_window if need_window > ev.window_s else 2 * ev.window_s, ev)
     if not np.isfinite(needed):
         return Verdict(
             "inconclusive",
