@@ -70,8 +70,11 @@ class SimulationResult:
     Time averages, utilisation and latency cover the window after the warm-up (or, if a job
     cap stopped the run during the warm-up, everything simulated); counts
     (``prompts_*``, ``inferences*``, ``selection_counts``) cover the whole run of every
-    replication. Confidence intervals are 95% Student-t half-widths: over **independent
-    replications** when ``replications >= 2``, else over **batch means** (``ci_method``).
+    replication. Confidence intervals are 95% half-widths: Student-t over **independent
+    replications** when ``replications >= 2``, else over **batch means** (``ci_method``) of
+    batches spanning 20 relaxation times (5 to 20 batches), widened for the skew of a queue's
+    time average (:func:`~moa_stability.simulation.statistics.level_interval`,
+    docs/verdict.md).
 
     Attributes
     ----------
@@ -655,7 +658,7 @@ def _summarise(
     evidence = Evidence(
         window_s=float(w.cover.sum(axis=1).max() * unit),
         warmup_s=warmup_s,
-        span_s=float(t_end.max() * unit),
+        age_s=float(np.average(w.mid[covered], weights=w.cover.sum(axis=0)[covered]) * unit),
         relaxation_s=relaxation_s,
         arrived=int(totals[kern.ARRIVED]),
         completed=int(w.lat_count.sum()),

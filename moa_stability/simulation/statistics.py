@@ -38,8 +38,9 @@ CONFIDENCE = 0.95
 UNSTABLE_LEVEL = 0.999
 """One-sided level at which a positive slope counts as growth (few false alarms)."""
 MIN_GROWTH = 0.5
-"""Growth over the run (slope x time since the empty start), as a fraction of the mean level,
-that an unstable run must show and a stable run must confidently stay below."""
+"""Growth (slope x mean age of the window since the empty start), as a fraction of the mean
+level, that an unstable run must show and a stable run must confidently stay below: growth
+linear from the empty start shows 1."""
 MAX_SPREAD = 0.25
 """Largest relative CI half-width of the mean total queue for a run to count as settled."""
 MIN_RELAXATIONS = 50.0
@@ -156,14 +157,15 @@ def level_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Evidence:
     """How much a run saw: what a verdict needs besides the growth slope and the level.
 
-    ``window_s`` after a warm-up of ``warmup_s`` (per replication), ``span_s`` from the empty
-    start to the end of the window, ``relaxation_s`` from :func:`relaxation_time`, prompts
-    ``arrived`` (whole run) and ``completed`` (in the window), ``arrival_rate_per_s`` the total
-    prompt rate of the network, ``batches`` behind the level CI and the slope."""
+    ``window_s`` after a warm-up of ``warmup_s`` (per replication); ``age_s`` the mean time
+    since the empty start over the window (its mid time, weighted by the covered time);
+    ``relaxation_s`` from :func:`relaxation_time`; prompts ``arrived`` (whole run) and
+    ``completed`` (in the window); ``arrival_rate_per_s`` the total prompt rate of the network;
+    ``batches`` behind the level CI and the slope."""
 
     window_s: float
     warmup_s: float
-    span_s: float
+    age_s: float
     relaxation_s: float
     arrived: int
     completed: int
@@ -200,8 +202,8 @@ def stability_verdict(
     r"""Judge stability from the growth slope and the level of the total jobs in the system.
 
     The rule (docs/verdict.md), with slope :math:`\hat\beta \pm \delta` (95% CI), mean level
-    :math:`\bar Y \pm h`, window :math:`W` after the warm-up, span :math:`H` from the empty
-    start to the window's end and relaxation time :math:`T` (:func:`relaxation_time`):
+    :math:`\bar Y \pm h`, window :math:`W` after the warm-up, its mean age :math:`A` since the
+    empty start and relaxation time :math:`T` (:func:`relaxation_time`):
 
     * **cap**: a run stopped by the job cap is ``unstable`` if the loads predict an excess or
       the growth before the cap passes the growth test below; else ``inconclusive`` (raise
@@ -210,14 +212,14 @@ def stability_verdict(
       (the empty start forgotten, many independent stretches) and :data:`MIN_PROMPTS` prompts
       (arrived for unstable, completed in the window for stable).
     * **unstable**: :math:`\hat\beta > 0` at one-sided level :data:`UNSTABLE_LEVEL` *and*
-      relevant, :math:`\hat\beta H \ge` :data:`MIN_GROWTH` :math:`\bar Y` (growth linear from
-      the empty start has :math:`\hat\beta H \approx \bar Y` or more, whatever the warm-up).
+      relevant, :math:`\hat\beta A \ge` :data:`MIN_GROWTH` :math:`\bar Y` (growth linear from
+      the empty start has :math:`\bar Y = \beta A` exactly, whatever the warm-up).
     * **stable**: relevant growth excluded at one-sided level 95%,
-      :math:`(\hat\beta + \delta') H <` :data:`MIN_GROWTH` :math:`\bar Y` (:math:`\delta'` the
+      :math:`(\hat\beta + \delta') A <` :data:`MIN_GROWTH` :math:`\bar Y` (:math:`\delta'` the
       one-sided 95% margin), and a settled level, :math:`h \le` :data:`MAX_SPREAD` :math:`\bar Y`. A
       significant but tiny slope does not block it.
     * **inconclusive** otherwise, with the horizon that should decide: the evidence minimums,
-      and the :math:`1/\sqrt{W}` shrinking of :math:`h` and of :math:`\delta H`.
+      and the :math:`1/\sqrt{W}` shrinking of :math:`h` and of :math:`\delta A`.
     """
     horizon = _horizon_for(ev.window_s, ev)
     if cap_hit_time_s is not None:
@@ -228,7 +230,7 @@ def stability_verdict(
     told = _told(slope, level, level_ci, ev, excess_per_s)
     if need_window > ev.window_s or ev.arrived < MIN_PROMPTS:
         return _thin(ev, need_window, told)
-    growth = slope.per_s * ev.span_s
+    growth = slope.per_s * ev.age_s
     growing = slope.t_stat > stats.t.ppf(UNSTABLE_LEVEL, slope.dof)
     if growing and growth >= MIN_GROWTH * level:
         return Verdict("unstable", "the queue grows linearly: " + told, horizon)
@@ -236,16 +238,16 @@ def stability_verdict(
     upper = (
         slope.ci * stats.t.ppf(CONFIDENCE, slope.dof) / stats.t.ppf(0.5 + CONFIDENCE / 2, slope.dof)
     )
-    bounded = (slope.per_s + upper) * ev.span_s < MIN_GROWTH * level
+    bounded = (slope.per_s + upper) * ev.age_s < MIN_GROWTH * level
     settled = level_ci <= MAX_SPREAD * level
     if bounded and settled and ev.completed >= MIN_PROMPTS:
         return Verdict("stable", "no relevant growth and settled batch means: " + told, horizon)
     factor = 1.0
     if level > 0:
         factor = max(factor, (level_ci / (MAX_SPREAD * level)) ** 2)
-        room = MIN_GROWTH * level - max(slope.per_s, 0.0) * ev.span_s
+        room = MIN_GROWTH * level - max(slope.per_s, 0.0) * ev.age_s
         if room > 0:
-            factor = max(factor, (upper * ev.span_s / room) ** 2)
+            factor = max(factor, (upper * ev.age_s / room) ** 2)
         elif slope.t_stat > 0:  # relevant growth, not yet significant: t grows like sqrt(W)
             factor = max(factor, (stats.t.ppf(UNSTABLE_LEVEL, slope.dof) / slope.t_stat) ** 2)
     if ev.completed < MIN_PROMPTS:
@@ -260,13 +262,13 @@ def stability_verdict(
 
 
 def _told(slope: Slope, level: float, level_ci: float, ev: Evidence, excess: float) -> str:
-    growth = slope.per_s * ev.span_s / level if level > 0 else float("nan")
+    growth = slope.per_s * ev.age_s / level if level > 0 else float("nan")
     spans = ev.window_s / ev.relaxation_s if ev.relaxation_s > 0 else float("inf")
     return (
         f"total jobs in system {level:.4g} +- {level_ci:.2g} (95% CI, {ev.batches} batches), "
         f"slope {slope.per_s:.4g} +- {slope.ci:.2g} jobs/s (t = {slope.t_stat:.3g}) over a "
         f"{ev.window_s:.6g} s window ({spans:.3g} relaxation times of "
-        f"{ev.relaxation_s:.4g} s), growth since the start {growth:.2f} x mean level; "
+        f"{ev.relaxation_s:.4g} s), growth x mean age {growth:.2f} x mean level; "
         f"{ev.completed} prompts completed in the window; loads predict an excess of "
         f"{excess:.4g} jobs/s, an upper bound on growth"
     )
@@ -308,7 +310,7 @@ def _capped(
         f"(loads put {excess_per_s:.4g} jobs/s beyond the overloaded devices' capacity)"
     )
     growing = slope.dof >= 1 and slope.t_stat > stats.t.ppf(UNSTABLE_LEVEL, slope.dof)
-    if excess_per_s > 0 or (growing and slope.per_s * ev.span_s >= MIN_GROWTH * level):
+    if excess_per_s > 0 or (growing and slope.per_s * ev.age_s >= MIN_GROWTH * level):
         return Verdict("unstable", reached, horizon)
     return Verdict(
         "inconclusive",
