@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -46,6 +45,7 @@ import scipy.linalg
 import scipy.stats
 
 from ..model.network import JOB_TYPES, count_field, job_types_used
+from .trace import FIT_COLUMNS, load_default_trace, validate_trace
 
 __all__ = [
     "JOB_TYPES",
@@ -63,8 +63,6 @@ __all__ = [
     "validate_trace",
 ]
 
-DEFAULT_TRACE = "trace_smollm2.csv"
-_FIT_COLUMNS = ("job_type", "input_tokens", "output_tokens", "seconds")
 _LENGTH_COLUMNS = ("prompt_id", "M", "k", "layer", "job_type", "input_tokens", "output_tokens")
 
 
@@ -91,58 +89,11 @@ def _tokens(input_tokens: Any, output_tokens: Any) -> tuple[np.ndarray, np.ndarr
         np.asarray(input_tokens, dtype=float), np.asarray(output_tokens, dtype=float)
     )
     if np.any(l_in < 0) or np.any(l_out < 0) or not np.all(np.isfinite(l_in + l_out)):
-        raise ValueError("token counts must be finite and >= 0")
+        raise ValueError(
+            "input_tokens/output_tokens=(given): a token count is negative or not finite; "
+            "pass finite counts >= 0"
+        )
     return l_in, l_out
-
-
-# ----------------------------------------------------------------------------- traces
-
-
-def validate_trace(trace: pd.DataFrame, columns: tuple[str, ...] = _FIT_COLUMNS) -> pd.DataFrame:
-    """Check a trace has the needed columns, known job types and sane values; return it.
-
-    Raises
-    ------
-    ValueError
-        On a missing column, an unknown job type, negative counts or non-positive seconds.
-    """
-    if not isinstance(trace, pd.DataFrame):
-        raise ValueError(f"a trace is a pandas.DataFrame, got {type(trace).__name__}")
-    missing = [c for c in columns if c not in trace.columns]
-    if missing:
-        raise ValueError(f"trace lacks columns {missing} (has {list(trace.columns)})")
-    if len(trace) == 0:
-        raise ValueError("trace is empty")
-    unknown = sorted(set(trace["job_type"]) - set(JOB_TYPES))
-    if unknown:
-        raise ValueError(f"unknown job types {unknown}; expected {JOB_TYPES}")
-    for c in ("input_tokens", "output_tokens"):
-        if c in columns and (trace[c] < 0).any():
-            raise ValueError(f"negative {c} in trace")
-    if "seconds" in columns and not (trace["seconds"] > 0).all():
-        raise ValueError("trace seconds must be > 0")
-    return trace
-
-
-def load_default_trace() -> pd.DataFrame:
-    """The shipped SmolLM2-135M trace (``moa_stability/data/trace_smollm2.csv``).
-
-    Metadata (model, runtime, CPU, regenerating command, ...) is in ``df.attrs``.
-    """
-    return _load_default_trace().copy()
-
-
-@lru_cache(maxsize=1)
-def _load_default_trace() -> pd.DataFrame:
-    import json
-
-    data = resources.files("moa_stability").joinpath("data")
-    with data.joinpath(DEFAULT_TRACE).open("r", encoding="utf-8") as fh:
-        df = pd.read_csv(fh)
-    meta = data.joinpath(DEFAULT_TRACE.replace(".csv", ".json"))
-    if meta.is_file():
-        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
-    return df
 
 
 # ----------------------------------------------------------------------------- models
@@ -157,10 +108,12 @@ class ConstantService:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.seconds) and self.seconds > 0):
-            raise ValueError(f"seconds must be finite and > 0, got {self.seconds!r}")
+            raise ValueError(f"seconds={self.seconds!r}: must be finite and > 0; pass e.g. 1.0")
         if self.distribution not in ("deterministic", "exponential"):
-            raise ValueError(f"distribution must be deterministic or exponential, "
-                             f"got {self.distribution!r}")  # fmt: skip
+            raise ValueError(
+                f"distribution={self.distribution!r}: unknown distribution; use "
+                "'deterministic' or 'exponential'"
+            )
 
     def mean(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         """:math:`\\bar S = s` for any token counts."""
@@ -244,9 +197,12 @@ class LinearService:
     def __post_init__(self) -> None:
         values = (self.c0, self.c_in, self.c_out, self.c_inout, self.sigma_log)
         if not all(np.isfinite(values)):
-            raise ValueError(f"coefficients must be finite, got {values}")
+            raise ValueError(
+                f"c0, c_in, c_out, c_inout, sigma_log={values}: not all finite; "
+                "pass finite coefficients"
+            )
         if self.sigma_log < 0:
-            raise ValueError(f"sigma_log must be >= 0, got {self.sigma_log}")
+            raise ValueError(f"sigma_log={self.sigma_log}: must be >= 0; pass 0 for no noise")
 
     def mean(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         """:math:`\\bar S(L_{in}, L_{out})` in seconds."""
@@ -290,15 +246,19 @@ class LinearService:
         """
         validate_trace(trace)
         if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
+            raise ValueError(f"level={level}: must be in (0, 1); pass e.g. 0.95")
         if covariance not in ("HC3", "classical"):
-            raise ValueError(f"covariance must be 'HC3' or 'classical', got {covariance!r}")
+            raise ValueError(
+                f"covariance={covariance!r}: unknown estimator; use 'HC3' or 'classical'"
+            )
         terms, X = _design(trace, interaction)
         y = trace["seconds"].to_numpy(float)
         n, p = X.shape
         if n <= p or np.linalg.matrix_rank(X) < p:
-            raise ValueError(f"cannot fit {p} coefficients from {n} rows: the trace needs more "
-                             "rows with varying input and output lengths")  # fmt: skip
+            raise ValueError(
+                f"trace=({n} rows): cannot fit {p} coefficients; measure more rows with "
+                "varying input and output lengths"
+            )
         fit = _least_squares(terms, X, y, level, covariance)
         c = dict(zip(terms, fit.estimate, strict=True))
         return cls(
@@ -435,7 +395,10 @@ class LengthModel:
         validate_trace(trace, _LENGTH_COLUMNS)
         propose = trace[trace["job_type"] == "propose"]
         if propose.empty:
-            raise ValueError("trace has no propose jobs: the prompt lengths are unknown")
+            raise ValueError(
+                f"job_type={sorted(set(trace['job_type']))}: the trace has no propose jobs, so "
+                "the prompt lengths are unknown; measure with any (M, k)"
+            )
         outputs = {c: _empirical(trace.loc[trace["job_type"] == c, "output_tokens"])
                    for c in JOB_TYPES}  # fmt: skip
         everything = _empirical(trace["output_tokens"])
@@ -458,8 +421,10 @@ class LengthModel:
         """
         _check_shape(M, k)
         if M >= 1 and not np.isfinite(self.instruction_tokens):
-            raise ValueError("the trace has no refine or aggregate job, so the augmented "
-                             "prompt length is unknown; measure with M >= 1")  # fmt: skip
+            raise ValueError(
+                f"M={M}: the trace has no refine or aggregate job, so the augmented prompt "
+                "length is unknown; measure with M >= 1"
+            )
         draw = self._drawer(rng)
         l_p = rng.choice(self.prompt_tokens, size=n)
         width = 1 if M == 0 else k + 1
@@ -501,7 +466,10 @@ def _augmentation_overhead(trace: pd.DataFrame) -> tuple[float, float]:
     width = aug["k"].to_numpy(float) + 1
     ok = np.isfinite(overhead)
     if not ok.any():
-        raise ValueError("cannot match refine/aggregate rows to their prompt's previous layer")
+        raise ValueError(
+            "trace=(refine/aggregate rows): none matches its prompt's previous layer; keep the "
+            "prompt_id, M, k and layer columns as measure() writes them"
+        )
     overhead, width = overhead[ok], width[ok]
     if np.unique(width).size < 2:
         return float(overhead.mean()), 0.0
@@ -514,7 +482,7 @@ def _augmentation_overhead(trace: pd.DataFrame) -> tuple[float, float]:
 
 @lru_cache(maxsize=1)
 def _default_fit() -> tuple[LinearService, LengthModel]:
-    trace = _load_default_trace()
+    trace = load_default_trace()
     return LinearService.fit(trace), LengthModel.from_trace(trace)
 
 
@@ -527,11 +495,14 @@ def _resolve(
     model: ServiceModel | None, trace: pd.DataFrame | None
 ) -> tuple[ServiceModel, LengthModel]:
     if model is not None and not isinstance(model, ServiceModel):
-        raise ValueError(f"model must have mean() and sample() methods, got {type(model).__name__}")
+        raise ValueError(
+            f"model={type(model).__name__}: has no mean() and sample() methods; pass a "
+            "ServiceModel such as LinearService"
+        )
     if trace is None:
         default_model, lengths = _default_fit()
         return (model if model is not None else default_model), lengths
-    validate_trace(trace, (*_FIT_COLUMNS, *_LENGTH_COLUMNS))
+    validate_trace(trace, (*FIT_COLUMNS, *_LENGTH_COLUMNS))
     return (model if model is not None else LinearService.fit(trace)), LengthModel.from_trace(trace)
 
 
@@ -574,10 +545,16 @@ def mean_service_times(
 
     Parameters
     ----------
-    model
+    M, k : int
+        MoA layers and extra proposers per layer, ``>= 0``.
+    model : ServiceModel, optional
         Any :class:`ServiceModel`; default :class:`LinearService` fitted to ``trace``.
-    trace
+    trace : pandas.DataFrame, optional
         A trace with the measurement columns; default the shipped SmolLM2 trace.
+    n : int
+        Prompts drawn, ``>= 1``.
+    seed : int
+        Seeds the draws.
     """
     _check_shape(M, k)
     service, lengths = _resolve(model, trace)
@@ -599,10 +576,20 @@ def service_samples(
 
     Parameters
     ----------
-    source
+    M, k : int
+        MoA layers and extra proposers per layer, ``>= 0``.
+    source : {"model", "trace"}
         ``"model"``: ``model.sample`` on token counts from :meth:`LengthModel.sample`
         (``n`` prompts, so ``n * (k+1)`` propose jobs etc.); works for any ``(M, k)``.
         ``"trace"``: the measured ``seconds`` of the trace's rows at exactly this ``(M, k)``.
+    model : ServiceModel, optional
+        For ``"model"``; default :class:`LinearService` fitted to ``trace``.
+    trace : pandas.DataFrame, optional
+        Default the shipped SmolLM2 trace.
+    n : int
+        Prompts drawn for ``"model"``, ``>= 1``.
+    seed : int
+        Seeds the draws.
 
     Returns
     -------
@@ -613,7 +600,7 @@ def service_samples(
     if source == "trace":
         return _measured_samples(M, k, trace)
     if source != "model":
-        raise ValueError(f"source must be 'model' or 'trace', got {source!r}")
+        raise ValueError(f"source={source!r}: unknown source; use 'model' or 'trace'")
     service, lengths = _resolve(model, trace)
     rng = np.random.default_rng(seed)
     jobs = lengths.sample(M, k, _check_n(n), rng)
@@ -622,11 +609,13 @@ def service_samples(
 
 
 def _measured_samples(M: int, k: int, trace: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    trace = _load_default_trace() if trace is None else trace
-    validate_trace(trace, (*_FIT_COLUMNS, "M", "k"))
+    trace = load_default_trace() if trace is None else trace
+    validate_trace(trace, (*FIT_COLUMNS, "M", "k"))
     rows = trace[(trace["M"] == M) & (trace["k"] == k)]
     if rows.empty:
         have = sorted(set(zip(trace["M"].astype(int), trace["k"].astype(int), strict=True)))
-        raise ValueError(f"the trace has no rows for (M, k) = ({M}, {k}); it has {have}")
+        raise ValueError(
+            f"(M, k)=({M}, {k}): the trace has no rows for it; use one of {have} or source='model'"
+        )
     return {c: rows.loc[rows["job_type"] == c, "seconds"].to_numpy(float)
             for c in job_types_used(M)}  # fmt: skip

@@ -20,18 +20,16 @@ inclusion probabilities :math:`\pi_m[j, \cdot]` as exact marginals), joins when 
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..model.loads import job_rates, loads
+from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field
 from . import kernels as kern
 from .statistics import (
@@ -231,9 +229,9 @@ class SimulationResult:
         short = np.flatnonzero(~within.any(axis=1))
         if short.size:
             raise ValueError(
-                f"devices {short.tolist()} exceed {self.max_tracked_queue - 1} "
-                f"jobs more than a fraction {eps:g} of the time; simulate with a "
-                "larger max_tracked_queue"
+                f"probability={probability!r}: devices {short.tolist()} exceed "
+                f"{self.max_tracked_queue - 1} jobs more than a fraction {eps:g} of the time; "
+                "simulate with a larger max_tracked_queue"
             )
         return within.argmax(axis=1)
 
@@ -329,14 +327,14 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
     """Measured seconds per job type, each scaled to mean one, concatenated, with bounds."""
     if samples is None or not isinstance(samples, Mapping):
         raise ValueError(
-            "service='empirical' needs samples: pass a mapping job type -> 1-D "
+            f"samples={samples!r}: service='empirical' needs them; pass a mapping job type -> 1-D "
             f"array of measured seconds for each of {net.job_types_used}"
         )
     unknown = sorted(set(samples) - set(JOB_TYPES))
     missing = [c for c in net.job_types_used if c not in samples]
     if unknown or missing:
         raise ValueError(
-            f"samples has keys {sorted(samples)}: unknown {unknown}, missing "
+            f"samples={sorted(samples)} (keys): unknown {unknown}, missing "
             f"{missing}; give measured seconds for each of {net.job_types_used} "
             "(the same array for several types is fine)"
         )
@@ -347,7 +345,7 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
             x.size == 0 or not np.all(np.isfinite(x)) or x.min() < 0 or x.sum() == 0
         ):
             raise ValueError(
-                f"samples[{c!r}]: must be a non-empty array of finite seconds >= 0"
+                f"samples[{c!r}]=(given): must be a non-empty array of finite seconds >= 0"
                 " with a positive mean; drop failed or missing measurements"
             )
         parts.append(x / x.mean() if x.size else x)
@@ -731,8 +729,8 @@ def _relaxation_time(net: MoANetwork, plan: _Plan) -> float:
 def _excess_rate(net: MoANetwork) -> float:
     r"""Jobs per second the overloaded devices cannot serve:
     :math:`\sum_i (\rho_i - 1)^+ \sum_c r_{i,c} / \rho_i`."""
-    rho = loads(net)
-    rate = job_rates(net).sum(axis=0)
+    profile = load_profile(net)
+    rho, rate = profile.loads, profile.job_rates_per_s.sum(axis=0)
     over = rho > 1
     return float(np.sum((rho[over] - 1) * rate[over] / rho[over]))
 
@@ -853,83 +851,3 @@ def simulate(
         loads=loads(net),
         **_summarise(net, plan, out, t_end, record_paths),
     )
-
-
-# ---- command line ------------------------------------------------------------------------------
-def _read_samples(path: Path) -> dict[str, np.ndarray]:
-    """Measured seconds per job type from a CSV with columns ``job_type`` and ``seconds``."""
-    if not path.is_file():
-        raise ValueError(f"--samples={path}: no such file")
-    trace = pd.read_csv(path)
-    if not {"job_type", "seconds"} <= set(trace.columns):
-        raise ValueError(
-            f"--samples={path}: needs columns job_type and seconds (has {list(trace.columns)})"
-        )
-    return {str(c): g.to_numpy(dtype=float) for c, g in trace.groupby("job_type")["seconds"]}
-
-
-def _cli_simulate(args: argparse.Namespace) -> int:
-    from ..cli import network_from_args, write_table
-
-    result = simulate(
-        network_from_args(args),
-        method=args.method,
-        horizon=args.horizon,
-        dt=args.dt,
-        seed=args.seed,
-        service=args.service,
-        scv=args.scv,
-        samples=_read_samples(args.samples) if args.samples is not None else None,
-        replications=args.replications,
-        warmup=args.warmup,
-        max_jobs=args.max_jobs,
-    )
-    print(result)
-    if args.out is not None:
-        write_table(result.to_frame(), args.out)
-    return 1 if result.verdict == "unstable" else 0
-
-
-def add_cli(subparsers: Any) -> None:
-    """Register ``moa-stability simulate`` on an argparse subparsers object (exit status 1 when
-    the verdict is unstable)."""
-    from ..cli import add_network_arguments
-
-    p = subparsers.add_parser(
-        "simulate",
-        help="Monte Carlo simulation: queues, latency, "
-        "empirical stability verdict (exit 1 if unstable)",
-    )
-    add_network_arguments(p)
-    g = p.add_argument_group("simulation")
-    g.add_argument("--method", choices=METHODS, default="slots", help="simulator (default slots)")
-    g.add_argument("--horizon", type=float, help="simulated seconds per replication")
-    g.add_argument("--dt", type=float, help="slot length in seconds (slots)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument(
-        "--service",
-        choices=sorted(SERVICES),
-        default="exponential",
-        help="service-time distribution (default exponential)",
-    )
-    g.add_argument(
-        "--scv",
-        type=float,
-        default=1.0,
-        help="squared coefficient of variation of gamma/lognormal service",
-    )
-    g.add_argument(
-        "--samples",
-        type=Path,
-        help="CSV of measured seconds (columns job_type, seconds) for empirical",
-    )
-    g.add_argument("--replications", type=int, default=1, help="independent replications")
-    g.add_argument(
-        "--warmup",
-        type=float,
-        default=0.2,
-        help="discarded start: fraction of the horizon (< 1) or seconds",
-    )
-    g.add_argument("--max-jobs", type=int, default=1_000_000, help="cap on jobs in the system")
-    g.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
-    p.set_defaults(func=_cli_simulate)

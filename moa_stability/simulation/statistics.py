@@ -24,10 +24,14 @@ r"""Output analysis of the simulators: confidence intervals, growth slope, stabi
   horizon that would decide it. The growth of jobs present is at most the excess rate the
   loads predict, and below it when ``M >= 1``: a waiting prompt's later layers join the queues
   only as earlier ones finish.
+* **Tail fit** (:func:`fit_tail`): the least-squares line :math:`\ln P(Q > B) \approx a - \eta B`
+  over the tail of a queue-length law gives its decay rate :math:`\eta` per job and the buffer
+  :math:`B` for a target overflow probability.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -316,4 +320,82 @@ def _capped(
         "inconclusive",
         reached + " without growth that proves instability: raise max_jobs to judge",
         horizon,
+    )
+
+
+TAIL_START = 0.1
+"""Default upper end of a tail fit: the fit starts where ``P(Q > B)`` drops to this (past the
+body of the queue-length law)."""
+
+
+@dataclass(frozen=True)
+class TailFit:
+    r"""Least-squares line :math:`\ln P(Q > B) = a - \eta B` over buffers ``first..last``.
+
+    Attributes
+    ----------
+    log_intercept : float
+        :math:`a`.
+    decay_per_job : float
+        :math:`\eta`, the decay rate of the tail per job.
+    first, last : int
+        The smallest and largest buffer inside the fit.
+    """
+
+    log_intercept: float
+    decay_per_job: float
+    first: int
+    last: int
+
+    def probability(self, buffers: np.ndarray) -> np.ndarray:
+        """Fitted :math:`P(Q > B)` at ``buffers``."""
+        return np.exp(self.log_intercept - self.decay_per_job * np.asarray(buffers))
+
+    def buffer_for(self, target: float) -> int:
+        r"""Smallest :math:`B \ge 0` whose fitted overflow probability is at most ``target``:
+        :math:`\lceil (a - \ln\varepsilon)/\eta \rceil`."""
+        if not (0 < target < 1):
+            raise ValueError(
+                f"target={target}: an overflow probability must lie in (0, 1); pass e.g. 1e-3"
+            )
+        return max(0, math.ceil((self.log_intercept - math.log(target)) / self.decay_per_job))
+
+
+def fit_tail(
+    buffers: np.ndarray, tail: np.ndarray, floor: float, start: float = TAIL_START
+) -> TailFit:
+    r"""Fit the exponential decay of ``tail`` :math:`= P(Q > B)` where
+    ``start >= tail >= floor``: least squares of :math:`\ln P(Q > B)` on :math:`B`.
+
+    Parameters
+    ----------
+    buffers : ndarray of int
+        Buffer sizes :math:`B`.
+    tail : ndarray of float
+        :math:`P(Q > B)` at each buffer (e.g. ``SimulationResult.overflow_probability``).
+    floor : float
+        Smallest probability trusted (below it the estimate is noise), ``> 0``.
+    start : float
+        Largest probability in the fit, ``> floor``.
+
+    Raises
+    ------
+    ValueError
+        When fewer than two buffers lie inside ``[floor, start]``.
+    """
+    if not (0 < floor < start <= 1):
+        raise ValueError(
+            f"floor={floor}, start={start}: need 0 < floor < start <= 1; pass e.g. "
+            "floor=1e-4, start=0.1"
+        )
+    buffers, tail = np.asarray(buffers), np.asarray(tail, dtype=float)
+    inside = (tail <= start) & (tail >= floor) & (tail > 0)
+    if inside.sum() < 2:
+        raise ValueError(
+            f"tail=(P(Q > B)): fewer than two buffers have {floor:g} <= P(Q > B) <= {start:g}; "
+            "simulate longer or lower the floor"
+        )
+    slope, intercept = np.polyfit(buffers[inside], np.log(tail[inside]), 1)
+    return TailFit(
+        float(intercept), float(-slope), int(buffers[inside].min()), int(buffers[inside].max())
     )

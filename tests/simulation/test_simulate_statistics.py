@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from moa_stability import TailFit, fit_tail
 from moa_stability.simulation.statistics import (
     Evidence,
     Slope,
@@ -126,3 +127,31 @@ def test_level_interval_covers_a_level_proportional_spread():
     # the upper end solves |m - mu| = c mu
     assert abs(mean - (mean + got_half)) == pytest.approx(c * (mean + got_half))
     assert level_interval(np.array([0.1, 10.0]))[1] == np.inf
+
+
+def test_fit_tail_recovers_a_geometric_tail():
+    # M/M/1 at load 0.9: P(Q > B) = 0.9^(B+1), so ln P = ln 0.9 - B (-ln 0.9) exactly.
+    rho, buffers = 0.9, np.arange(200)
+    fit = fit_tail(buffers, rho ** (buffers + 1.0), floor=1e-4)
+    assert isinstance(fit, TailFit)
+    assert fit.decay_per_job == pytest.approx(-np.log(rho), rel=1e-10)
+    assert fit.log_intercept == pytest.approx(np.log(rho), rel=1e-10)
+    # Inside the fit: 0.1 >= 0.9^(B+1) >= 1e-4, i.e. B from 21 to 86.
+    assert (fit.first, fit.last) == (21, 86)
+    # Smallest B with 0.9^(B+1) <= 1e-3: B + 1 >= ln(1e-3)/ln(0.9) = 65.56, so B = 65.
+    assert fit.buffer_for(1e-3) == 65
+    np.testing.assert_allclose(fit.probability([0, 10]), rho ** np.array([1.0, 11.0]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"floor": 0.5}, "floor="),
+        ({"floor": 1e-4, "start": 2.0}, "start="),
+        ({"floor": 0.09}, "fewer than two"),
+    ],
+)
+def test_fit_tail_rejects_what_it_cannot_fit(kwargs, message):
+    buffers = np.arange(30)
+    with pytest.raises(ValueError, match=message):
+        fit_tail(buffers, 0.5 ** (buffers + 1.0), **kwargs)
