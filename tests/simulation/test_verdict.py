@@ -64,7 +64,7 @@ def verdict_table(frame: pd.DataFrame) -> pd.DataFrame:
     horizon = pd.cut(
         frame["horizon_s"], [0, 1, 100, 1e4, 1e8], labels=["<=1", "10-100", "1e3-1e4", ">=1e5"]
     )
-    return pd.crosstab([band, horizon], frame["verdict"])
+    return pd.crosstab([band, horizon], frame["verdict"], rownames=["load", "horizon_s"])
 
 
 def test_issue_examples_are_inconclusive_not_wrong():
