@@ -32,7 +32,16 @@ import scipy.sparse as sp
 from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field
 from . import kernels as kern
-from .statistics import growth_slope, stability_verdict, t_interval
+from .statistics import (
+    MAX_BATCHES,
+    Evidence,
+    batch_count,
+    growth_slope,
+    level_interval,
+    relaxation_time,
+    stability_verdict,
+    t_interval,
+)
 
 METHODS = ("slots", "events")
 SERVICES = {
@@ -44,8 +53,6 @@ SERVICES = {
 }
 N_BINS = 1000
 """Time bins of the recorded integrals (and of the optional paths)."""
-N_BATCHES = 20
-"""Batches of the post-warm-up window for batch means and the growth slope."""
 _HIST_DECADES, _HIST_CELLS_PER_E = 12, 500  # latency histogram: 0.2% relative resolution
 _DEFAULT_HORIZON_SERVICES = 100_000
 MAX_TRACKED_QUEUE = 256
@@ -61,8 +68,11 @@ class SimulationResult:
     Time averages, utilisation and latency cover the window after the warm-up (or, if a job
     cap stopped the run during the warm-up, everything simulated); counts
     (``prompts_*``, ``inferences*``, ``selection_counts``) cover the whole run of every
-    replication. Confidence intervals are 95% Student-t half-widths: over **independent
-    replications** when ``replications >= 2``, else over **batch means** (``ci_method``).
+    replication. Confidence intervals are 95% half-widths: Student-t over **independent
+    replications** when ``replications >= 2``, else over **batch means** (``ci_method``) of
+    batches spanning 20 relaxation times (5 to 20 batches), widened for the skew of a queue's
+    time average (:func:`~moa_stability.simulation.statistics.level_interval`,
+    docs/verdict.md).
 
     Attributes
     ----------
@@ -98,7 +108,11 @@ class SimulationResult:
         half-width (batch means averaged over replications).
     verdict : {"stable", "unstable", "inconclusive"}
     evidence : str
-        The numbers behind the verdict.
+        The numbers behind the verdict (docs/verdict.md gives the rule).
+    horizon_needed_s : float
+        Horizon per replication the evidence rule asks for: at most ``horizon_s`` when the
+        verdict is ``stable`` or ``unstable``, an estimate of what would decide an
+        ``inconclusive`` run (``inf`` with a device loaded exactly to capacity).
     cap_hit_time : float or None
         Earliest simulated second at which a replication reached ``max_jobs`` and stopped.
     horizon_s, horizon_slots, dt_s, warmup_s : float, int or None, float or None, float
@@ -149,6 +163,7 @@ class SimulationResult:
     growth_slope_ci: float
     verdict: str
     evidence: str
+    horizon_needed_s: float
     cap_hit_time: float | None
     horizon_s: float
     horizon_slots: int | None
@@ -412,10 +427,10 @@ def _warmup_bin(warmup: float, horizon: float) -> int:
     if not (math.isfinite(w) and w >= 0):
         raise ValueError(f"warmup={warmup!r}: must be >= 0; pass a fraction in [0, 1) or seconds")
     fraction = w if w < 1 else w / horizon
-    if fraction > 1 - N_BATCHES / N_BINS:
+    if fraction > 1 - MAX_BATCHES / N_BINS:
         raise ValueError(
             f"warmup={warmup!r}: leaves no window to measure in a horizon of "
-            f"{horizon:g} s; use a warm-up below {1 - N_BATCHES / N_BINS:.0%} "
+            f"{horizon:g} s; use a warm-up below {1 - MAX_BATCHES / N_BINS:.0%} "
             "of the horizon"
         )
     return math.ceil(round(fraction * N_BINS, 9))
@@ -570,15 +585,19 @@ class _Windows:
     level_time: np.ndarray  # (n, max_tracked_queue + 1) time at each queue length
 
 
-def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Windows:
+def _windows(
+    out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan, relaxation_s: float
+) -> _Windows:
     """Group the covered bins after the warm-up into batches (all covered bins when a job cap
-    stopped every replication before the warm-up ended)."""
+    stopped every replication before the warm-up ended), as many as :func:`batch_count` allows
+    for the covered window and the relaxation time."""
     edges = np.linspace(0.0, plan.t_stop, N_BINS + 1)
     cover = np.clip(t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
     covered = np.flatnonzero(cover.sum(axis=0) > 0)
     after = covered[covered >= plan.warm_bin]
     bins = after if after.size else covered
-    groups = np.array_split(bins, min(N_BATCHES, bins.size))
+    window_s = float(cover[:, bins].sum(axis=1).max()) * plan.unit_s
+    groups = np.array_split(bins, batch_count(window_s, relaxation_s, bins.size))
 
     def batch(x: np.ndarray) -> np.ndarray:
         return np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
@@ -600,7 +619,8 @@ def _windows(out: tuple[np.ndarray, ...], t_end: np.ndarray, plan: _Plan) -> _Wi
 
 
 def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled ratio and CI half-width over replications (axis 0) or, with one, over batches."""
+    """Pooled ratio and CI half-width over replications (axis 0, Student t) or, with one, over
+    batches (:func:`level_interval`: one run's batch means are skewed with its level)."""
     with np.errstate(invalid="ignore", divide="ignore"):  # no data (an early cap hit): NaN
         total = num.sum(axis=(0, 1)) / den.sum(axis=(0, 1))
         if num.shape[0] >= 2:
@@ -608,14 +628,16 @@ def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         else:
             keep = den[0].reshape(den.shape[1], -1)[:, 0] > 0
             means = num[0][keep] / den[0][keep]
-    _, half = t_interval(np.moveaxis(means, 0, -1))
+    interval = t_interval if num.shape[0] >= 2 else level_interval
+    _, half = interval(np.moveaxis(means, 0, -1))
     return total, half
 
 
 def _summarise(
     net: MoANetwork, plan: _Plan, out: tuple[np.ndarray, ...], t_end: np.ndarray, record_paths: bool
 ) -> dict[str, Any]:
-    w = _windows(out, t_end, plan)
+    relaxation_s = _relaxation_time(net, plan)
+    w = _windows(out, t_end, plan, relaxation_s)
     unit = plan.unit_s
     cover_n = np.repeat(w.cover[:, :, None], net.n, axis=2)
     mean_queue, mean_queue_ci = _ratio_ci(w.area, cover_n)
@@ -629,10 +651,20 @@ def _summarise(
     totals = out[9].sum(axis=0)
     capped = out[9][:, kern.CAP_HIT] == 1
     cap_time = float(t_end[capped].min() * unit) if capped.any() else None
-    window = (plan.t_stop - plan.warm_bin * plan.t_stop / N_BINS) * unit
-    level, level_ci = t_interval(series)
-    verdict, evidence = stability_verdict(
-        slope, window, float(level), float(level_ci), cap_time, plan.cap, _excess_rate(net)
+    warmup_s = plan.warm_bin * plan.t_stop / N_BINS * unit
+    level, level_ci = level_interval(series)
+    evidence = Evidence(
+        window_s=float(w.cover.sum(axis=1).max() * unit),
+        warmup_s=warmup_s,
+        age_s=float(np.average(w.mid[covered], weights=w.cover.sum(axis=0)[covered]) * unit),
+        relaxation_s=relaxation_s,
+        arrived=int(totals[kern.ARRIVED]),
+        completed=int(w.lat_count.sum()),
+        arrival_rate_per_s=float(net.arrival_rate.sum()),
+        batches=int(series.size),
+    )
+    judged = stability_verdict(
+        slope, float(level), float(level_ci), evidence, cap_time, plan.cap, _excess_rate(net)
     )
     return dict(
         mean_queue=mean_queue,
@@ -657,10 +689,11 @@ def _summarise(
         total_queue_ci=float(total_ci),
         growth_slope=slope.per_s,
         growth_slope_ci=slope.ci,
-        verdict=verdict,
-        evidence=evidence,
+        verdict=judged.verdict,
+        evidence=judged.evidence,
+        horizon_needed_s=judged.horizon_needed_s,
         cap_hit_time=cap_time,
-        warmup_s=plan.warm_bin * plan.t_stop / N_BINS * unit,
+        warmup_s=warmup_s,
         simulated_s=float(t_end.sum() * unit),
         ci_method="independent replications" if len(plan.seeds) >= 2 else "batch means",
         paths=_paths(out, plan, net.n) if record_paths else None,
@@ -673,6 +706,24 @@ def _distribution(level_time: np.ndarray) -> np.ndarray:
     """Time at each queue length as fractions of each device's time (NaN with no time)."""
     with np.errstate(invalid="ignore"):
         return level_time / level_time.sum(axis=1, keepdims=True)
+
+
+def _relaxation_time(net: MoANetwork, plan: _Plan) -> float:
+    """:func:`relaxation_time` of the network with its service law's squared coefficient of
+    variation (the largest over job types for measured samples)."""
+    rho = loads(net)
+    rate = job_rates(net).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_s = np.where(rate > 0, rho / rate, 0.0)
+    dist, scv, values, bounds = plan.service[2:]
+    if dist == kern.EXPONENTIAL:
+        scv = 1.0
+    elif dist == kern.DETERMINISTIC:
+        scv = 0.0
+    elif dist == kern.EMPIRICAL:
+        parts = [values[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+        scv = max(float(x.var()) for x in parts)  # each part is scaled to mean one
+    return relaxation_time(mean_s, rho, scv)
 
 
 def _excess_rate(net: MoANetwork) -> float:
