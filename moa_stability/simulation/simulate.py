@@ -72,7 +72,7 @@ class SimulationResult:
     replications** when ``replications >= 2``, else over **batch means** (``ci_method``) of
     batches spanning 20 relaxation times (5 to 20 batches), widened for the skew of a queue's
     time average (:func:`~moa_stability.simulation.statistics.level_interval`,
-    docs/verdict.md).
+    docs/model.md section 6).
 
     Attributes
     ----------
@@ -108,7 +108,7 @@ class SimulationResult:
         half-width (batch means averaged over replications).
     verdict : {"stable", "unstable", "inconclusive"}
     evidence : str
-        The numbers behind the verdict (docs/verdict.md gives the rule).
+        The numbers behind the verdict (docs/model.md section 6 gives the rule).
     horizon_needed_s : float
         Horizon per replication the evidence rule asks for: at most ``horizon_s`` when the
         verdict is ``stable`` or ``unstable``, an estimate of what would decide an

@@ -18,7 +18,7 @@ r"""Output analysis of the simulators: confidence intervals, growth slope, stabi
   proportional to the level, :math:`c = h/\bar Y` from the Student-t half-width :math:`h`):
   :math:`\mu \in [\bar Y/(1+c),\, \bar Y/(1-c)]`, reported as the symmetric half-width
   :math:`\bar Y c/(1-c)` that covers it (:math:`\approx h` when :math:`c` is small).
-* **Verdict** (:func:`stability_verdict`, docs/verdict.md): a stable network has a stationary
+* **Verdict** (:func:`stability_verdict`, docs/model.md section 6): a stable network has a stationary
   total queue, an unstable one grows linearly from its empty start until the job cap stops it;
   either verdict needs enough evidence (window, prompts), else ``inconclusive`` with the
   horizon that would decide it. The growth of jobs present is at most the excess rate the
@@ -205,7 +205,7 @@ def stability_verdict(
 ) -> Verdict:
     r"""Judge stability from the growth slope and the level of the total jobs in the system.
 
-    The rule (docs/verdict.md), with slope :math:`\hat\beta \pm \delta` (95% CI), mean level
+    The rule (docs/model.md section 6), with slope :math:`\hat\beta \pm \delta` (95% CI), mean level
     :math:`\bar Y \pm h`, window :math:`W` after the warm-up, its mean age :math:`A` since the
     empty start and relaxation time :math:`T` (:func:`relaxation_time`):
 
