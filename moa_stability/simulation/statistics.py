@@ -19,9 +19,9 @@ r"""Output analysis of the simulators: confidence intervals, growth slope, stabi
   :math:`\mu \in [\bar Y/(1+c),\, \bar Y/(1-c)]`, reported as the symmetric half-width
   :math:`\bar Y c/(1-c)` that covers it (:math:`\approx h` when :math:`c` is small).
 * **Verdict** (:func:`stability_verdict`, docs/model.md section 6): a stable network has a
-  stationary total queue, an unstable one grows linearly from its empty start until the job cap stops it;
-  either verdict needs enough evidence (window, prompts), else ``inconclusive`` with the
-  horizon that would decide it. The growth of jobs present is at most the excess rate the
+  stationary total queue, an unstable one grows linearly from its empty start until the job cap
+  stops it; either verdict needs enough evidence (window, prompts), else ``inconclusive`` with
+  the horizon that would decide it. The growth of jobs present is at most the excess rate the
   loads predict, and below it when ``M >= 1``: a waiting prompt's later layers join the queues
   only as earlier ones finish.
 * **Tail fit** (:func:`fit_tail`): the least-squares line :math:`\ln P(Q > B) \approx a - \eta B`
