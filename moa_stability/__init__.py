@@ -7,44 +7,78 @@ should work be spread to carry more? See README.md for a tour.
 from importlib import import_module
 from typing import Any
 
+from ._version import __version__ as __version__
+from .analysis.latency import LatencyResult, latency
 from .analysis.report import StabilityReport, stability_report
 from .experiments.sweep import sweep
-from .model.loads import helper_rates, job_rates, kelly_type, loads, max_uniform_scale
+from .llm.replay import ReplayResult, replay
+from .model import paper
+from .model.loads import (
+    LoadProfile,
+    helper_rates,
+    job_rates,
+    kelly_type,
+    load_matrix,
+    load_profile,
+    loads,
+    max_uniform_scale,
+)
 from .model.network import (
     JOB_TYPES,
     MoANetwork,
+    inferences_by_type,
+    inferences_per_prompt,
     network_from_dict,
-    paper_network,
     random_regular_graph,
 )
+from .model.paper import paper_network
 from .simulation.simulate import SimulationResult, simulate
+from .simulation.statistics import TailFit, fit_tail
 
 __all__ = [
     "JOB_TYPES",
+    "LatencyResult",
+    "LoadProfile",
     "MoANetwork",
+    "ReplayResult",
     "SimulationResult",
     "StabilityReport",
     "StableRateResult",
+    "TailFit",
     "capacity_region",
     "cross_check",
+    "fit_tail",
+    "fluid_growth_rate",
     "helper_rates",
+    "inferences_by_type",
+    "inferences_per_prompt",
     "job_rates",
     "kelly_type",
+    "latency",
+    "load_matrix",
+    "load_profile",
     "loads",
     "max_stable_rate",
     "max_uniform_scale",
     "network_from_dict",
+    "paper",
     "paper_network",
+    "plan",
     "random_regular_graph",
+    "replay",
     "simulate",
     "stability_report",
     "sweep",
+    "type_aware_threshold",
 ]
 
-__version__ = "0.1.0"
 
-# cvxpy takes most of a second to import: load the optimiser on first use only.
+# cvxpy and sympy take most of a second each to import: load the optimiser, the planner (which
+# calls the optimiser) and the symbolic code on first use only.
 _LAZY = {
+    "fluid_growth_rate": "analysis.fluid",
+    "type_aware_threshold": "analysis.symbolic",
+    "plan": "analysis.planner",
     "max_stable_rate": "analysis.optimize",
     "capacity_region": "analysis.optimize",
     "StableRateResult": "analysis.optimize",

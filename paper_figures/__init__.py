@@ -23,6 +23,7 @@ FIGURES: tuple[str, ...] = (
     "fig6_latency_table",
     "fig7_sample_paths",
     "fig8_memory",
+    "fig9_latency",
 )
 """Registered figure modules, in the order they are generated; each names its output files."""
 

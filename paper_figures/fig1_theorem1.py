@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 from tqdm.auto import tqdm
 
-from moa_stability import paper_network
+from moa_stability import inferences_per_prompt, paper, paper_network
 from moa_stability.analysis.symbolic import slotted_mean_queue
 from moa_stability.simulation.simulate import simulate
 
-from .paper import CONFIGS, N_DEVICES
 from .style import (
     CONFIG_COLOURS,
     INCONCLUSIVE_MARKER,
@@ -40,6 +40,9 @@ TITLE = "Theorem 1 validated: time-average queue vs per-device rate (slotted sim
 ALPHA_S = 1.0
 DT_S = 0.1 * ALPHA_S
 SEED = 1
+RATE_TICKS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+TWIN_MARKERS = (STABLE_MARKER, "D", "^")
+"""Markers of the first, second, third configuration sharing one threshold."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,13 @@ QUICK = Fidelity((0.3, 0.6, 0.9, 1.2), 1e4, 4, 1_000)
 
 def threshold_rate(M: int, k: int, alpha_s: float = ALPHA_S) -> float:
     r"""Theorem 1's largest stable per-device rate :math:`1/(\alpha((k+1)M+1))`, prompts/s."""
-    return 1.0 / (alpha_s * ((k + 1) * M + 1))
+    return 1.0 / (alpha_s * inferences_per_prompt(M, k))
 
 
 def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, object]:
     """One (configuration, load) point: queue per device with its CI and the verdict."""
-    rate = load * threshold_rate(M, k)
-    net = paper_network(n=N_DEVICES, M=M, k=k, arrival_rate=rate, service_time=ALPHA_S)
+    net = paper_network(M=M, k=k, arrival_rate=1.0, service_time=ALPHA_S).at_load(load)
+    rate = float(net.arrival_rate[0])
     r = simulate(
         net,
         method="slots",
@@ -78,17 +81,17 @@ def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, obje
     return {
         "M": M,
         "k": k,
-        "inferences_per_prompt": (k + 1) * M + 1,
+        "inferences_per_prompt": net.inferences_per_prompt,
         "threshold_rate_per_s": threshold_rate(M, k),
         "load": load,
         "rate_per_s": rate,
-        "mean_queue": r.total_queue_mean / N_DEVICES,
-        "mean_queue_ci": r.total_queue_ci / N_DEVICES,
+        "mean_queue": r.total_queue_mean / net.n,
+        "mean_queue_ci": r.total_queue_ci / net.n,
         "busiest_mean_queue": float(r.mean_queue.max()),
         "exact_mean_queue": exact,
         "verdict": r.verdict,
         "cap_hit_s": np.nan if r.cap_hit_time is None else r.cap_hit_time,
-        "cap_per_device": fid.max_jobs / N_DEVICES,
+        "cap_per_device": fid.max_jobs / net.n,
         "slots_per_replication": r.horizon_slots,
         "replications": r.replications,
     }
@@ -96,7 +99,7 @@ def simulate_point(M: int, k: int, load: float, fid: Fidelity) -> dict[str, obje
 
 def run(fid: Fidelity) -> pd.DataFrame:
     """Every configuration at every load."""
-    points = [(M, k, load) for M, k in CONFIGS for load in fid.loads]
+    points = [(M, k, load) for M, k in paper.CONFIGS for load in fid.loads]
     rows = [
         simulate_point(M, k, load, fid)
         for M, k, load in tqdm(points, desc="fig1 points", unit="pt", leave=False)
@@ -105,42 +108,72 @@ def run(fid: Fidelity) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame) -> object:
-    """Queue vs rate per configuration, thresholds as vertical lines, log-log axes."""
+    """Queue vs rate per configuration, thresholds as vertical lines, log-log axes.
+
+    Configurations with the same number of inferences per prompt :math:`(k+1)M+1` have the same
+    loads, threshold and (in law) queue, so their curves coincide: the later ones are drawn
+    dashed with open markers on top, and their shared threshold line is labelled once.
+    """
     fig, ax = figure(width=8.0, height=4.6)
+    seen_per_threshold: dict[int, int] = {}
     for colour, ((M, k), part) in zip(
         CONFIG_COLOURS, table.groupby(["M", "k"], sort=False), strict=False
     ):
+        inferences = int(part["inferences_per_prompt"].iloc[0])
+        twin = seen_per_threshold.get(inferences, 0)
+        seen_per_threshold[inferences] = twin + 1
+        label = config_label(M, k)
+        if twin:
+            label += f", same (k+1)M+1 = {inferences}"
         bounded = part[part["verdict"] != "unstable"]
         ax.errorbar(
             bounded["rate_per_s"],
             bounded["mean_queue"],
             yerr=bounded["mean_queue_ci"],
             color=colour,
-            marker=STABLE_MARKER,
+            marker=TWIN_MARKERS[twin % len(TWIN_MARKERS)],
+            mfc="none" if twin else colour,
+            ls="--" if twin else "-",
             capsize=2,
-            label=config_label(M, k),
+            zorder=2 + twin,
+            label=label,
         )
         unsure = bounded[bounded["verdict"] == "inconclusive"]
         ax.scatter(
             unsure["rate_per_s"],
             unsure["mean_queue"],
-            s=64,
+            s=90,
             marker=INCONCLUSIVE_MARKER,
             facecolors="none",
-            edgecolors=colour,
-            zorder=3,
+            edgecolors="k",
+            linewidths=0.9,
+            zorder=5,
         )
         # A capped run's time average only says when the cap stopped it: mark the cap.
         unstable = part[part["verdict"] == "unstable"]
         ax.scatter(
             unstable["rate_per_s"],
             unstable["cap_per_device"],
-            color=colour,
+            facecolors="none" if twin else colour,
+            edgecolors=colour,
             marker=UNSTABLE_MARKER,
-            s=36,
-            zorder=3,
+            s=64 if twin else 36,
+            zorder=3 + twin,
         )
-        ax.axvline(part["threshold_rate_per_s"].iloc[0], color=colour, ls=":", lw=1)
+        if not twin:
+            threshold = part["threshold_rate_per_s"].iloc[0]
+            ax.axvline(threshold, color=colour, ls=":", lw=1)
+            ax.annotate(
+                "1" if inferences == 1 else f"1/{inferences}",
+                (threshold, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color=colour,
+            )
         if M == 0:
             exact = part[part["exact_mean_queue"].notna()]
             ax.plot(
@@ -159,17 +192,25 @@ def plot(table: pd.DataFrame) -> object:
         [],
         [],
         facecolors="none",
-        edgecolors="grey",
+        edgecolors="k",
+        linewidths=0.9,
         marker=INCONCLUSIVE_MARKER,
-        s=64,
-        label="verdict inconclusive",
+        s=90,
+        label="simulator verdict 'inconclusive':\nits growth test neither passed\nnor failed "
+        "(CSV column verdict)",
     )
     ax.set(
         xscale="log",
         yscale="log",
         xlabel="per-device arrival rate λ (prompts/s)",
         ylabel="time-average jobs per device (95% CI)",
-        title="Theorem 1: bounded iff λ < 1/(α((k+1)M+1)) (dotted lines), n = 4, α = 1 s",
+    )
+    # Plain decimal ticks: a log axis spanning one decade otherwise shows only 10^-1 and 10^0.
+    ax.xaxis.set_major_locator(FixedLocator(RATE_TICKS))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.suptitle(
+        "Theorem 1: bounded iff λ < λ* = 1/(α((k+1)M+1)) (dotted lines, λ* on top), n = 4, α = 1 s"
     )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

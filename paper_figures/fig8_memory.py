@@ -4,7 +4,7 @@ On the paper's network (:math:`n = 4`, :math:`M = 2`, :math:`k = 2`, :math:`\alp
 :math:`\rho = 7\alpha\lambda` at every device) the continuous-time simulator records the
 fraction of time :math:`P(Q > B)` that a device holds more than :math:`B` jobs
 (``SimulationResult.queue_distribution``, pooled over the four symmetric devices). Over the
-tail, :math:`\text{TAIL_START} \ge P(Q > B) \ge` the fidelity's floor, the least-squares line
+tail, :math:`0.1 \ge P(Q > B) \ge` the fidelity's floor, the least-squares line
 
 .. math:: \ln P(Q > B) \approx a - \eta B
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from moa_stability import paper_network
+from moa_stability import MoANetwork, fit_tail, paper_network
 from moa_stability.simulation.simulate import SimulationResult, simulate
 
 from .style import CONFIG_COLOURS, FigureOutput, figure
@@ -35,8 +35,6 @@ TITLE = "Edge memory: queue-length tail P(Q > B) and the buffer for overflow pro
 LOADS = (0.5, 0.7, 0.9, 0.95)
 M_LAYERS, K_PROPOSERS, ALPHA_S = 2, 2, 1.0
 TARGET = 1e-3
-TAIL_START = 0.1
-"""The fit starts where the tail drops to this probability (past the body of the law)."""
 TRACKED = 1024
 SEED = 8
 
@@ -54,40 +52,6 @@ DEFAULT = Fidelity(2e7, 2, 1e-4)
 QUICK = Fidelity(5e5, 2, 1e-3)
 
 
-@dataclass(frozen=True)
-class TailFit:
-    r"""Least-squares line :math:`\ln P(Q > B) = a - \eta B` over buffers ``first..last``."""
-
-    log_intercept: float
-    decay_per_job: float
-    first: int
-    last: int
-
-    def probability(self, buffers: np.ndarray) -> np.ndarray:
-        """Fitted :math:`P(Q > B)`."""
-        return np.exp(self.log_intercept - self.decay_per_job * np.asarray(buffers))
-
-    def buffer_for(self, target: float) -> int:
-        r"""Smallest :math:`B \ge 0` whose fitted overflow probability is at most ``target``."""
-        return max(0, math.ceil((self.log_intercept - math.log(target)) / self.decay_per_job))
-
-
-def fit_tail(
-    buffers: np.ndarray, tail: np.ndarray, floor: float, start: float = TAIL_START
-) -> TailFit:
-    """Fit the exponential decay of ``tail`` = P(Q > B) where ``start >= tail >= floor``."""
-    inside = (tail <= start) & (tail >= floor) & (tail > 0)
-    if inside.sum() < 2:
-        raise ValueError(
-            f"fewer than two buffers have {floor:g} <= P(Q > B) <= {start:g}; "
-            "simulate longer or lower the floor"
-        )
-    slope, intercept = np.polyfit(buffers[inside], np.log(tail[inside]), 1)
-    return TailFit(
-        float(intercept), float(-slope), int(buffers[inside].min()), int(buffers[inside].max())
-    )
-
-
 def first_below(tail: np.ndarray, target: float) -> int:
     """Smallest buffer whose (empirical) overflow probability is at most ``target``."""
     below = np.flatnonzero(tail <= target)
@@ -98,18 +62,15 @@ def first_below(tail: np.ndarray, target: float) -> int:
     return int(below[0])
 
 
-def rate_per_s(load: float) -> float:
-    r"""Per-device prompt rate giving load :math:`\rho = \alpha\lambda((k+1)M+1)`."""
-    return load / (ALPHA_S * ((K_PROPOSERS + 1) * M_LAYERS + 1))
+def network(load: float) -> MoANetwork:
+    """The paper network at ``load`` on every device."""
+    return paper_network(M=M_LAYERS, k=K_PROPOSERS, service_time=ALPHA_S).at_load(load)
 
 
 def simulate_load(load: float, fid: Fidelity) -> SimulationResult:
     """Continuous-time simulation of the paper network at ``load``, queue lengths tracked."""
-    net = paper_network(
-        M=M_LAYERS, k=K_PROPOSERS, service_time=ALPHA_S, arrival_rate=rate_per_s(load)
-    )
     return simulate(
-        net,
+        network(load),
         method="events",
         horizon=fid.horizon_s,
         seed=SEED,
@@ -131,7 +92,7 @@ def load_table(load: float, r: SimulationResult, fid: Fidelity) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "load": load,
-            "rate_per_s": rate_per_s(load),
+            "rate_per_s": float(network(load).arrival_rate[0]),
             "buffer_jobs": shown,
             "overflow_probability": pooled[shown],
             "overflow_probability_worst_device": per_device[:, shown].max(axis=0),
@@ -166,8 +127,12 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame) -> object:
-    """Left: tails (log y) with fits and M/M/1; right: buffers for 1e-3 and prompts at joins."""
-    fig, (ax, bx) = figure(1, 2, width=10.0, height=4.2)
+    """Left: tails (log y) with fits and M/M/1; middle: the buffer for 1e-3 by four estimates,
+    side by side per load; right: prompts waiting at joins (a count of prompts, not of jobs, so
+    on its own axis)."""
+    fig, (ax, bx, jx) = figure(
+        1, 3, width=13.0, height=4.4, gridspec_kw={"width_ratios": (1.35, 1.0, 0.75)}
+    )
     for colour, (load, part) in zip(CONFIG_COLOURS, table.groupby("load"), strict=False):
         ax.plot(
             part["buffer_jobs"],
@@ -199,21 +164,45 @@ def plot(table: pd.DataFrame) -> object:
     )
     ax.legend(loc="upper right")
     s = summary(table)
-    for column, marker, label in (
-        ("buffer_1e-3_fit_jobs", "o-", "fit"),
-        ("buffer_1e-3_empirical_jobs", "s--", "empirical (pooled)"),
-        ("buffer_1e-3_worst_device_jobs", "^:", "empirical, worst device"),
-        ("buffer_1e-3_mm1_jobs", "x:", "M/M/1"),
+    # The four estimates nearly agree, so as lines they hide each other: bars side by side,
+    # each with its value, show both the agreement and the differences.
+    x = np.arange(len(s))
+    width = 0.2
+    for i, (column, shade, hatch, label) in enumerate(
+        (
+            ("buffer_1e-3_fit_jobs", "0.2", "", "exponential fit"),
+            ("buffer_1e-3_empirical_jobs", "0.5", "", "empirical (pooled)"),
+            ("buffer_1e-3_worst_device_jobs", "0.8", "", "empirical, worst device"),
+            ("buffer_1e-3_mm1_jobs", "white", "///", "M/M/1 at the same load"),
+        )
     ):
-        bx.plot(s.index, s[column], marker, label=label)
-    bx.plot(s.index, s["mean_join_waiting_per_device"], "kd-", label="prompts at joins / device")
+        bars = bx.bar(
+            x + (i - 1.5) * width,
+            s[column],
+            width=width,
+            color=shade,
+            edgecolor="k",
+            lw=0.5,
+            hatch=hatch,
+            label=label,
+        )
+        bx.bar_label(bars, fontsize=5.5, padding=1)
+    bx.set_xticks(x, [f"ρ = {load:g}" for load in s.index])
     bx.set(
         yscale="log",
-        xlabel="load ρ per device",
-        ylabel="jobs (buffer) or prompts (joins)",
-        title=f"Buffer for P(Q > B) ≤ {TARGET:g}, and prompts waiting at joins",
+        ylim=(1, 4 * s.filter(like="buffer_1e-3").to_numpy().max()),
+        xlabel="load per device",
+        ylabel="buffer B (jobs at the device)",
+        title=f"Buffer for P(Q > B) ≤ {TARGET:g}",
     )
     bx.legend(loc="upper left")
+    jx.plot(s.index, s["mean_join_waiting_per_device"], "kd-")
+    jx.set(
+        ylim=(0, None),
+        xlabel="load ρ per device",
+        ylabel="prompts per device (time average)",
+        title=f"Prompts waiting at joins\n(each holds up to k = {K_PROPOSERS} responses)",
+    )
     fig.suptitle(
         f"Paper network n = 4, (M, k) = ({M_LAYERS}, {K_PROPOSERS}), α = 1 s, "
         "continuous-time simulation"

@@ -1,7 +1,8 @@
 r"""Maximal stable arrival rates and capacity-maximising proposer selection, as convex programs.
 
 For a fixed selection rule every load is linear in the arrival rates, :math:`\rho = A\lambda`,
-with (see :mod:`moa_stability.model.loads` for the traffic equations)
+with (see :mod:`moa_stability.model.loads` for the traffic equations and
+:func:`~moa_stability.model.loads.load_matrix`)
 
 .. math::
 
@@ -37,14 +38,12 @@ about 1e-10, the rates (where the log is flat) to about 1e-5 relative.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import cvxpy as cp
@@ -52,8 +51,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..model.loads import loads
-from ..model.network import AGGREGATE, PROPOSE, REFINE, MoANetwork, per_device_field
+from ..model.loads import helper_work, load_matrix, loads, own_work
+from ..model.network import MoANetwork, per_device_field
 
 OBJECTIVES: tuple[str, ...] = ("scale", "sum", "min", "proportional")
 """Objectives of :func:`max_stable_rate`."""
@@ -90,31 +89,6 @@ _BINDING_RTOL = 1e-6
 # Origins with less traffic than this (relative to the busiest) get uniform selection: their
 # flows carry no information about pi, only solver round-off.
 _IDLE_RTOL = 1e-12
-
-
-# ---- the linear structure ------------------------------------------------------------------
-def own_work(net: MoANetwork) -> np.ndarray:
-    """Seconds of work one prompt puts on its own device: :math:`w_i` (see module docstring)."""
-    s = net.service_time
-    if net.M == 0:
-        return s[PROPOSE].copy()
-    return s[PROPOSE] + (net.M - 1) * s[REFINE] + s[AGGREGATE]
-
-
-def helper_work(net: MoANetwork, layer: int) -> np.ndarray:
-    """Mean seconds of one helper job of ``layer`` (0-based) at each device: layer 1 helpers
-    run ``propose`` jobs, later layers ``refine`` jobs."""
-    return net.service_time[PROPOSE if layer == 0 else REFINE]
-
-
-def load_matrix(net: MoANetwork) -> sp.csr_array:
-    r"""The sparse ``(n, n)`` matrix :math:`A` with :math:`\rho = A\lambda` for the network's
-    own selection rule; ``load_matrix(net) @ net.arrival_rate`` equals ``loads(net)``."""
-    A = sp.diags_array(own_work(net))
-    for m, km in enumerate(net.k):
-        if km:
-            A = A + sp.diags_array(helper_work(net, m)) @ net.inclusion(m).T
-    return sp.csr_array(A)
 
 
 @dataclass(frozen=True)
@@ -248,13 +222,13 @@ class _Bounds:
         if bad.size:
             i = int(bad[0])
             raise ValueError(
-                f"rate_lower[{i}]={lower[i]:.6g} exceeds rate_upper[{i}]="
+                f"rate_lower[{i}]={lower[i]:.6g}: exceeds rate_upper[{i}]="
                 f"{upper[i]:.6g}; make every lower bound <= its upper bound"
             )
         if objective == "proportional" and (upper == 0).any():
             i = int(np.flatnonzero(upper == 0)[0])
             raise ValueError(
-                f"rate_upper[{i}]=0 makes the proportional objective (sum of log "
+                f"rate_upper[{i}]=0: makes the proportional objective (sum of log "
                 "rates) -inf; give every device a positive upper bound or use "
                 "objective='sum'"
             )
@@ -281,8 +255,8 @@ def _lowest_scale(direction: np.ndarray, base: np.ndarray, lower: np.ndarray) ->
     if stuck.size:
         i = int(stuck[0])
         raise ValueError(
-            f"device {i} has arrival rate 0, so scaling the rates never meets "
-            f"rate_lower[{i}]={lower[i]:.6g}; drop the lower bound or use "
+            f"rate_lower[{i}]={lower[i]:.6g}: device {i} has arrival rate 0, so scaling the "
+            "rates never meets it; drop the lower bound or use "
             "objective='sum'/'min'"
         )
     moving = direction > 0
@@ -296,10 +270,11 @@ def _overload_error(
     i = int(np.argmax(load))
     own = own_work(net)[i] * rates[i]
     return ValueError(
-        f"infeasible: at the lowest admissible rates (rate_lower, or the fixed rates of the "
-        f"other devices), {qualifier}device {i} has load {load[i]:.6g} > 1 - margin = "
-        f"{cap:.6g} ({own:.6g} from its own prompts, {load[i] - own:.6g} as a helper); lower "
-        f"those rates or the margin, or speed device {i} up"
+        f"load[{i}]={load[i]:.6g}: infeasible: at the lowest admissible rates (rate_lower, or "
+        f"the fixed rates of the other devices), {qualifier}device {i} has load "
+        f"{load[i]:.6g} > 1 - margin = {cap:.6g} ({own:.6g} from its own prompts, "
+        f"{load[i] - own:.6g} as a helper); lower those rates or the margin, or speed device "
+        f"{i} up"
     )
 
 
@@ -392,7 +367,7 @@ def _program(
     if objective == "scale":
         if not direction.any():
             raise ValueError(
-                "every arrival rate is 0, so objective='scale' has no direction "
+                "arrival_rate=0: every arrival rate is 0, so objective='scale' has no direction "
                 "to scale; give the devices positive rates or use objective='sum'"
             )
         floor = base + _lowest_scale(direction, base, bounds.lower) * direction
@@ -504,7 +479,7 @@ def _status_error(
         if best.max() > cap:
             return _overload_error(net, prog.floor, best, cap, "even with the best selection, ")
     return ValueError(
-        f"the {solver} solve ended with status {status!r} for {net!r}; check the "
+        f"solver={solver!r}: the solve ended with status {status!r} for {net!r}; check the "
         "rate bounds and margin, or try another solver= (e.g. 'CLARABEL')"
     )
 
@@ -626,7 +601,9 @@ def capacity_region(
     """
     a, b = _two_devices(net, devices)
     if isinstance(n_angles, bool) or not isinstance(n_angles, (int, np.integer)) or n_angles < 2:
-        raise ValueError(f"n_angles={n_angles}: need an integer >= 2 (both axes are included)")
+        raise ValueError(
+            f"n_angles={n_angles}: need an integer >= 2 (both axes are included); pass e.g. 33"
+        )
     bounds = _Bounds.of(net, "scale", margin, None, None)
     base = np.array(net.arrival_rate, dtype=float)
     base[[a, b]] = 0.0
@@ -646,47 +623,11 @@ def _two_devices(net: MoANetwork, devices: Any) -> tuple[int, int]:
     try:
         a, b = (int(d) for d in devices)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"devices={devices!r}: give two device indices, e.g. (0, 1)") from err
+        raise ValueError(
+            f"devices={devices!r}: not two indices; give two device indices, e.g. (0, 1)"
+        ) from err
     if a == b or not (0 <= a < net.n and 0 <= b < net.n):
-        raise ValueError(f"devices={devices!r}: need two different devices in 0..{net.n - 1}")
+        raise ValueError(
+            f"devices={devices!r}: need two different devices; pick two of 0..{net.n - 1}"
+        )
     return a, b
-
-
-# ---- command line --------------------------------------------------------------------------
-def add_cli(subparsers: Any) -> None:
-    """Register ``moa-stability optimize`` on an argparse subparsers object."""
-    from ..cli import add_network_arguments
-
-    p = subparsers.add_parser("optimize", help="maximal stable arrival rates (and selection)")
-    add_network_arguments(p)
-    p.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        default="scale",
-        help="scale the given rates (default), or maximise the sum, the minimum or "
-        "the sum of logs of the rates",
-    )
-    p.add_argument(
-        "--optimise-selection",
-        "--optimize-selection",
-        action="store_true",
-        help="also choose the proposer inclusion probabilities",
-    )
-    p.add_argument("--margin", type=float, default=0.0, help="hold loads at most 1 - margin")
-    p.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
-    p.set_defaults(func=_cli_optimize)
-
-
-def _cli_optimize(args: argparse.Namespace) -> int:
-    from ..cli import network_from_args, write_table
-
-    res = max_stable_rate(
-        network_from_args(args),
-        objective=args.objective,
-        optimise_selection=args.optimise_selection,
-        margin=args.margin,
-    )
-    print(res)
-    if args.out is not None:
-        write_table(res.to_frame(), args.out)
-    return 0

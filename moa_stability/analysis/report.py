@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..model.loads import _kelly, _loads, _scale, job_rates
+from ..model.loads import load_profile
 from ..model.network import JOB_TYPES, MoANetwork
 
 _VERDICT_TEXT = {
@@ -137,10 +137,13 @@ def stability_report(net: MoANetwork) -> StabilityReport:
     >>> r.verdict, r.max_load
     ('unstable', 1.75)
     """
-    rates = job_rates(net)
-    rho = _loads(net, rates)
-    peak = float(rho.max())
-    kelly = _kelly(net, rates)
+    profile = load_profile(net)
+    rates, rho, peak, kelly = (
+        profile.job_rates_per_s,
+        profile.loads,
+        profile.max_load,
+        profile.kelly_type,
+    )
     verdict = "unstable" if peak >= 1 else "stable" if kelly else "undetermined"
     alpha = _paper_alpha(net, rates, rho)
     lam = float(net.arrival_rate.max())
@@ -155,7 +158,7 @@ def stability_report(net: MoANetwork) -> StabilityReport:
         bottlenecks=tuple(int(i) for i in np.flatnonzero(rho >= peak * (1 - 1e-12))),
         kelly_type=kelly,
         verdict=verdict,
-        theta_star=_scale(rho),
+        theta_star=profile.scale,
         paper_alpha_s=alpha,
         paper_rate_per_s=lam,
         paper_inferences=K,

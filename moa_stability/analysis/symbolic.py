@@ -16,14 +16,14 @@ Each function derives its result from first principles rather than typing it in,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import sympy as sp
 
-from ..model.network import JOB_TYPES, MoANetwork
+from ..model.network import JOB_TYPES, MoANetwork, count_field, job_types_used
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,13 @@ def symmetric_network() -> Derivation:
     return Derivation("Symmetric network (paper's Theorem 1)", results)
 
 
+@cache
+def _service_symbols() -> tuple[sp.Symbol, sp.Symbol, sp.Symbol]:
+    """The mean seconds of propose, refine and aggregate jobs, made once so that the
+    derivation and its numeric form share them."""
+    return sp.symbols("alpha_p alpha_r alpha_a", positive=True)
+
+
 def symmetric_network_by_type() -> Derivation:
     r"""The type-aware condition: propose, refine and aggregate jobs with their own means.
 
@@ -110,7 +117,7 @@ def symmetric_network_by_type() -> Derivation:
     .. math:: \rho = \lambda\big((k+1)\alpha_p + (k+1)(M-1)\alpha_r + \alpha_a\big) < 1.
     """
     n, k, M, lam, _ = _symmetric_symbols()
-    a_p, a_r, a_a = sp.symbols("alpha_p alpha_r alpha_a", positive=True)
+    a_p, a_r, a_a = _service_symbols()
     layer = _per_layer_rates(n, k, lam)
     per_layer = sp.simplify(layer["own_rate_per_layer"] + layer["helper_rate_per_layer"])
     rates = {
@@ -127,6 +134,50 @@ def symmetric_network_by_type() -> Derivation:
         "threshold_rate": 1 / sp.cancel(load / lam),
     }
     return Derivation("Symmetric network, type-aware service times", results)
+
+
+@cache
+def _type_aware_lambda() -> Callable[..., float]:
+    _, k, M, _, _ = _symmetric_symbols()
+    expr = symmetric_network_by_type()["threshold_rate"]
+    return sp.lambdify((M, k, *_service_symbols()), expr, modules="math")
+
+
+def type_aware_threshold(M: int, k: int, means: Mapping[str, float]) -> float:
+    r"""Largest stable per-device rate of the symmetric network (complete graph, equal rates),
+    with each job type at its own mean: the ``threshold_rate`` of
+    :func:`symmetric_network_by_type`, evaluated,
+
+    .. math:: \lambda^* = \frac{1}{(k+1)\alpha_p + (k+1)(M-1)\alpha_r + \alpha_a}
+        \quad (M \ge 1), \qquad \lambda^* = \frac{1}{\alpha_p} \quad (M = 0).
+
+    Parameters
+    ----------
+    M : int
+        MoA layers, ``>= 0``.
+    k : int
+        Extra proposers per layer, ``>= 0``.
+    means : mapping of str to float
+        Mean seconds by job type: ``propose`` always; ``refine`` when ``M >= 2`` and
+        ``aggregate`` when ``M >= 1`` (a type that does not occur may be left out).
+
+    Examples
+    --------
+    >>> type_aware_threshold(2, 2, {"propose": 1.0, "refine": 2.0, "aggregate": 3.0})
+    0.08333333333333333
+    """
+    M, k = count_field("M", M, 0), count_field("k", k, 0)
+    missing = [c for c in job_types_used(M) if c not in means]
+    if missing:
+        raise ValueError(
+            f"means={dict(means)}: no mean for {missing}, which occur when M={M}; add them"
+        )
+    if M == 0:  # one propose job on the origin; the derivation's layers start at M = 1
+        return 1.0 / float(means["propose"])
+    alpha_p = float(means["propose"])
+    return float(
+        _type_aware_lambda()(M, k, alpha_p, means.get("refine", alpha_p), means["aggregate"])
+    )
 
 
 def _inclusion_entries(net: MoANetwork, layer: int) -> list[dict[int, sp.Basic]]:
@@ -293,4 +344,5 @@ __all__ = [
     "slotted_queue",
     "symmetric_network",
     "symmetric_network_by_type",
+    "type_aware_threshold",
 ]

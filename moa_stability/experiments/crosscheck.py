@@ -31,20 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import sympy as sp
 from tqdm.auto import tqdm
 
 from ..analysis.optimize import max_stable_rate
-from ..analysis.symbolic import symmetric_network_by_type
-from ..llm.service import load_default_trace, service_samples, validate_trace
+from ..analysis.symbolic import type_aware_threshold
+from ..llm.service import service_samples
+from ..llm.trace import load_default_trace, validate_trace
+from ..model import paper
 from ..model.loads import max_uniform_scale
 from ..model.network import MoANetwork
 from ..simulation.simulate import simulate
-
-PAPER_RATE_PER_S = 0.25
-"""Per-device prompt rate of the paper's experiments (Tables I and II)."""
-PAPER_PROMPTS = 10
-"""Prompts in the paper's replay."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +73,6 @@ class CrossCheck:
             + "\n\nreplay:\n"
             + self.replay.to_string(float_format=lambda x: f"{x:.4g}")
         )
-
-
-def type_aware_threshold(M: int, k: int, means: dict[str, float]) -> float:
-    """Maximal stable per-device rate of the symmetric network, from the symbolic derivation."""
-    d = symmetric_network_by_type()
-    a_p, a_r, a_a = sp.symbols("alpha_p alpha_r alpha_a", positive=True)
-    Ms, ks = sp.symbols("M k", positive=True, integer=True)
-    values = {
-        a_p: means["propose"],
-        a_r: means.get("refine", means["propose"]),
-        a_a: means.get("aggregate", means["propose"]),
-        Ms: M,
-        ks: k,
-    }
-    return float(d["threshold_rate"].subs(values))
 
 
 def _knee(
@@ -144,10 +125,10 @@ def _knee(
 
 def _replay(net: MoANetwork, samples: dict[str, np.ndarray], seed: int) -> dict[str, float]:
     """The paper's experiment: N prompts at lambda = 1/4 per device, recorded durations."""
-    paper = net.replace(arrival_rate=PAPER_RATE_PER_S)
-    window_s = PAPER_PROMPTS / (net.n * PAPER_RATE_PER_S)
+    at_paper_rate = net.replace(arrival_rate=paper.RATE_PER_S)
+    window_s = paper.REPLAY_PROMPTS / (net.n * paper.RATE_PER_S)
     short = simulate(
-        paper,
+        at_paper_rate,
         method="events",
         horizon=window_s,
         warmup=0.0,
@@ -157,7 +138,7 @@ def _replay(net: MoANetwork, samples: dict[str, np.ndarray], seed: int) -> dict[
         replications=200,
     )
     steady = simulate(
-        paper,
+        at_paper_rate,
         method="events",
         horizon=2000 * window_s,
         seed=seed,
@@ -218,8 +199,8 @@ def cross_check(
         samples = service_samples(M, k, source="trace", trace=trace)
         means = {c: float(np.mean(s)) for c, s in samples.items()}
         measured = trace[(trace["M"] == M) & (trace["k"] == k)]["seconds"]
-        jobs = (k + 1) * M + 1
         net = MoANetwork(n=n, M=M, k=k, arrival_rate=1.0, service_time=means)
+        jobs = net.inferences_per_prompt
         symbolic = type_aware_threshold(M, k, means)
         low, high = _knee(net, samples, symbolic, horizon_s, bisection_steps, seed)
         rows.append(

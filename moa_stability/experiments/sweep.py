@@ -20,7 +20,6 @@ killed midway resumes without recomputing finished points and without corrupt en
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import inspect
 import itertools
@@ -39,8 +38,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..model.loads import loads, max_uniform_scale
-from ..model.network import JOB_TYPES, MoANetwork, paper_network
+from .._version import __version__
+from ..model.loads import loads
+from ..model.network import JOB_TYPES, MoANetwork
+from ..model.paper import paper_network
 
 NETWORK_FIELDS: tuple[str, ...] = ("n", "M", "k", "arrival_rate", "service_time", "topology")
 """Grid fields that change the network (the other :class:`MoANetwork` fields come from base)."""
@@ -117,23 +118,23 @@ def _check_grid(
     misplaced = sorted(network & set(fixed))
     if misplaced:
         raise ValueError(
-            f"{misplaced} are network fields, not point keywords; set "
+            f"options={misplaced}: network fields, not point keywords; set "
             "them in base or list them in the grid"
         )
     unknown = [f for f in [*grid, *fixed] if options is not None and f not in network | options]
     if unknown:
         valid = sorted(network) + sorted(options or ())
-        raise ValueError(f"unknown field(s) {unknown}; valid names are {valid}")
+        raise ValueError(f"grid={unknown}: unknown field(s) {unknown}; valid names are {valid}")
     if all(f in grid for f in RATE_FIELDS):
-        raise ValueError("grid has both 'scale' and 'load'; keep one of them")
+        raise ValueError("grid=['scale', 'load']: has both 'scale' and 'load'; keep one of them")
     both = sorted(set(grid) & set(fixed))
     if both:
-        raise ValueError(f"{both} given both in the grid and as keyword(s); keep one")
+        raise ValueError(f"grid={both}: given both in the grid and as keyword(s); keep one")
     axes = {}
     for name, values in grid.items():
         axis = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
         if not axis:
-            raise ValueError(f"grid[{name!r}] is empty; list at least one value")
+            raise ValueError(f"grid[{name!r}]=[]: the axis is empty; list at least one value")
         axes[name] = axis
     return axes
 
@@ -146,9 +147,14 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     try:
         values = list(seeds)
     except TypeError as err:
-        raise ValueError(f"seeds={seeds!r}: pass a count >= 1 or a list of integers") from err
+        raise ValueError(
+            f"seeds={seeds!r}: not a count or a list; pass a count >= 1 or a list of integers"
+        ) from err
     if not values or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in values):
-        raise ValueError(f"seeds={values}: pass a count >= 1 or a list of integers >= 0")
+        raise ValueError(
+            f"seeds={values}: empty or not integers >= 0; pass a count >= 1 or a list of "
+            "integers >= 0"
+        )
     if len(set(values)) < len(values):
         raise ValueError(f"seeds={values}: repeated seeds repeat the same run; drop duplicates")
     return [int(s) for s in values]
@@ -168,7 +174,7 @@ def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(base, Mapping):
         return dict(base)
     if not isinstance(base, MoANetwork):
-        raise ValueError(f"base={base!r}: pass a MoANetwork or a dict of its fields")
+        raise ValueError(f"base={base!r}: not a network; pass a MoANetwork or a dict of its fields")
     service = _uniform(base.service_time)
     if np.ndim(service):
         service = dict(zip(JOB_TYPES, map(_uniform, base.service_time), strict=True))
@@ -188,13 +194,7 @@ def _network(base: Mapping[str, Any], params: Mapping[str, Any]) -> MoANetwork:
     if "scale" in params:
         net = net.scaled(params["scale"])
     if "load" in params:
-        theta = max_uniform_scale(net)
-        if np.isinf(theta):
-            raise ValueError(
-                "grid 'load' rescales the arrival rates, but the network "
-                "carries no load; give a positive arrival_rate"
-            )
-        net = net.scaled(params["load"] * theta)
+        net = net.at_load(params["load"])
     return net
 
 
@@ -211,7 +211,7 @@ def _plain(value: Any, name: str) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     raise ValueError(
-        f"{name}={value!r} is not a plain value; pass numbers, strings or "
+        f"{name}={value!r}: not a plain value; pass numbers, strings or "
         "lists of them so the point can be cached and shipped to workers"
     )
 
@@ -219,8 +219,6 @@ def _plain(value: Any, name: str) -> Any:
 def point_key(net: MoANetwork, seed: int, options: Mapping[str, Any], point: PointFunction) -> str:
     """Stable hash of a point: SHA-256 of sorted JSON of the normalised network, the options,
     the seed, the point function's qualified name and the toolkit version."""
-    from .. import __version__
-
     material = {
         "network": net.to_dict(),
         "options": _plain(options, "options"),
@@ -241,7 +239,7 @@ def sweep_points(
 ) -> list[SweepPoint]:
     """The validated points of a sweep in row order (grid order, seeds innermost)."""
     if not isinstance(grid, Mapping):
-        raise ValueError(f"grid={grid!r}: pass a mapping field -> list of values")
+        raise ValueError(f"grid={grid!r}: not a mapping; pass a mapping field -> list of values")
     axes = _check_grid(grid, _option_names(point), options)
     fields, seed_list = _base_fields(base), _seed_list(seeds)
     points = []
@@ -310,8 +308,8 @@ def _evaluate(
     result = point(net, seed, **options)
     if not isinstance(result, Mapping):
         raise ValueError(
-            f"point returned {type(result).__name__}; it must return a "
-            "mapping of summary names to numbers or strings"
+            f"point={type(result).__name__} (its result): a point must return a "
+            "mapping of summary names to numbers or strings; return a dict"
         )
     return json.loads(json.dumps(_plain(result, "result")))
 
@@ -405,7 +403,7 @@ def _check_client(client: Any, n_workers: int | None) -> None:
 
     if not isinstance(client, Client):
         raise ValueError(
-            f"client={client!r}: pass None (serial), 'local', a scheduler "
+            f"client={client!r}: not a client; pass None (serial), 'local', a scheduler "
             "address such as 'tcp://host:8786', or a distributed.Client"
         )
 
@@ -418,7 +416,8 @@ def _frame(
         clash = sorted((set(grid) | {"seed"}) & set(results[p.key]))
         if clash:
             raise ValueError(
-                f"the point returns {clash}, which are grid columns; rename those summary values"
+                f"point={clash} (its result keys): these are grid columns; rename those "
+                "summary values"
             )
         rows.append({**p.params, "seed": p.seed, **results[p.key]})
     return pd.DataFrame(rows)
@@ -531,112 +530,3 @@ def sweep(
     frame = _frame(points, results, grid)
     frame.attrs["options"] = _plain(options, "options")
     return frame
-
-
-# ---- command line ----------------------------------------------------------------------------
-def _float_list(text: str) -> list[float]:
-    return [float(x) for x in text.split(",")]
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
-
-
-def _str_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",")]
-
-
-# Flag -> (grid field, parser): each flag takes a comma-separated list of values, one axis.
-_GRID_FLAGS: dict[str, tuple[str, Callable[[str], list[Any]]]] = {
-    "n": ("n", _int_list),
-    "M": ("M", _int_list),
-    "k": ("k", _int_list),
-    "rate": ("arrival_rate", _float_list),
-    "scale": ("scale", _float_list),
-    "load": ("load", _float_list),
-    "horizon": ("horizon", _float_list),
-    "method": ("method", _str_list),
-}
-
-
-def grid_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
-    """The sweep grid named by the command-line axis flags that were given."""
-    return {
-        name: getattr(args, flag)
-        for flag, (name, _) in _GRID_FLAGS.items()
-        if getattr(args, flag) is not None
-    }
-
-
-def _cli_sweep(args: argparse.Namespace) -> int:
-    from ..cli import network_from_args, write_table
-
-    base = network_from_args(
-        argparse.Namespace(
-            network=args.network,
-            n=None,
-            M=None,
-            k=None,
-            rate=None,
-            service_time=args.service_time,
-            topology=args.topology,
-        )
-    )
-    client = None if args.serial else (args.scheduler or "local")
-    frame = sweep(
-        grid_from_args(args),
-        seeds=args.seeds,
-        base=base,
-        cache=args.cache,
-        client=client,
-        n_workers=args.workers,
-        progress=not args.no_progress,
-    )
-    write_table(frame, args.out)
-    return 0
-
-
-def add_cli(subparsers: Any) -> None:
-    """Register ``moa-stability sweep`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "sweep",
-        help="simulate a grid of networks x seeds on Dask, resumable",
-        description="Simulate every combination of the listed values (comma-separated) for "
-        "each seed; unlisted fields come from the base network.",
-    )
-    base = p.add_argument_group("base network (fields the grid does not list)")
-    base.add_argument("--network", type=Path, help="TOML or JSON file with MoANetwork fields")
-    base.add_argument(
-        "--service-time",
-        type=str,
-        help="mean seconds: '1', per device '1,1,1,4', or per type "
-        "'propose=1,refine=2,aggregate=2' (default 1)",
-    )
-    base.add_argument(
-        "--topology",
-        type=str,
-        help="complete (default), ring, star or random-regular:DEGREE[:SEED]",
-    )
-    grid = p.add_argument_group("grid axes (comma-separated values)")
-    helps = {
-        "n": "devices",
-        "M": "MoA layers",
-        "k": "extra proposers per layer",
-        "rate": "user prompts/s per device",
-        "scale": "factor on the base rates",
-        "load": "rates set so the busiest device has this load",
-        "horizon": "simulated seconds",
-        "method": "simulator: slots or events",
-    }
-    for flag, (_, parse) in _GRID_FLAGS.items():
-        grid.add_argument(f"--{flag}", type=parse, help=helps[flag])
-    run = p.add_argument_group("execution")
-    run.add_argument("--seeds", type=int, default=1, help="replications per point (default 1)")
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", help="address of a running Dask scheduler")
-    where.add_argument("--serial", action="store_true", help="run in this process, no Dask")
-    run.add_argument("--workers", type=int, help="local cluster worker processes")
-    run.add_argument("--cache", type=Path, help="directory of finished points (resumable)")
-    run.add_argument("--out", type=Path, help="write the table as CSV (or .json)")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cli_sweep)

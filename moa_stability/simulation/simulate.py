@@ -20,13 +20,11 @@ inclusion probabilities :math:`\pi_m[j, \cdot]` as exact marginals), joins when 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numba
@@ -34,10 +32,19 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..model.loads import job_rates, loads
+from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field
 from . import kernels as kern
-from .statistics import growth_slope, stability_verdict, t_interval
+from .statistics import (
+    MAX_BATCHES,
+    Evidence,
+    batch_count,
+    growth_slope,
+    level_interval,
+    relaxation_time,
+    stability_verdict,
+    t_interval,
+)
 
 METHODS = ("slots", "events")
 SERVICES = {
@@ -52,9 +59,7 @@ N_BINS = 1000
 bins of many devices would exceed a share of :data:`MEMORY_BUDGET_BYTES` (at least
 :data:`MIN_BINS`)."""
 MIN_BINS = 200
-"""Fewest time bins (ten per batch)."""
-N_BATCHES = 20
-"""Batches of the post-warm-up window for batch means and the growth slope."""
+"""Fewest time bins."""
 _HIST_DECADES, _HIST_CELLS_PER_E = 12, 500  # latency histogram: 0.2% relative resolution
 _DEFAULT_HORIZON_SERVICES = 100_000
 MAX_TRACKED_QUEUE = 256
@@ -77,8 +82,11 @@ class SimulationResult:
     Time averages, utilisation and latency cover the window after the warm-up (or, if a job
     cap stopped the run during the warm-up, everything simulated); counts
     (``prompts_*``, ``inferences*``, ``selection_counts``) cover the whole run of every
-    replication. Confidence intervals are 95% Student-t half-widths: over **independent
-    replications** when ``replications >= 2``, else over **batch means** (``ci_method``).
+    replication. Confidence intervals are 95% half-widths: Student-t over **independent
+    replications** when ``replications >= 2``, else over **batch means** (``ci_method``) of
+    batches spanning 20 relaxation times (5 to 20 batches), widened for the skew of a queue's
+    time average (:func:`~moa_stability.simulation.statistics.level_interval`,
+    docs/model.md section 6).
 
     Attributes
     ----------
@@ -115,7 +123,11 @@ class SimulationResult:
         half-width (batch means averaged over replications).
     verdict : {"stable", "unstable", "inconclusive"}
     evidence : str
-        The numbers behind the verdict.
+        The numbers behind the verdict (docs/model.md section 6 gives the rule).
+    horizon_needed_s : float
+        Horizon per replication the evidence rule asks for: at most ``horizon_s`` when the
+        verdict is ``stable`` or ``unstable``, an estimate of what would decide an
+        ``inconclusive`` run (``inf`` with a device loaded exactly to capacity).
     cap_hit_time : float or None
         Earliest simulated second at which a replication reached ``max_jobs`` and stopped.
     horizon_s, horizon_slots, dt_s, warmup_s : float, int or None, float or None, float
@@ -136,10 +148,6 @@ class SimulationResult:
         :data:`N_BINS` bins of replication 0, indexed by the bin's mid time (seconds).
     loads : ndarray (n,)
         The exact loads :math:`\rho_i`, for comparison with ``utilisation``.
-    partial : bool
-        True when Ctrl-C (KeyboardInterrupt) stopped the run: every statistic covers the
-        simulated time reached (``simulated_s``; replications not yet started are left out,
-        ``replications`` counts those that ran) and the verdict is ``inconclusive``.
 
     Methods :meth:`overflow_probability` and :meth:`buffer_for` read the tail of
     ``queue_distribution``.
@@ -163,13 +171,14 @@ class SimulationResult:
     inferences_by_type: np.ndarray
     completed_prompt_inferences: int
     completed_prompt_origin_inferences: int
-    selection_counts: tuple[sp.csr_array, ...] | None
+    selection_counts: tuple[sp.csr_array, ...]
     total_queue_mean: float
     total_queue_ci: float
     growth_slope: float
     growth_slope_ci: float
     verdict: str
     evidence: str
+    horizon_needed_s: float
     cap_hit_time: float | None
     horizon_s: float
     horizon_slots: int | None
@@ -236,9 +245,9 @@ class SimulationResult:
         short = np.flatnonzero(~within.any(axis=1))
         if short.size:
             raise ValueError(
-                f"devices {short.tolist()} exceed {self.max_tracked_queue - 1} "
-                f"jobs more than a fraction {eps:g} of the time; simulate with a "
-                "larger max_tracked_queue"
+                f"probability={probability!r}: devices {short.tolist()} exceed "
+                f"{self.max_tracked_queue - 1} jobs more than a fraction {eps:g} of the time; "
+                "simulate with a larger max_tracked_queue"
             )
         return within.argmax(axis=1)
 
@@ -334,14 +343,14 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
     """Measured seconds per job type, each scaled to mean one, concatenated, with bounds."""
     if samples is None or not isinstance(samples, Mapping):
         raise ValueError(
-            "service='empirical' needs samples: pass a mapping job type -> 1-D "
+            f"samples={samples!r}: service='empirical' needs them; pass a mapping job type -> 1-D "
             f"array of measured seconds for each of {net.job_types_used}"
         )
     unknown = sorted(set(samples) - set(JOB_TYPES))
     missing = [c for c in net.job_types_used if c not in samples]
     if unknown or missing:
         raise ValueError(
-            f"samples has keys {sorted(samples)}: unknown {unknown}, missing "
+            f"samples={sorted(samples)} (keys): unknown {unknown}, missing "
             f"{missing}; give measured seconds for each of {net.job_types_used} "
             "(the same array for several types is fine)"
         )
@@ -352,7 +361,7 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
             x.size == 0 or not np.all(np.isfinite(x)) or x.min() < 0 or x.sum() == 0
         ):
             raise ValueError(
-                f"samples[{c!r}]: must be a non-empty array of finite seconds >= 0"
+                f"samples[{c!r}]=(given): must be a non-empty array of finite seconds >= 0"
                 " with a positive mean; drop failed or missing measurements"
             )
         parts.append(x / x.mean() if x.size else x)
@@ -454,10 +463,10 @@ def _warmup_bin(warmup: float, horizon: float, bins: int) -> int:
     if not (math.isfinite(w) and w >= 0):
         raise ValueError(f"warmup={warmup!r}: must be >= 0; pass a fraction in [0, 1) or seconds")
     fraction = w if w < 1 else w / horizon
-    if fraction > 1 - N_BATCHES / bins:
+    if fraction > 1 - MAX_BATCHES / bins:
         raise ValueError(
             f"warmup={warmup!r}: leaves no window to measure in a horizon of "
-            f"{horizon:g} s; use a warm-up below {1 - N_BATCHES / bins:.0%} "
+            f"{horizon:g} s; use a warm-up below {1 - MAX_BATCHES / bins:.0%} "
             "of the horizon"
         )
     return math.ceil(round(fraction * bins, 9))
@@ -737,15 +746,17 @@ class _Windows:
     level_time: np.ndarray  # (n, max_tracked_queue + 1) time at each queue length
 
 
-def _windows(out: kern.Outputs, plan: _Plan) -> _Windows:
+def _windows(out: kern.Outputs, plan: _Plan, relaxation_s: float) -> _Windows:
     """Group the covered bins after the warm-up into batches (all covered bins when a job cap
-    stopped every replication before the warm-up ended)."""
+    stopped every replication before the warm-up ended), as many as :func:`batch_count` allows
+    for the covered window and the relaxation time."""
     edges = _edges(plan)
     cover = np.clip(out.t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
     covered = np.flatnonzero(cover.sum(axis=0) > 0)
     after = covered[covered >= plan.warm_bin]
     bins = after if after.size else covered
-    groups = np.array_split(bins, min(N_BATCHES, bins.size))
+    window_s = float(cover[:, bins].sum(axis=1).max()) * plan.unit_s
+    groups = np.array_split(bins, batch_count(window_s, relaxation_s, bins.size))
 
     def batch(x: np.ndarray) -> np.ndarray:
         return np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
@@ -767,7 +778,8 @@ def _windows(out: kern.Outputs, plan: _Plan) -> _Windows:
 
 
 def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled ratio and CI half-width over replications (axis 0) or, with one, over batches."""
+    """Pooled ratio and CI half-width over replications (axis 0, Student t) or, with one, over
+    batches (:func:`level_interval`: one run's batch means are skewed with its level)."""
     with np.errstate(invalid="ignore", divide="ignore"):  # no data (an early cap hit): NaN
         total = num.sum(axis=(0, 1)) / den.sum(axis=(0, 1))
         if num.shape[0] >= 2:
@@ -775,7 +787,8 @@ def _ratio_ci(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         else:
             keep = den[0].reshape(den.shape[1], -1)[:, 0] > 0
             means = num[0][keep] / den[0][keep]
-    _, half = t_interval(np.moveaxis(means, 0, -1))
+    interval = t_interval if num.shape[0] >= 2 else level_interval
+    _, half = interval(np.moveaxis(means, 0, -1))
     return total, half
 
 
@@ -783,7 +796,8 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
     out = raw.outputs
     if raw.partial:  # the replications that ran
         plan = dataclasses.replace(plan, seeds=plan.seeds[: out.t_end.shape[0]])
-    w = _windows(out, plan)
+    relaxation_s = _relaxation_time(net, plan)
+    w = _windows(out, plan, relaxation_s)
     unit = plan.unit_s
     cover_n = np.repeat(w.cover[:, :, None], net.n, axis=2)
     mean_queue, mean_queue_ci = _ratio_ci(w.area, cover_n)
@@ -797,16 +811,27 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
     totals = out.totals.sum(axis=0)
     capped = out.totals[:, kern.CAP_HIT] == 1
     cap_time = float(out.t_end[capped].min() * unit) if capped.any() else None
-    window = (plan.t_stop - plan.warm_bin * plan.t_stop / plan.bins) * unit
-    level, level_ci = t_interval(series)
-    verdict, evidence = stability_verdict(
-        slope, window, float(level), float(level_ci), cap_time, plan.cap, _excess_rate(net)
+    warmup_s = plan.warm_bin * plan.t_stop / plan.bins * unit
+    level, level_ci = level_interval(series)
+    evidence = Evidence(
+        window_s=float(w.cover.sum(axis=1).max() * unit),
+        warmup_s=warmup_s,
+        age_s=float(np.average(w.mid[covered], weights=w.cover.sum(axis=0)[covered]) * unit),
+        relaxation_s=relaxation_s,
+        arrived=int(totals[kern.ARRIVED]),
+        completed=int(w.lat_count.sum()),
+        arrival_rate_per_s=float(net.arrival_rate.sum()),
+        batches=int(series.size),
     )
+    judged = stability_verdict(
+        slope, float(level), float(level_ci), evidence, cap_time, plan.cap, _excess_rate(net)
+    )
+    verdict, told = judged.verdict, judged.evidence
     if raw.partial:
         verdict = "inconclusive"
-        evidence = (
+        told = (
             f"interrupted (Ctrl-C) after {out.t_end.sum() * unit:.6g} simulated s of "
-            f"{len(plan.seeds)} replication(s); statistics so far: {evidence}"
+            f"{len(plan.seeds)} replication(s); statistics so far: {told}"
         )
     return SimulationResult(
         method=METHODS[0] if plan.slotted else METHODS[1],
@@ -840,9 +865,10 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
         growth_slope=slope.per_s,
         growth_slope_ci=slope.ci,
         verdict=verdict,
-        evidence=evidence,
+        evidence=told,
+        horizon_needed_s=judged.horizon_needed_s,
         cap_hit_time=cap_time,
-        warmup_s=plan.warm_bin * plan.t_stop / plan.bins * unit,
+        warmup_s=warmup_s,
         simulated_s=float(out.t_end.sum() * unit),
         ci_method="independent replications" if len(plan.seeds) >= 2 else "batch means",
         paths=_paths(out, plan, net.n) if record_paths else None,
@@ -858,11 +884,30 @@ def _distribution(level_time: np.ndarray) -> np.ndarray:
         return level_time / level_time.sum(axis=1, keepdims=True)
 
 
+def _relaxation_time(net: MoANetwork, plan: _Plan) -> float:
+    """:func:`relaxation_time` of the network with its service law's squared coefficient of
+    variation (the largest over job types for measured samples)."""
+    rho = loads(net)
+    rate = job_rates(net).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_s = np.where(rate > 0, rho / rate, 0.0)
+    svc = plan.service
+    dist, scv, values, bounds = svc.dist, svc.scv, svc.samples, svc.bounds
+    if dist == kern.EXPONENTIAL:
+        scv = 1.0
+    elif dist == kern.DETERMINISTIC:
+        scv = 0.0
+    elif dist == kern.EMPIRICAL:
+        parts = [values[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+        scv = max(float(x.var()) for x in parts)  # each part is scaled to mean one
+    return relaxation_time(mean_s, rho, scv)
+
+
 def _excess_rate(net: MoANetwork) -> float:
     r"""Jobs per second the overloaded devices cannot serve:
     :math:`\sum_i (\rho_i - 1)^+ \sum_c r_{i,c} / \rho_i`."""
-    rho = loads(net)
-    rate = job_rates(net).sum(axis=0)
+    profile = load_profile(net)
+    rho, rate = profile.loads, profile.job_rates_per_s.sum(axis=0)
     over = rho > 1
     return float(np.sum((rho[over] - 1) * rate[over] / rho[over]))
 
@@ -984,83 +1029,3 @@ def simulate(
         max_tracked_queue,
     )
     return _summarise(net, plan, _run(net, plan), record_paths)
-
-
-# ---- command line ------------------------------------------------------------------------------
-def _read_samples(path: Path) -> dict[str, np.ndarray]:
-    """Measured seconds per job type from a CSV with columns ``job_type`` and ``seconds``."""
-    if not path.is_file():
-        raise ValueError(f"--samples={path}: no such file")
-    trace = pd.read_csv(path)
-    if not {"job_type", "seconds"} <= set(trace.columns):
-        raise ValueError(
-            f"--samples={path}: needs columns job_type and seconds (has {list(trace.columns)})"
-        )
-    return {str(c): g.to_numpy(dtype=float) for c, g in trace.groupby("job_type")["seconds"]}
-
-
-def _cli_simulate(args: argparse.Namespace) -> int:
-    from ..cli import network_from_args, write_table
-
-    result = simulate(
-        network_from_args(args),
-        method=args.method,
-        horizon=args.horizon,
-        dt=args.dt,
-        seed=args.seed,
-        service=args.service,
-        scv=args.scv,
-        samples=_read_samples(args.samples) if args.samples is not None else None,
-        replications=args.replications,
-        warmup=args.warmup,
-        max_jobs=args.max_jobs,
-    )
-    print(result)
-    if args.out is not None:
-        write_table(result.to_frame(), args.out)
-    return 1 if result.verdict == "unstable" else 0
-
-
-def add_cli(subparsers: Any) -> None:
-    """Register ``moa-stability simulate`` on an argparse subparsers object (exit status 1 when
-    the verdict is unstable)."""
-    from ..cli import add_network_arguments
-
-    p = subparsers.add_parser(
-        "simulate",
-        help="Monte Carlo simulation: queues, latency, "
-        "empirical stability verdict (exit 1 if unstable)",
-    )
-    add_network_arguments(p)
-    g = p.add_argument_group("simulation")
-    g.add_argument("--method", choices=METHODS, default="slots", help="simulator (default slots)")
-    g.add_argument("--horizon", type=float, help="simulated seconds per replication")
-    g.add_argument("--dt", type=float, help="slot length in seconds (slots)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument(
-        "--service",
-        choices=sorted(SERVICES),
-        default="exponential",
-        help="service-time distribution (default exponential)",
-    )
-    g.add_argument(
-        "--scv",
-        type=float,
-        default=1.0,
-        help="squared coefficient of variation of gamma/lognormal service",
-    )
-    g.add_argument(
-        "--samples",
-        type=Path,
-        help="CSV of measured seconds (columns job_type, seconds) for empirical",
-    )
-    g.add_argument("--replications", type=int, default=1, help="independent replications")
-    g.add_argument(
-        "--warmup",
-        type=float,
-        default=0.2,
-        help="discarded start: fraction of the horizon (< 1) or seconds",
-    )
-    g.add_argument("--max-jobs", type=int, default=1_000_000, help="cap on jobs in the system")
-    g.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
-    p.set_defaults(func=_cli_simulate)

@@ -3,10 +3,7 @@ and every objective against an independent dense formulation solved by scipy."""
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
@@ -15,7 +12,8 @@ from scipy.optimize import linprog
 from scipy.sparse.csgraph import connected_components
 
 from moa_stability import MoANetwork, loads, max_uniform_scale, random_regular_graph
-from moa_stability.analysis.optimize import add_cli, capacity_region, load_matrix, max_stable_rate
+from moa_stability.analysis.optimize import capacity_region, max_stable_rate
+from moa_stability.model.loads import load_matrix
 
 HETERO = dict(n=4, M=2, k=2, arrival_rate=1.0, service_time=[1.0, 1.0, 1.0, 4.0])
 
@@ -422,40 +420,6 @@ def test_capacity_region_rejects_bad_devices_and_overloaded_base():
         capacity_region(net.scaled(0.001), n_angles=1)
     with pytest.raises(ValueError, match="infeasible"):
         capacity_region(net, devices=(0, 1))
-
-
-# ---- command line ---------------------------------------------------------------------------
-def _run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_cli_optimize_writes_the_optimum(tmp_path, capsys):
-    out = tmp_path / "opt.csv"
-    code = _run_cli(
-        [
-            "optimize",
-            "--service-time",
-            "1,1,1,4",
-            "--rate",
-            "1",
-            "--optimise-selection",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
-    assert "scale = 0.0833333333" in capsys.readouterr().out
-    table = pd.read_csv(out, index_col="device")
-    np.testing.assert_allclose(table["rate_per_s"], 1 / 12, rtol=1e-9)
-    assert list(table["binding"]) == [False, False, False, True]
-
-
-def test_cli_optimize_rejects_a_bad_margin():
-    with pytest.raises(ValueError, match="margin"):
-        _run_cli(["optimize", "--margin", "1.5"])
 
 
 def test_selection_of_fixed_result_is_the_networks_own():

@@ -18,6 +18,7 @@ from moa_stability.analysis.symbolic import (
     slotted_queue,
     symmetric_network,
     symmetric_network_by_type,
+    type_aware_threshold,
 )
 
 n, k, M = sp.symbols("n k M", positive=True, integer=True)
@@ -136,3 +137,22 @@ def test_latex_output_for_notebooks():
     tex = symmetric_network().to_latex()
     assert r"\binom" in tex["P_chosen_raw"]
     assert symmetric_network()._repr_latex_().startswith("$\\begin{aligned}")
+
+
+def test_type_aware_threshold_reduces_to_theorem_1():
+    alpha = 1.7
+    for M, k in [(1, 1), (2, 3), (3, 2)]:
+        means = dict.fromkeys(("propose", "refine", "aggregate"), alpha)
+        assert type_aware_threshold(M, k, means) == pytest.approx(1 / (alpha * ((k + 1) * M + 1)))
+
+
+def test_type_aware_threshold_weighs_each_type():
+    # lambda* = 1 / ((k+1) a_p + (k+1)(M-1) a_r + a_a), written out for (2, 2) and (1, 3).
+    means = {"propose": 1.0, "refine": 2.0, "aggregate": 3.0}
+    assert type_aware_threshold(2, 2, means) == pytest.approx(1 / (3 * 1 + 3 * 2 + 3))
+    assert type_aware_threshold(1, 3, {"propose": 1.5, "aggregate": 2.0}) == pytest.approx(1 / 8)
+    assert type_aware_threshold(0, 0, {"propose": 4.0}) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="aggregate"):
+        type_aware_threshold(1, 1, {"propose": 1.0})
+    with pytest.raises(ValueError, match="M="):
+        type_aware_threshold(-1, 1, means)

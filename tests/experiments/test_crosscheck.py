@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from moa_stability.experiments.crosscheck import cross_check, type_aware_threshold
-from moa_stability.llm.service import load_default_trace
+from moa_stability.experiments.crosscheck import cross_check
+from moa_stability.llm.trace import load_default_trace
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +50,3 @@ def test_paper_over_promises_with_a_plain_prompt_alpha(check):
 def test_the_papers_rate_is_unstable_in_steady_state(check):
     assert (check.replay["steady_state_verdict"] == "unstable").all()
     assert (check.replay["steady_state_load"] > 1).all()
-
-
-def test_type_aware_threshold_reduces_to_theorem_1():
-    alpha = 1.7
-    for M, k in [(1, 1), (2, 3), (3, 2)]:
-        means = dict.fromkeys(("propose", "refine", "aggregate"), alpha)
-        assert type_aware_threshold(M, k, means) == pytest.approx(1 / (alpha * ((k + 1) * M + 1)))

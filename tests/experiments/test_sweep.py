@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -21,7 +20,7 @@ import pytest
 from distributed import LocalCluster
 
 from moa_stability import MoANetwork, loads
-from moa_stability.experiments.sweep import add_cli, grid_from_args, sweep
+from moa_stability.experiments.sweep import sweep
 
 TESTS_DIR = Path(__file__).parent
 
@@ -273,72 +272,3 @@ def test_default_point_simulates_mm1_queues():
     assert ((frame.mean_queue_max - little_l).abs() <= 2.5 * frame.mean_queue_max_ci).all()
     assert ((frame.utilisation_max - frame.load).abs() < 0.05).all()
     np.testing.assert_allclose(frame.max_load, frame.load, rtol=1e-12)
-
-
-def sweep_command(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers())
-    return parser.parse_args(["sweep", *argv])
-
-
-def test_cli_sweep_writes_the_table(tmp_path):
-    out = tmp_path / "sweep.csv"
-    args = sweep_command(
-        [
-            "--serial",
-            "--no-progress",
-            "--M",
-            "0,1",
-            "--k",
-            "1",
-            "--rate",
-            "0.05,0.1",
-            "--seeds",
-            "2",
-            "--horizon",
-            "300",
-            "--cache",
-            str(tmp_path / "cache"),
-            "--out",
-            str(out),
-        ]
-    )
-    assert args.func(args) == 0
-    frame = pd.read_csv(out, index_col=0)
-    assert len(frame) == 8
-    assert list(frame.columns[:5]) == ["M", "k", "arrival_rate", "horizon", "seed"]
-    # Base network of the CLI: n = 4, one-second inferences; rho = lambda ((k+1)M + 1).
-    np.testing.assert_allclose(frame.max_load, frame.arrival_rate * ((frame.k + 1) * frame.M + 1))
-    assert len(list((tmp_path / "cache").glob("*.json"))) == 8
-
-
-def test_cli_bad_input_is_a_value_error():
-    # The lead's cli.main turns a ValueError into one line on stderr and exit status 2.
-    args = sweep_command(["--serial", "--no-progress", "--load", "0.5", "--scale", "2"])
-    with pytest.raises(ValueError, match="both 'scale' and 'load'"):
-        args.func(args)
-
-
-# ---- command line ----------------------------------------------------------------------------
-def test_cli_flags_become_grid_axes():
-    args = sweep_command(
-        [
-            "--rate",
-            "0.01,0.02",
-            "--M",
-            "1,2",
-            "--k",
-            "1,2,3",
-            "--seeds",
-            "3",
-            "--serial",
-            "--cache",
-            "c",
-            "--out",
-            "x.csv",
-        ]
-    )
-    assert grid_from_args(args) == {"M": [1, 2], "k": [1, 2, 3], "arrival_rate": [0.01, 0.02]}
-    assert args.seeds == 3 and args.serial and args.cache == Path("c")
-    with pytest.raises(SystemExit):
-        sweep_command(["--M", "one"])

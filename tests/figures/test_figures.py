@@ -17,7 +17,6 @@ from paper_figures import FIGURES, figure_module
 from paper_figures.__main__ import main
 from paper_figures.fig3_capacity_region import network
 from paper_figures.fig6_latency_table import TARGET_LOAD
-from paper_figures.fig7_sample_paths import fluid_growth_rate
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +173,6 @@ def test_fig7_paths_settle_below_and_grow_above(quick_run):
     assert above > 5 * below
     ends = jobs[t["load"] == 1.05].to_numpy()
     assert ends[-50:].mean() > ends[:50].mean() + 100
-
-
-def test_fluid_growth_rate_solves_the_cubic():
-    assert fluid_growth_rate(0, 0, 1.2) == pytest.approx(0.2)
-    assert fluid_growth_rate(2, 2, 0.9) == 0.0
-    # (M, k) = (2, 2), lambda = 1.05 / 7: A^3 = lambda (3 A^2 + 3 A + 1), the root above 1.
-    lam = 1.05 / 7
-    roots = np.roots([1, -3 * lam, -3 * lam, -lam])
-    A = max(r.real for r in roots if abs(r.imag) < 1e-12)
-    assert fluid_growth_rate(2, 2, 1.05) == pytest.approx(A - 1, rel=1e-9)
 
 
 def test_fig5_lp_equals_symbolic_and_the_knee_brackets_it(quick_run):

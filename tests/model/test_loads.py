@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 
 from moa_stability import (
+    LoadProfile,
     MoANetwork,
     job_rates,
     kelly_type,
+    load_matrix,
+    load_profile,
     loads,
     max_uniform_scale,
+    paper,
+    paper_network,
     random_regular_graph,
 )
 
@@ -89,3 +94,56 @@ def test_ten_thousand_devices_on_a_sparse_graph():
 
 def test_zero_rates_give_infinite_scale():
     assert max_uniform_scale(MoANetwork(n=3, M=1, k=1)) == float("inf")
+
+
+def test_load_profile_holds_the_traffic_equations_once():
+    # n=3, M=2, k=1 on the complete graph, refine slower at device 2: not Kelly-type.
+    net = MoANetwork(
+        n=3,
+        M=2,
+        k=1,
+        arrival_rate=[0.1, 0.2, 0.3],
+        service_time={"propose": 1.0, "refine": [1.0, 1.0, 2.0], "aggregate": 1.0},
+    )
+    p = load_profile(net)
+    assert isinstance(p, LoadProfile)
+    # Per layer, device i runs lam_i + (sum of the others)/2 jobs (one helper of two).
+    layer = np.array([0.1 + 0.25, 0.2 + 0.2, 0.3 + 0.15])
+    np.testing.assert_allclose(p.job_rates_per_s, [layer, layer, [0.1, 0.2, 0.3]], rtol=1e-12)
+    expected = layer * 1.0 + layer * np.array([1.0, 1.0, 2.0]) + np.array([0.1, 0.2, 0.3])
+    np.testing.assert_allclose(p.loads, expected, rtol=1e-12)
+    assert p.max_load == pytest.approx(expected.max())
+    assert p.scale == pytest.approx(1 / expected.max())
+    assert not p.kelly_type and kelly_type(net.replace(service_time=1.0))
+    frame = p.to_frame()
+    assert list(frame.index) == [0, 1, 2]
+    np.testing.assert_allclose(frame["load"], expected, rtol=1e-12)
+    assert "max_load=" in repr(p)
+    with pytest.raises(ValueError):
+        p.loads[0] = 1.0  # read-only: the profile is a value
+
+
+def test_load_matrix_maps_rates_to_loads():
+    g = random_regular_graph(9, 4, seed=3)
+    rng = np.random.default_rng(4)
+    net = MoANetwork(
+        n=9, M=3, k=[2, 1, 3], arrival_rate=rng.uniform(0, 1, 9),
+        service_time=rng.uniform(0.5, 2, (3, 9)), topology=g,
+    )  # fmt: skip
+    A = load_matrix(net)
+    np.testing.assert_allclose(A @ net.arrival_rate, loads(net), rtol=1e-12)
+    # Column j is the work one prompt/s at device j puts on every device.
+    unit = net.replace(arrival_rate=np.eye(9)[4])
+    np.testing.assert_allclose(A.toarray()[:, 4], loads(unit), rtol=1e-12)
+
+
+def test_the_papers_setting_in_one_place():
+    assert paper.N_DEVICES == 4 and paper.RATE_PER_S == 0.25
+    assert len(paper.CONFIGS) == 7 and (2, 2) in paper.CONFIGS
+    net = paper_network()
+    assert (net.n, net.M, net.k) == (4, 2, (2, 2)) and net.arrival_rate.tolist() == [0.25] * 4
+    # Theorem 1: rho = alpha lambda ((k+1)M+1) = 7/4 at the paper's own rate.
+    np.testing.assert_allclose(loads(net), 1.75)
+    tables = paper.reported_tables()
+    assert [tuple(r) for r in tables[["M", "k"]].to_numpy()] == list(paper.CONFIGS)
+    assert tables.loc[tables["M"].eq(2) & tables["k"].eq(2), "paper_I_latency_s"].item() == 790.01

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from moa_stability import JOB_TYPES, MoANetwork, network_from_dict, random_regular_graph
+from moa_stability import (
+    JOB_TYPES,
+    MoANetwork,
+    inferences_per_prompt,
+    loads,
+    network_from_dict,
+    random_regular_graph,
+)
 
 
 def test_fields_are_normalised_and_read_only():
@@ -30,6 +37,38 @@ def test_inferences_per_prompt_counts_every_layer():
     assert MoANetwork(n=4, M=0).inferences_per_prompt == 1
     assert MoANetwork(n=4, M=2, k=2).inferences_per_prompt == 7  # (k+1)M+1
     assert MoANetwork(n=5, M=3, k=[1, 3, 2]).inferences_per_prompt == 2 + 4 + 3 + 1
+    # The same count without a network, for an (M, k) shape.
+    assert inferences_per_prompt(0, 0) == 1
+    assert inferences_per_prompt(2, 3) == 9
+    assert inferences_per_prompt(3, [1, 3, 2]) == 10
+    for bad, field in (((-1, 0), "M="), ((1, -1), "k="), ((2, [1]), "k="), ((1, 1.5), "k=")):
+        with pytest.raises(ValueError, match=field):
+            inferences_per_prompt(*bad)
+
+
+def test_at_load_puts_the_busiest_device_at_that_load():
+    rates = np.array([0.1, 0.4, 0.2, 0.3])
+    net = MoANetwork(n=4, M=2, k=[2, 1], arrival_rate=rates, service_time=[1, 2, 1, 3])
+    for rho in (0.5, 0.95, 1.3):
+        scaled = net.at_load(rho)
+        assert loads(scaled).max() == pytest.approx(rho, rel=1e-12)
+        # Rates keep their proportions: the direction is the network's own.
+        np.testing.assert_allclose(scaled.arrival_rate / rates, scaled.arrival_rate[0] / 0.1)
+    # The paper's symmetric network: rho = 7 lambda with one-second inferences.
+    assert MoANetwork(n=4, M=2, k=2, arrival_rate=1.0).at_load(0.7).arrival_rate[0] == (
+        pytest.approx(0.1)
+    )
+
+
+@pytest.mark.parametrize("rho", [0, -0.5, float("inf"), float("nan"), "0.5", True])
+def test_at_load_rejects_a_bad_load(rho):
+    with pytest.raises(ValueError, match="rho="):
+        MoANetwork(n=2, M=1, k=1, arrival_rate=1.0).at_load(rho)
+
+
+def test_at_load_needs_some_load():
+    with pytest.raises(ValueError, match="arrival_rate="):
+        MoANetwork(n=2, M=1, k=1, arrival_rate=0.0).at_load(0.5)
 
 
 def test_topologies_by_name_graph_and_matrix_agree():

@@ -14,7 +14,6 @@ from scipy import stats
 
 from moa_stability import MoANetwork, job_rates, loads, paper_network, random_regular_graph
 from moa_stability.analysis.symbolic import slotted_empty_probability, slotted_mean_queue
-from moa_stability.cli import main
 from moa_stability.simulation.simulate import simulate
 
 
@@ -268,13 +267,3 @@ def test_paths_frame_and_warmup_in_seconds():
     assert r.verdict in str(r) and "latency" in str(r)
     rates = job_rates(net).sum(axis=0)
     assert r.inferences == pytest.approx(rates.sum() * 2e4, rel=0.05)
-
-
-def test_cli_simulate(tmp_path, capsys):
-    out = tmp_path / "devices.csv"
-    args = ["simulate", "--n", "4", "--M", "2", "--k", "2", "--horizon", "20000"]
-    assert main([*args, "--rate", "0.1", "--method", "events", "--out", str(out)]) == 0
-    assert "verdict: stable" in capsys.readouterr().out
-    assert len(out.read_text().splitlines()) == 5
-    assert main([*args, "--rate", "0.2", "--max-jobs", "1000"]) == 1
-    assert main([*args, "--rate", "0.1", "--horizon", "-5"]) == 2

@@ -9,10 +9,10 @@ has the power to catch a wrong distribution.
 import numpy as np
 import pytest
 
-from moa_stability import MoANetwork, paper_network
+from moa_stability import MoANetwork, fit_tail, paper_network
 from moa_stability.simulation.simulate import simulate
 from moa_stability.simulation.statistics import t_interval
-from paper_figures.fig8_memory import fit_tail, make
+from paper_figures.fig8_memory import make
 
 RUNS = 12
 

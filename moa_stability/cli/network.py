@@ -1,0 +1,137 @@
+"""The flags every subcommand shares: a network from flags or a file, and a table writer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..model.network import MoANetwork, network_from_dict, random_regular_graph
+
+SERVICE_TIME_HELP = (
+    "mean seconds: '1', per device '1,1,1,4', or per type "
+    "'propose=1,refine=2,aggregate=2' (default 1)"
+)
+TOPOLOGY_HELP = "complete (default), ring, star or random-regular:DEGREE[:SEED]"
+_DEFAULTS: dict[str, Any] = {"n": 4, "M": 2, "k": 2, "arrival_rate": 0.025, "service_time": 1.0}
+
+
+def _numbers(text: str) -> float | list[float]:
+    values = [float(x) for x in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def _service_time(text: str) -> Any:
+    """``1.5``, ``1,1,1,4`` (per device) or ``propose=1,refine=2,aggregate=2`` (per type)."""
+    if "=" not in text:
+        return _numbers(text)
+    table: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        table[name.strip()] = float(value)
+    return table
+
+
+def _topology(text: str, n: int) -> Any:
+    if not text.startswith("random-regular"):
+        return text
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(
+            f"--topology={text}: expected random-regular:DEGREE[:SEED]; "
+            "pass e.g. random-regular:3:7"
+        )
+    seed = int(parts[2]) if len(parts) == 3 else 0
+    return random_regular_graph(n, int(parts[1]), seed=seed)
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe a network; :func:`network_from_args` turns them into one."""
+    g = parser.add_argument_group("network (flags, or --network FILE)")
+    g.add_argument("--network", type=Path, help="TOML or JSON file with MoANetwork fields")
+    g.add_argument("--n", type=int, help="number of devices (default 4)")
+    g.add_argument("--M", type=int, help="MoA layers (default 2)")
+    g.add_argument("--k", type=str, help="extra proposers: one int or one per layer, '2,1'")
+    g.add_argument(
+        "--rate",
+        type=str,
+        help="user prompts/s per device: one value or one per device (default 0.025)",
+    )
+    g.add_argument("--service-time", type=str, help=SERVICE_TIME_HELP)
+    g.add_argument("--topology", type=str, help=TOPOLOGY_HELP)
+
+
+def read_network_file(path: Path) -> dict[str, Any]:
+    """The fields of a network from a ``.toml`` or ``.json`` file."""
+    if not path.is_file():
+        raise ValueError(f"--network={path}: no such file; pass the path of a TOML or JSON file")
+    text = path.read_text()
+    try:
+        spec = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--network={path}: cannot parse it ({err}); fix the file") from err
+    return spec.get("network", spec)
+
+
+def network_from_flags(
+    network: Path | None = None,
+    n: int | None = None,
+    M: int | None = None,
+    k: str | None = None,
+    rate: str | None = None,
+    service_time: str | None = None,
+    topology: str | None = None,
+) -> MoANetwork:
+    """A network from a file (or the defaults ``n=4, M=2, k=2``, 0.025 prompts/s, 1 s),
+    overridden by the flags that are given (``None``: not given).
+
+    Parameters
+    ----------
+    network : pathlib.Path, optional
+        TOML or JSON file with :class:`~moa_stability.MoANetwork` fields.
+    n, M : int, optional
+        Devices and MoA layers.
+    k, rate, service_time, topology : str, optional
+        The flags' text: ``"2"`` or ``"2,1"``; ``"0.1"`` or one per device; ``"1"``, per
+        device or ``"propose=1,refine=2,aggregate=2"``; a name or
+        ``random-regular:DEGREE[:SEED]``.
+    """
+    spec = dict(_DEFAULTS) if network is None else read_network_file(network)
+    converters: dict[str, Callable[[str], Any]] = {
+        "k": lambda s: [int(x) for x in s.split(",")] if "," in s else int(s),
+        "arrival_rate": _numbers,
+        "service_time": _service_time,
+    }
+    flags = {"n": n, "M": M, "k": k, "arrival_rate": rate, "service_time": service_time}
+    for name, value in flags.items():
+        if value is not None:
+            spec[name] = converters[name](value) if name in converters else value
+    if topology is not None:
+        spec["topology"] = _topology(topology, int(spec["n"]))
+    return network_from_dict(spec)
+
+
+def network_from_args(args: argparse.Namespace) -> MoANetwork:
+    """The network named by the flags of :func:`add_network_arguments`."""
+    return network_from_flags(
+        network=args.network,
+        n=args.n,
+        M=args.M,
+        k=args.k,
+        rate=args.rate,
+        service_time=args.service_time,
+        topology=args.topology,
+    )
+
+
+def write_table(frame: Any, out: Path | None) -> None:
+    """Print a DataFrame, or write it as CSV/JSON by ``out``'s suffix."""
+    if out is None:
+        print(frame.to_string())
+    elif out.suffix == ".json":
+        out.write_text(frame.to_json(orient="table", indent=2))
+    else:
+        frame.to_csv(out)

@@ -1,0 +1,177 @@
+"""Inference traces: the one column schema, and the one reader, writer and checker of traces.
+
+A trace has one row per timed inference (:func:`moa_stability.llm.measure.measure` writes
+them): which prompt and ``(M, k)`` it belongs to, its layer, job type and device, its token
+counts and wall-clock seconds. It is stored as CSV with its metadata (``df.attrs``: model,
+runtime, CPU, the regenerating command, ...) as JSON beside it, same name, suffix ``.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..model.network import JOB_TYPES
+
+TRACE_COLUMNS: tuple[str, ...] = (
+    "prompt_id",
+    "M",
+    "k",
+    "layer",
+    "job_type",
+    "device",
+    "input_tokens",
+    "output_tokens",
+    "seconds",
+    "ttft_seconds",
+    "finish_reason",
+    "loadavg_1min",
+)
+"""The columns of a trace, in order (a measured trace adds ``request`` and ``order``)."""
+
+DEFAULT_TRACE = "trace_smollm2.csv"
+"""The shipped SmolLM2-135M trace, in ``moa_stability/data``."""
+
+FIT_COLUMNS: tuple[str, ...] = ("job_type", "input_tokens", "output_tokens", "seconds")
+"""The columns a service-time fit needs."""
+
+
+def validate_trace(trace: Any, columns: Sequence[str] = FIT_COLUMNS) -> pd.DataFrame:
+    """Check that a trace has ``columns``, known job types and sane values; return it.
+
+    Parameters
+    ----------
+    trace : pandas.DataFrame
+        The trace to check.
+    columns : sequence of str
+        The columns the caller needs, from :data:`TRACE_COLUMNS`; default those of a
+        service-time fit (``job_type``, token counts, ``seconds``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``trace`` itself.
+
+    Raises
+    ------
+    ValueError
+        On a missing column, an empty trace, an unknown job type, negative token counts or
+        seconds that are not > 0.
+    """
+    unknown_columns = [c for c in columns if c not in TRACE_COLUMNS]
+    if unknown_columns:
+        raise ValueError(
+            f"columns={unknown_columns}: not trace columns; use names from {TRACE_COLUMNS}"
+        )
+    if not isinstance(trace, pd.DataFrame):
+        raise ValueError(
+            f"trace={type(trace).__name__}: a trace is a pandas.DataFrame; "
+            "read one with load_trace or load_default_trace"
+        )
+    missing = [c for c in columns if c not in trace.columns]
+    if missing:
+        raise ValueError(
+            f"trace={list(trace.columns)}: lacks columns {missing}; "
+            "use a trace as measure() writes it"
+        )
+    if len(trace) == 0:
+        raise ValueError("trace=(0 rows): the trace is empty; pass a trace with rows")
+    unknown = sorted(set(trace["job_type"]) - set(JOB_TYPES))
+    if unknown:
+        raise ValueError(f"job_type={unknown}: unknown job types; use those of {JOB_TYPES}")
+    for c in ("input_tokens", "output_tokens"):
+        if c in columns and (trace[c] < 0).any():
+            raise ValueError(f"{c}={trace[c].min()}: negative token count in the trace; fix it")
+    if "seconds" in columns and not (trace["seconds"] > 0).all():
+        raise ValueError(
+            f"seconds={trace['seconds'].min()}: trace seconds must be > 0; drop those rows"
+        )
+    return trace
+
+
+def _metadata_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_trace(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a trace as CSV plus its metadata (``df.attrs``) as JSON beside it.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The trace.
+    path : str or os.PathLike
+        The CSV file to write (suffix ``.csv``); its folder is created if missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The CSV path; the metadata goes to the same name with suffix ``.json``.
+    """
+    path = Path(path)
+    if path.suffix != ".csv":
+        raise ValueError(f"path={path}: a trace path must end in .csv; rename it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    meta = json.dumps(df.attrs, indent=1, default=str, ensure_ascii=False)
+    _metadata_path(path).write_text(meta + "\n", encoding="utf-8")
+    return path
+
+
+def _read(csv: Any, meta: Any) -> pd.DataFrame:
+    """A trace from an open CSV and its metadata file (a Path or a package resource)."""
+    df = pd.read_csv(csv)
+    validate_trace(df, TRACE_COLUMNS)
+    if meta.is_file():
+        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
+    return df
+
+
+def load_trace(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a trace written by :func:`save_trace` (metadata into ``df.attrs`` if present).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+
+    Raises
+    ------
+    ValueError
+        When the file lacks a column of :data:`TRACE_COLUMNS` or fails :func:`validate_trace`.
+    """
+    path = Path(path)
+    return _read(path, _metadata_path(path))
+
+
+def load_default_trace() -> pd.DataFrame:
+    """The shipped SmolLM2-135M trace (``moa_stability/data/trace_smollm2.csv``), a copy.
+
+    Metadata (model, runtime, CPU, regenerating command, ...) is in ``df.attrs``.
+    """
+    return _default_trace().copy()
+
+
+@lru_cache(maxsize=1)
+def _default_trace() -> pd.DataFrame:
+    data = resources.files("moa_stability").joinpath("data")
+    with data.joinpath(DEFAULT_TRACE).open("r", encoding="utf-8") as fh:
+        return _read(fh, data.joinpath(DEFAULT_TRACE.replace(".csv", ".json")))
+
+
+__all__ = [
+    "DEFAULT_TRACE",
+    "FIT_COLUMNS",
+    "TRACE_COLUMNS",
+    "load_default_trace",
+    "load_trace",
+    "save_trace",
+    "validate_trace",
+]
