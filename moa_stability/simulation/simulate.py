@@ -31,6 +31,7 @@ import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field
@@ -72,6 +73,7 @@ call that needs more is refused with a ValueError before any work."""
 _BIN_BUDGET_BYTES = 2**29  # per-device time bins (queue and busy integrals) of all replications
 _IMPLICIT_COMPLETE_PAIRS = 2**22  # complete graphs with more (origin, helper) pairs: no CSR
 _CHUNK_WALL_S = 0.5  # target wall seconds of one kernel call; Ctrl-C is honoured between calls
+_PROGRESS_DELAY_S = 2.0  # a run shorter than this shows no progress bar (progress=None)
 _FIRST_CHUNK_EVENTS = 20_000  # expected events of the first chunk (then adapted to the target)
 
 
@@ -607,9 +609,11 @@ class _Raw(NamedTuple):
     partial: bool
 
 
-def _run(net: MoANetwork, plan: _Plan) -> _Raw:
+def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
     """Allocate the outputs and run the replications, ``plan.group`` at a time in parallel, in
-    chunks of simulated time of about :data:`_CHUNK_WALL_S` wall seconds each.
+    chunks of simulated time of about :data:`_CHUNK_WALL_S` wall seconds each, with a progress
+    bar in simulated seconds (``progress``: None shows it once a run has taken
+    :data:`_PROGRESS_DELAY_S` wall seconds, True from the start, False never).
 
     Between chunks Python handles signals: on Ctrl-C (KeyboardInterrupt) the replications in
     flight are closed at the time they reached and the rest are dropped. The chunks change no
@@ -640,6 +644,15 @@ def _run(net: MoANetwork, plan: _Plan) -> _Raw:
     events = 2 * job_rates(net).sum() * plan.unit_s * plan.group
     span = min(plan.t_stop, _FIRST_CHUNK_EVENTS / events) if events > 0 else plan.t_stop
     shortest = span / 16
+    bar = tqdm(
+        total=R * plan.t_stop * plan.unit_s,
+        unit="s",
+        unit_scale=True,
+        desc="simulated",
+        delay=0 if progress else _PROGRESS_DELAY_S,
+        disable=progress is False,
+        leave=False,
+    )
     try:
         for lo in range(0, R, plan.group):
             hi = min(lo + plan.group, R)
@@ -649,10 +662,11 @@ def _run(net: MoANetwork, plan: _Plan) -> _Raw:
             started = hi
             t = 0.0
             while t < plan.t_stop:
-                t = min(max(t + span, np.nextafter(t, np.inf)), plan.t_stop)
+                t_before, t = t, min(max(t + span, np.nextafter(t, np.inf)), plan.t_stop)
                 start = time.perf_counter()
                 kern.run_replications(plan.network, plan.service, controls, rows, st, t)
                 wall = time.perf_counter() - start
+                bar.update((t - t_before) * plan.unit_s * (hi - lo))
                 if wall < _CHUNK_WALL_S / 4:
                     span *= 2
                 elif wall > _CHUNK_WALL_S:
@@ -665,6 +679,8 @@ def _run(net: MoANetwork, plan: _Plan) -> _Raw:
         if kept == 0:
             raise  # nothing simulated yet: nothing to report
         return _Raw(kern.Outputs(*(a[:kept] for a in out)), True)
+    finally:
+        bar.close()
     return _Raw(out, False)
 
 
@@ -948,6 +964,7 @@ def simulate(
     max_jobs: int = 1_000_000,
     record_paths: bool = False,
     max_tracked_queue: int | None = None,
+    progress: bool | None = None,
 ) -> SimulationResult:
     r"""Simulate the network's queues job by job and judge its stability empirically.
 
@@ -1002,6 +1019,10 @@ def simulate(
     cells) must fit :data:`MEMORY_BUDGET_BYTES`, else a ValueError says which argument to
     lower. Time bins: :data:`N_BINS`, fewer (at least :data:`MIN_BINS`) when ``n`` times
     ``replications`` is large.
+    progress : bool, optional
+        A progress bar in simulated seconds: None (default) shows it once the run has taken
+        more than :data:`_PROGRESS_DELAY_S` wall seconds, True always, False never.
+
     Returns
     -------
     SimulationResult
@@ -1028,4 +1049,4 @@ def simulate(
         max_jobs,
         max_tracked_queue,
     )
-    return _summarise(net, plan, _run(net, plan), record_paths)
+    return _summarise(net, plan, _run(net, plan, progress), record_paths)
