@@ -126,3 +126,13 @@ def test_complete_graph_of_100k_devices_runs_within_2_gb():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak_kib = int(out.stdout.split()[-1])
     assert peak_kib < 2 * 2**20
+
+
+def test_progress_bar_shows_simulated_seconds_and_changes_nothing(capsys):
+    net = paper_network(arrival_rate=0.5 / 7)
+    quiet = simulate(net, method="events", horizon=2_000.0, seed=4, progress=False)
+    assert "simulated" not in capsys.readouterr().err
+    shown = simulate(net, method="events", horizon=2_000.0, seed=4, progress=True)
+    assert "simulated" in capsys.readouterr().err
+    assert shown.latency_mean == quiet.latency_mean
+    assert np.array_equal(shown.mean_queue, quiet.mean_queue)
