@@ -52,17 +52,17 @@ def tidy(values: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
     return x
 
 
-def html_summary(summary: str, frame: pd.DataFrame | None = None) -> str:
-    """Jupyter's view of a result: its text summary, then its table (solver noise tidied).
+def html_summary(summary: str, *frames: pd.DataFrame) -> str:
+    """Jupyter's view of a result: its text summary, then its tables (solver noise tidied).
 
     Parameters
     ----------
     summary : str
         The result's ``str``.
-    frame : pandas.DataFrame, optional
-        The result's ``to_frame()``.
+    *frames : pandas.DataFrame
+        The result's tables, e.g. its ``to_frame()``.
     """
     parts = [f"<pre>{html.escape(summary)}</pre>"]
-    if frame is not None:
+    for frame in frames:
         parts.append(tidy(frame).to_html(float_format=lambda v: f"{v:.6g}", max_rows=40))
     return "\n".join(parts)
