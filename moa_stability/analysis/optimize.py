@@ -176,7 +176,7 @@ class StableRateResult:
         return frame
 
     def selection_frame(self) -> pd.DataFrame:
-        """The selection as a labelled matrix: rows ``(layer, origin)``, columns ``helper``,
+        r"""The selection as a labelled matrix: rows ``(layer, origin)``, columns ``helper``,
         entries the inclusion probabilities :math:`\pi_m[j, i]` (solver noise shown as 0)."""
         n = self.rates.size
         blocks = [tidy(pi.toarray()) for pi in self.selection]

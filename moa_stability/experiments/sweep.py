@@ -20,6 +20,7 @@ killed midway resumes without recomputing finished points and without corrupt en
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import itertools
@@ -323,6 +324,40 @@ def _run_serial(
         done(p, _evaluate(point, p.network, p.seed, p.options))
 
 
+def _unguarded_script() -> str | None:
+    """The path of the script run as ``__main__`` if it reached this call from module-level
+    code outside ``if __name__ == "__main__":``, else ``None``.
+
+    A local cluster's workers are spawned processes, and spawning re-runs the main script: an
+    unguarded sweep then starts a cluster inside every worker, which fails in hundreds of lines
+    of tracebacks. Read the script's syntax tree once here and say so in one line instead.
+    """
+    import __main__
+
+    path = getattr(__main__, "__file__", None)
+    if path is None or getattr(__main__, "__spec__", None) is not None:
+        return None  # an interactive session, a notebook or ``python -m``: nothing re-runs
+    frame = inspect.currentframe()
+    while frame is not None and not (
+        frame.f_globals is vars(__main__) and frame.f_code.co_name == "<module>"
+    ):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        tree = ast.parse(Path(path).read_text(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    guarded = any(
+        isinstance(node, ast.If)
+        and "__name__" in ast.unparse(node.test)
+        and node.lineno <= line <= (node.end_lineno or node.lineno)
+        for node in tree.body
+    )
+    return None if guarded else path
+
+
 @contextmanager
 def _dask_client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
     """A ``distributed.Client``: a fresh local cluster (closed afterwards), a connection to a
@@ -332,6 +367,14 @@ def _dask_client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[A
     if isinstance(client, Client):
         yield client
     elif client == "local":
+        script = _unguarded_script()
+        if script is not None:
+            # SystemExit prints its message alone: one line, not the workers' tracebacks.
+            raise SystemExit(
+                f"client='local': {script} calls sweep() outside "
+                '`if __name__ == "__main__":`, and the local cluster\'s worker processes '
+                "re-run the script; move the call under that guard, or pass client=None"
+            )
         workers = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
         # One single-threaded process per core: points hold the GIL in numba loops, and numba's
         # own thread pool would oversubscribe the cores that the other workers use.
