@@ -75,10 +75,15 @@ class StabilityReport:
 
     @property
     def max_stable_rate_per_s(self) -> np.ndarray:
-        r"""The largest per-device prompt rates of the given shape that keep every queue below
-        load 1, :math:`\theta^*\lambda_i` prompts/s (the boundary itself is unstable: operate
-        below it, e.g. at ``network.at_load(0.8)``)."""
-        return self.theta_star * self.network.arrival_rate
+        r"""The largest per-device prompt rates of the given shape that keep every device
+        below load 1, :math:`\theta^*\lambda_i` prompts/s; equal rates when every given rate
+        is 0. The boundary itself is unstable: operate below it, e.g. at
+        ``network.at_load(0.8)``, 80% of these rates."""
+        lam = self.network.arrival_rate
+        if np.isinf(self.theta_star) and not lam.any():
+            shape = self.network.replace(arrival_rate=1.0)
+            return np.full(lam.size, load_profile(shape).scale)
+        return self.theta_star * lam
 
     @property
     def paper_vs_exact(self) -> float:
