@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
         description="Regenerate the figures of paper_figures as PNG files.",
         epilog="examples:\n"
         "  moa-stability figures --quick --out /tmp/figs   # ~15-40 s on 2 cores\n"
-        "  moa-stability figures --out figures              # full fidelity, ~45 s on 2 idle cores\n",
+        "  moa-stability figures --out figures      # full fidelity, ~45 s on 2 idle cores\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

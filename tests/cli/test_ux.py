@@ -7,6 +7,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,6 +167,8 @@ def test_version_and_python_dash_m(capsys):
         capture_output=True,
         text=True,
         timeout=120,
+        # This checkout's package, wherever the test runs from.
+        env={**os.environ, "PYTHONPATH": str(Path(moa_stability.__file__).parents[1])},
     )
     assert run.returncode == 0 and "max stable rate" in run.stdout
 
