@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..model.display import tqdm
 from ..model.loads import loads
 from ..model.network import JOB_TYPES, MoANetwork
 from ..model.paper import paper_network

@@ -8,12 +8,23 @@ objects keep the solver's numbers.
 from __future__ import annotations
 
 import html
+from importlib.util import find_spec
 
 import numpy as np
 import pandas as pd
 
+# tqdm.auto draws a widget in Jupyter, but without ipywidgets installed it warns at import (a
+# red TqdmWarning in the notebook's first cell) and falls back to text anyway: pick the text
+# bar directly then.
+if find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm
+else:
+    from tqdm.std import tqdm
+
 NOISE = 1e-9
 """Relative size below which a displayed value is solver noise: ``|x| < NOISE * max|x|``."""
+
+__all__ = ["NOISE", "html_summary", "tidy", "tqdm"]
 
 
 def tidy(values: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
