@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "check",
         help="stability report and maximal stable rate of a network (exit 1 if unstable)",
-        description="Per-device loads, the stability verdict, the maximal stable prompt rate "
+        description="Per-device loads, the stability verdict, the maximal stable prompt rate\n"
         "(prompts/s per device and in total) and the paper's Remark 1 beside it.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         "optimize",
         help="maximal stable arrival rates (and selection)",
         description="The largest prompt rates (and, optionally, helper-selection probabilities) "
-        "that keep every device's load at most 1 - margin; a linear program.",
+        "that keep\nevery device's load at most 1 - margin; a linear program.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

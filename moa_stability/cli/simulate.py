@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         "simulate",
         help="Monte Carlo simulation: queues, latency, "
         "empirical stability verdict (exit 1 if unstable)",
-        description="Simulate the network: queues and utilisation per device, prompt latency "
+        description="Simulate the network: queues and utilisation per device, prompt latency\n"
         "(mean, CI, p50, p95, p99) and an empirical stability verdict.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

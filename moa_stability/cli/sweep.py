@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
         "sweep",
         help="simulate a grid of networks x seeds, resumable (Dask for big grids)",
         description="Simulate every combination of the listed values (comma-separated) for "
-        "each seed; unlisted fields come from the base network.",
+        "each seed;\nunlisted fields come from the base network.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
