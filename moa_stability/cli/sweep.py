@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..experiments.sweep import sweep
+from ..experiments.sweep import SERIAL_POINTS_PER_CORE, sweep
 from .network import (
     SERVICE_TIME_HELP,
     TOPOLOGY_HELP,
@@ -18,16 +16,7 @@ from .network import (
     write_table,
 )
 
-SERIAL_POINTS_PER_CORE = 4
-"""Grids of at most this many points per core run in this process, without Dask.
-
-A local Dask cluster takes about 10 s to start on a busy 2-core machine (an 8-point grid:
-12.8 s on Dask, 2.25 s serial), and a point at the default horizon takes well under a second
-to a few seconds, so below a few points per core the cluster costs more than it saves.
-``--scheduler``, ``--workers`` or a larger grid use Dask; ``--serial`` forces this process.
-"""
-
-EPILOG = """\
+EPILOG = f"""\
 examples:
   moa-stability sweep --M 1,2 --load 0.5,0.95 --seeds 2 --horizon 2e4
   moa-stability sweep --n 8 --service-time 1.2,1.2,1.2,1.2,4,4,4,4 --topology ring \\
@@ -36,8 +25,9 @@ examples:
 
 Each grid flag takes comma-separated values; one value fixes that field of the base network
 (so --n 8 with an 8-value --service-time works), several make an axis. Grids of at most
-4 points per core run in this process; larger ones on a local Dask cluster (one worker per
-core) unless --serial; --scheduler ADDRESS uses a running cluster.
+{SERIAL_POINTS_PER_CORE} points per core run in this process; larger ones (or any with --workers)
+on a local Dask cluster, one worker per core, unless --serial; --scheduler ADDRESS uses a
+running cluster.
 """
 
 
@@ -133,28 +123,22 @@ def base_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def client_from_args(args: argparse.Namespace, n_points: int) -> Any:
-    """``None`` (serial) or ``"local"``/an address for Dask, by the flags and the grid size."""
+def client_from_args(args: argparse.Namespace) -> Any:
+    """``None`` (serial), a scheduler address, or ``"auto"``: the library runs small grids
+    serially and larger ones (or any with ``--workers``) on a local Dask cluster."""
     if args.serial:
         return None
-    if args.scheduler:
-        return args.scheduler
-    if args.workers is not None:
-        return "local"
-    small = n_points <= SERIAL_POINTS_PER_CORE * (os.cpu_count() or 1)
-    return None if small else "local"
+    return args.scheduler or "auto"
 
 
 def run(args: argparse.Namespace) -> int:
     out = output_path(args.out)
-    grid = grid_from_args(args)
-    n_points = math.prod(len(v) for v in grid.values()) * args.seeds
     frame = sweep(
-        grid,
+        grid_from_args(args),
         seeds=args.seeds,
         base=base_from_args(args),
         cache=args.cache,
-        client=client_from_args(args, n_points),
+        client=client_from_args(args),
         n_workers=args.workers,
         progress=not args.no_progress,
     )

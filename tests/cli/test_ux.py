@@ -147,14 +147,11 @@ def _sweep_args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["sweep", *argv])
 
 
-def test_sweep_runs_small_grids_serially():
-    cores = os.cpu_count() or 1
-    small = sweep_cli.SERIAL_POINTS_PER_CORE * cores
-    assert sweep_cli.client_from_args(_sweep_args(), small) is None
-    assert sweep_cli.client_from_args(_sweep_args(), small + 1) == "local"
-    assert sweep_cli.client_from_args(_sweep_args("--workers", "2"), 1) == "local"
-    assert sweep_cli.client_from_args(_sweep_args("--scheduler", "tcp://h:1"), 1) == "tcp://h:1"
-    assert sweep_cli.client_from_args(_sweep_args("--serial"), 10**6) is None
+def test_sweep_flags_choose_the_client():
+    assert sweep_cli.client_from_args(_sweep_args()) == "auto"
+    assert sweep_cli.client_from_args(_sweep_args("--workers", "2")) == "auto"
+    assert sweep_cli.client_from_args(_sweep_args("--scheduler", "tcp://h:1")) == "tcp://h:1"
+    assert sweep_cli.client_from_args(_sweep_args("--serial")) is None
 
 
 def test_version_and_python_dash_m(capsys):

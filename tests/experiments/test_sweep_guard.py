@@ -1,4 +1,5 @@
-"""A script that calls sweep() on a local cluster without the __main__ guard gets one line."""
+"""Where a sweep runs: small grids in this process, and a script that starts a local cluster
+without the __main__ guard gets one line."""
 
 import os
 import subprocess
@@ -7,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import moa_stability
+from moa_stability.experiments import sweep as sweep_module
 
 # The script must import this checkout's package, wherever the test runs from.
 ENV = {**os.environ, "PYTHONPATH": str(Path(moa_stability.__file__).parents[1])}
@@ -45,3 +47,22 @@ def test_guarded_or_serial_script_is_not_stopped(tmp_path):
     # Serial needs no guard: nothing re-runs the script.
     run = _run(tmp_path, CALL.replace('client="local", n_workers=1', "client=None"))
     assert run.returncode == 0 and "1.75" in run.stdout
+
+
+def _pid(net, seed):
+    return {"pid": os.getpid()}
+
+
+def test_auto_runs_a_small_grid_in_this_process():
+    small = sweep_module.SERIAL_POINTS_PER_CORE * (os.cpu_count() or 1)
+    frame = sweep_module.sweep({"M": list(range(small))}, point=_pid, progress=False)
+    assert len(frame) == small and (frame["pid"] == os.getpid()).all()
+
+
+def test_auto_picks_dask_for_large_grids_and_for_a_worker_count():
+    small = sweep_module.SERIAL_POINTS_PER_CORE * (os.cpu_count() or 1)
+    assert sweep_module._auto_client("auto", None, small) is None
+    assert sweep_module._auto_client("auto", None, small + 1) == "local"
+    assert sweep_module._auto_client("auto", 2, 1) == "local"
+    assert sweep_module._auto_client(None, None, 10**6) is None
+    assert sweep_module._auto_client("tcp://h:1", None, 1) == "tcp://h:1"
