@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,10 @@ def network_from_flags(
             spec[name] = converters[name](value) if name in converters else value
     if topology is not None:
         spec["topology"] = _topology(topology, int(spec["n"]))
+    if load is not None and not (math.isfinite(load) and load > 0):
+        raise ValueError(
+            f"--load={load}: must be finite and > 0; pass the busiest device's load, e.g. 0.8"
+        )
     net = network_from_dict(spec)
     return net if load is None else net.at_load(load)
 

@@ -124,13 +124,24 @@ def means_from_samples(net: MoANetwork, samples: dict[str, np.ndarray]) -> MoANe
 
 def run(args: argparse.Namespace) -> int:
     out = output_path(args.out)
+    empirical = args.service == "empirical"
+    if args.samples is None and (empirical or args.service_time_from_samples):
+        raise ValueError(
+            "--samples=None: --service empirical and --service-time-from-samples read a CSV "
+            "of measured seconds; pass --samples trace.csv"
+        )
+    if args.samples is not None and not (empirical or args.service_time_from_samples):
+        raise ValueError(
+            f"--samples={args.samples}: unused with --service {args.service}; add --service "
+            "empirical (their shape) or --service-time-from-samples (their means)"
+        )
     samples = read_samples(args.samples) if args.samples is not None else None
     net = network_from_args(args)
     if args.service_time_from_samples:
-        if samples is None or args.service_time is not None:
+        if args.service_time is not None:
             raise ValueError(
-                "--service-time-from-samples: needs --samples and no --service-time; "
-                "pass the CSV of measured seconds and drop --service-time"
+                f"--service-time={args.service_time}: --service-time-from-samples sets the "
+                "means; drop one of the two"
             )
         net = means_from_samples(net, samples)
         # New means move the loads: scale to --load again (at_load starts from any rates).

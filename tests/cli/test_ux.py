@@ -46,6 +46,12 @@ def test_check_prints_the_maximal_rate_in_prompts_per_second(capsys):
     assert _number_after(out, "max stable rate") == pytest.approx(RING8_MAX_RATE, rel=1e-5)
 
 
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf"])
+def test_a_bad_load_names_the_flag(bad, capsys):
+    assert main(["check", "--load", bad]) == 2
+    assert capsys.readouterr().err.startswith("moa-stability check: error: --load=")
+
+
 def test_check_latency_goes_through_the_hook(monkeypatch, capsys):
     seen = {}
 
@@ -96,6 +102,16 @@ def test_simulate_takes_the_means_from_the_samples(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--service-time-from-samples", "--service-time", "2"]) == 2
     assert "--service-time-from-samples" in capsys.readouterr().err
+    # Samples need a use, and the empirical law needs samples.
+    assert main(["simulate", "--samples", str(samples)]) == 2
+    assert "unused with --service exponential" in capsys.readouterr().err
+    # Their means with the default exponential law.
+    plain = [a for a in args if a not in ("--service", "empirical")]
+    assert main([*plain, "--service-time-from-samples"]) == 0
+    np.testing.assert_allclose(pd.read_csv(out)["load"], 0.19, rtol=1e-12)
+    capsys.readouterr()
+    assert main(["simulate", "--service", "empirical"]) == 2
+    assert "pass --samples trace.csv" in capsys.readouterr().err
 
 
 def test_optimize_devices_and_load(capsys):
