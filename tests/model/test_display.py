@@ -27,3 +27,10 @@ def test_html_summary_escapes_and_adds_tables():
     text = html_summary("a < b", pd.DataFrame({"x": [1.0, 1e-13]}))
     assert "<pre>a &lt; b</pre>" in text and text.count("<table") == 1
     assert "1e-13" not in text
+
+
+def test_load_profile_shows_its_table():
+    from moa_stability import MoANetwork, load_profile
+
+    html = load_profile(MoANetwork(n=3, M=1, k=1, arrival_rate=0.1))._repr_html_()
+    assert "LoadProfile(n=3" in html and html.count("<table") == 1

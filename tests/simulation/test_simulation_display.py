@@ -42,3 +42,12 @@ def test_plot_returns_a_figure_with_paths_tail_and_latency(result):
         heights, [result.latency_p50, result.latency_mean, result.latency_p95, result.latency_p99]
     )
     matplotlib.pyplot.close(fig)
+
+
+def test_plot_without_paths_shows_the_mean_queues():
+    net = MoANetwork(n=2, arrival_rate=0.2, service_time=[1, 2])
+    result = simulate(net, method="events", horizon=2000, seed=0)
+    fig = result.plot()
+    bars = [patch.get_height() for patch in fig.axes[0].patches]
+    np.testing.assert_allclose(bars, result.mean_queue)
+    matplotlib.pyplot.close(fig)
