@@ -184,15 +184,19 @@ class StabilityReport:
             edgecolors="crimson",
             linewidths=2.2,
         )
-        nx.draw_networkx_labels(
-            graph,
-            pos,
-            ax=ax,
-            labels={i: f"{i}\n{self.loads[i]:.2f}" for i in range(net.n)},
-            font_size=7,
-            font_color="white",
-        )
-        fig.colorbar(nodes, ax=ax, label="load rho_i (1 = unstable)")
+        # viridis is light at the top: dark text there, white text on the dark end.
+        light = self.loads / top > 0.6
+        for group, colour in ((~light, "white"), (light, "black")):
+            nx.draw_networkx_labels(
+                graph,
+                pos,
+                ax=ax,
+                labels={i: f"{i}\n{self.loads[i]:.2f}" for i in np.flatnonzero(group)},
+                font_size=7,
+                font_color=colour,
+            )
+        bar = fig.colorbar(nodes, ax=ax, label="load rho_i (1 = unstable)")
+        bar.ax.axhline(1.0, color="crimson", lw=1.5)
         ax.set_title(
             f"{self.verdict}: max load {self.max_load:.3g} at device(s) "
             f"{list(self.bottlenecks)[:6]} (red ring)",
