@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..model.display import html_summary, tidy
 from ..model.loads import helper_work, load_matrix, loads, own_work
 from ..model.network import MoANetwork, per_device_field
 
@@ -112,7 +113,7 @@ class _Edges:
 
 
 # ---- results -------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StableRateResult:
     r"""The optimum of :func:`max_stable_rate`.
 
@@ -174,20 +175,42 @@ class StableRateResult:
         frame["binding"] = frame.index.isin(self.binding)
         return frame
 
+    def selection_frame(self) -> pd.DataFrame:
+        r"""The selection as a labelled matrix: rows ``(layer, origin)``, columns ``helper``,
+        entries the inclusion probabilities :math:`\pi_m[j, i]` (solver noise shown as 0)."""
+        n = self.rates.size
+        blocks = [tidy(pi.toarray()) for pi in self.selection]
+        index = pd.MultiIndex.from_product(
+            [range(1, len(blocks) + 1), range(n)], names=["layer", "origin"]
+        )
+        data = np.vstack(blocks) if blocks else np.zeros((0, n))
+        return pd.DataFrame(data, index=index, columns=pd.RangeIndex(n, name="helper"))
+
     def __str__(self) -> str:
         sel = "optimised" if self.selection_optimised else "given"
         shown = list(self.binding)[:10]
-        return "\n".join(
-            [
-                repr(self.network),
-                f"objective             : {self.objective} = {self.value:.9g} "
-                f"(selection {sel}; {self.solver}: {self.status})",
-                f"total rate            : {self.rates.sum():.6g} prompts/s "
-                f"[{self.rates.min():.4g}..{self.rates.max():.4g}] per device",
-                f"max load              : {self.loads.max():.6g} (cap {self.load_cap:.6g})",
-                f"binding devices       : {shown}{' ...' if len(self.binding) > 10 else ''}",
-            ]
-        )
+        rates, loads = tidy(self.rates), tidy(self.loads)
+        lines = [
+            repr(self.network),
+            f"objective             : {self.objective} = {self.value:.9g} "
+            f"(selection {sel}; {self.solver}: {self.status})",
+            f"total rate            : {rates.sum():.6g} prompts/s "
+            f"[{rates.min():.4g}..{rates.max():.4g}] per device",
+            f"max load              : {loads.max():.6g} (cap {self.load_cap:.6g})",
+            f"binding devices       : {shown}{' ...' if len(self.binding) > 10 else ''}",
+        ]
+        if self.selection_optimised and self.rates.size <= 12:
+            table = self.selection_frame().to_string(float_format=lambda v: f"{v:.4g}")
+            lines += ["selection pi[layer, origin -> helper]:", table]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        summary = str(self).split("\nselection pi")[0]  # the matrix comes as a table
+        if not self.selection_optimised:
+            return html_summary(summary, self.to_frame())
+        return html_summary(summary, self.to_frame(), self.selection_frame())
 
 
 # ---- input checks --------------------------------------------------------------------------

@@ -11,10 +11,12 @@ inference on the device measures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..model.display import html_summary
 from ..model.loads import load_profile
 from ..model.network import JOB_TYPES, MoANetwork
 
@@ -29,7 +31,7 @@ _VERDICT_TEXT = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StabilityReport:
     """Per-device loads, the verdict, and the paper's verdict beside it.
 
@@ -72,6 +74,18 @@ class StabilityReport:
     paper_verdict: str
 
     @property
+    def max_stable_rate_per_s(self) -> np.ndarray:
+        r"""The largest per-device prompt rates of the given shape that keep every device
+        below load 1, :math:`\theta^*\lambda_i` prompts/s; equal rates when every given rate
+        is 0. The boundary itself is unstable: operate below it, e.g. at
+        ``network.at_load(0.8)``, 80% of these rates."""
+        lam = self.network.arrival_rate
+        if np.isinf(self.theta_star) and not lam.any():
+            shape = self.network.replace(arrival_rate=1.0)
+            return np.full(lam.size, load_profile(shape).scale)
+        return self.theta_star * lam
+
+    @property
     def paper_vs_exact(self) -> float:
         """``paper_theta / theta_star``: > 1 the paper over-promises, < 1 it is pessimistic."""
         if np.isinf(self.theta_star):
@@ -110,12 +124,95 @@ class StabilityReport:
             f"{list(self.bottlenecks)[:10]} (margin {self.margin:.6g})",
             f"verdict               : {_VERDICT_TEXT[self.verdict]}",
             f"max uniform scale     : theta* = {self.theta_star:.6g} x the given rates",
+            f"max stable rate       : {_rates_text(self.max_stable_rate_per_s)}",
             f"paper (Remark 1)      : alpha_max={self.paper_alpha_s:.6g} s x "
             f"((k+1)M+1)={self.paper_inferences} x lambda={self.paper_rate_per_s:.6g}/s "
             f"= {self.paper_load:.6g} -> {self.paper_verdict}, theta={self.paper_theta:.6g}",
             f"paper vs exact        : {cmp}",
         ]
         return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return html_summary(str(self), self.to_frame())
+
+    def plot(self, ax: Any = None) -> Any:
+        """The gossip graph with each device coloured by its load and the bottleneck(s) ringed.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw (default: a new figure).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        # matplotlib and networkx cost a second to import: only a plot needs them.
+        import matplotlib.pyplot as plt
+        import networkx as nx
+
+        net = self.network
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+        else:
+            fig = ax.figure
+        graph = nx.from_scipy_sparse_array(net.adjacency)
+        pos = nx.circular_layout(graph)
+        top = max(1.0, self.max_load)
+        nx.draw_networkx_edges(graph, pos, ax=ax, edge_color="0.75", width=0.8)
+        nodes = nx.draw_networkx_nodes(
+            graph,
+            pos,
+            ax=ax,
+            node_color=self.loads,
+            cmap="viridis",
+            vmin=0.0,
+            vmax=top,
+            node_size=520,
+            edgecolors="black",
+            linewidths=0.6,
+        )
+        nx.draw_networkx_nodes(
+            graph,
+            pos,
+            nodelist=list(self.bottlenecks),
+            ax=ax,
+            node_color="none",
+            node_size=900,
+            edgecolors="crimson",
+            linewidths=2.2,
+        )
+        # viridis is light at the top: dark text there, white text on the dark end.
+        light = self.loads / top > 0.6
+        for group, colour in ((~light, "white"), (light, "black")):
+            nx.draw_networkx_labels(
+                graph,
+                pos,
+                ax=ax,
+                labels={i: f"{i}\n{self.loads[i]:.2f}" for i in np.flatnonzero(group)},
+                font_size=7,
+                font_color=colour,
+            )
+        bar = fig.colorbar(nodes, ax=ax, label="load rho_i (1 = unstable)")
+        bar.ax.axhline(1.0, color="crimson", lw=1.5)
+        ax.set_title(
+            f"{self.verdict}: max load {self.max_load:.3g} at device(s) "
+            f"{list(self.bottlenecks)[:6]} (red ring)",
+            fontsize=9,
+        )
+        ax.set_axis_off()
+        return fig
+
+
+def _rates_text(rates: np.ndarray) -> str:
+    """``0.1 prompts/s per device (0.4 total)``, or the range when the devices differ."""
+    if not np.all(np.isfinite(rates)):
+        return "unbounded (no device carries load)"
+    lo, hi = rates.min(), rates.max()
+    each = f"{hi:.6g}" if np.isclose(lo, hi, rtol=1e-12, atol=0) else f"{lo:.6g}..{hi:.6g}"
+    return f"{each} prompts/s per device ({rates.sum():.6g} total)"
 
 
 def _paper_alpha(net: MoANetwork, rates: np.ndarray, rho: np.ndarray) -> float:

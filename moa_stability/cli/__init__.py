@@ -15,8 +15,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .._version import __version__
 from ..llm.measure import LLMExtraMissingError
 from . import check, figures, measure, optimize, simulate, sweep
+
+EPILOG = """\
+examples:
+  moa-stability check --n 8 --M 2 --k 2 --service-time 1.2,1.2,1.2,1.2,4,4,4,4 \\
+      --topology ring --load 0.8 --latency
+  moa-stability simulate --network examples/stable.toml --method events
+  moa-stability optimize --service-time 1,1,1,4 --devices
+
+Run 'moa-stability COMMAND --help' for a command's flags and examples. Also:
+python -m moa_stability COMMAND ...
+"""
 
 # In the order ``--help`` lists them.
 _SUBCOMMANDS = (check, simulate, optimize, measure, sweep, figures)
@@ -26,7 +38,14 @@ _USER_ERRORS = (ValueError, FileNotFoundError, LLMExtraMissingError)
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``moa-stability`` parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="moa-stability", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="moa-stability",
+        description="Stability, latency and load balancing of distributed Mixture-of-Agents "
+        "networks.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in _SUBCOMMANDS:
         command.register(sub)

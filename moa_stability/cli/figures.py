@@ -9,8 +9,18 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``figures`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("figures", help="regenerate every figure (paper_figures)")
-    p.add_argument("--quick", action="store_true", help="low fidelity, about a minute")
+    p = subparsers.add_parser(
+        "figures",
+        help="regenerate every figure (paper_figures)",
+        description="Regenerate the figures of paper_figures as PNG files.",
+        epilog="examples:\n"
+        "  moa-stability figures --quick --out /tmp/figs   # ~15-40 s on 2 cores\n"
+        "  moa-stability figures --out figures      # full fidelity, ~45 s on 2 idle cores\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="low fidelity, ~15-40 s on 2 cores (for a look)"
+    )
     p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
     p.set_defaults(func=run)
 

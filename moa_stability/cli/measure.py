@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..llm.measure import measure, parse_configs
 from ..llm.trace import save_trace
+from .network import output_path
 
 
 def register(subparsers: Any) -> None:
@@ -16,6 +18,14 @@ def register(subparsers: Any) -> None:
         help="time a real LLM through the MoA protocol (needs the [llm] extra)",
         description="Run the distributed Mixture-of-Agents protocol for real and time every "
         "inference.",
+        epilog="examples:\n"
+        "  moa-stability measure --configs 1x1 --prompts 2 --out quick.csv   # a smoke test\n"
+        "  moa-stability measure --configs 1x1,2x2 --prompts 16 --threads 2 --out my.csv\n"
+        "\n"
+        "Then simulate with the measured law:\n"
+        "  moa-stability simulate --service empirical --samples my.csv "
+        "--service-time-from-samples\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--configs", default="1x1", help="MxK list, e.g. 1x1,2x3 (default 1x1)")
     p.add_argument("--prompts", type=int, default=2, help="prompts per configuration")
@@ -32,6 +42,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output_path(Path(args.out), (".csv",))
     df = measure(
         parse_configs(args.configs),
         n_prompts=args.prompts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,10 @@ SERVICE_TIME_HELP = (
     "'propose=1,refine=2,aggregate=2' (default 1)"
 )
 TOPOLOGY_HELP = "complete (default), ring, star or random-regular:DEGREE[:SEED]"
+LOAD_HELP = (
+    "scale the rates so that the busiest device has load RHO (e.g. 0.8 = 80%% of the "
+    "maximal stable rate); replaces the size of --rate, keeps its shape"
+)
 _DEFAULTS: dict[str, Any] = {"n": 4, "M": 2, "k": 2, "arrival_rate": 0.025, "service_time": 1.0}
 
 
@@ -62,6 +67,7 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--service-time", type=str, help=SERVICE_TIME_HELP)
     g.add_argument("--topology", type=str, help=TOPOLOGY_HELP)
+    g.add_argument("--load", type=float, metavar="RHO", help=LOAD_HELP)
 
 
 def read_network_file(path: Path) -> dict[str, Any]:
@@ -84,6 +90,7 @@ def network_from_flags(
     rate: str | None = None,
     service_time: str | None = None,
     topology: str | None = None,
+    load: float | None = None,
 ) -> MoANetwork:
     """A network from a file (or the defaults ``n=4, M=2, k=2``, 0.025 prompts/s, 1 s),
     overridden by the flags that are given (``None``: not given).
@@ -98,6 +105,9 @@ def network_from_flags(
         The flags' text: ``"2"`` or ``"2,1"``; ``"0.1"`` or one per device; ``"1"``, per
         device or ``"propose=1,refine=2,aggregate=2"``; a name or
         ``random-regular:DEGREE[:SEED]``.
+    load : float, optional
+        Scale the rates so that the busiest device has this load
+        (:meth:`~moa_stability.MoANetwork.at_load`).
     """
     spec = dict(_DEFAULTS) if network is None else read_network_file(network)
     converters: dict[str, Callable[[str], Any]] = {
@@ -111,7 +121,12 @@ def network_from_flags(
             spec[name] = converters[name](value) if name in converters else value
     if topology is not None:
         spec["topology"] = _topology(topology, int(spec["n"]))
-    return network_from_dict(spec)
+    if load is not None and not (math.isfinite(load) and load > 0):
+        raise ValueError(
+            f"--load={load}: must be finite and > 0; pass the busiest device's load, e.g. 0.8"
+        )
+    net = network_from_dict(spec)
+    return net if load is None else net.at_load(load)
 
 
 def network_from_args(args: argparse.Namespace) -> MoANetwork:
@@ -124,14 +139,52 @@ def network_from_args(args: argparse.Namespace) -> MoANetwork:
         rate=args.rate,
         service_time=args.service_time,
         topology=args.topology,
+        load=args.load,
     )
 
 
-def write_table(frame: Any, out: Path | None) -> None:
-    """Print a DataFrame, or write it as CSV/JSON by ``out``'s suffix."""
+def output_path(path: Path | None, suffixes: tuple[str, ...] = (".csv", ".json")) -> Path | None:
+    """``path`` if a file can be written there with one of ``suffixes``, checked before any work.
+
+    A long run that fails only when it writes its result wastes the run, so each subcommand
+    calls this first.
+
+    Parameters
+    ----------
+    path : pathlib.Path, optional
+        The ``--out`` value (``None``: not given, returned as is).
+    suffixes : tuple of str
+        The file types the subcommand writes.
+
+    Raises
+    ------
+    ValueError
+        On another suffix, an existing directory, or a missing parent directory.
+    """
+    if path is None:
+        return None
+    kinds = " or ".join(suffixes)
+    if path.is_dir():
+        raise ValueError(f"--out={path}: is a directory; pass a file name ending in {kinds}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"--out={path}: cannot write {path.suffix or 'a file without suffix'}; "
+            f"pass a name ending in {kinds}"
+        )
+    if not path.parent.is_dir():
+        raise ValueError(f"--out={path}: the folder {path.parent} does not exist; create it first")
+    return path
+
+
+def write_table(frame: Any, out: Path | None, index: bool = True) -> None:
+    """Print a DataFrame, or write it as CSV/JSON by ``out``'s suffix.
+
+    ``index=False`` for a table whose index is a bare row number (the sweep), so the file has
+    no nameless first column.
+    """
     if out is None:
-        print(frame.to_string())
-    elif out.suffix == ".json":
-        out.write_text(frame.to_json(orient="table", indent=2))
+        print(frame.to_string(index=index))
+    elif out.suffix.lower() == ".json":
+        out.write_text(frame.to_json(orient="table", indent=2, index=index))
     else:
-        frame.to_csv(out)
+        frame.to_csv(out, index=index)

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..analysis.optimize import max_stable_rate
 from ..analysis.symbolic import type_aware_threshold
 from ..llm.service import service_samples
 from ..llm.trace import load_default_trace, validate_trace
 from ..model import paper
+from ..model.display import tqdm
 from ..model.loads import max_uniform_scale
 from ..model.network import MoANetwork
 from ..simulation.simulate import simulate

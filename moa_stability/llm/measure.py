@@ -508,7 +508,7 @@ def measure(
             f"model_path={path}: no such file; pass an existing GGUF file, or None for the "
             "SmolLM2-135M wheel's"
         )
-    from tqdm.auto import tqdm
+    from ..model.display import tqdm
 
     engine = _Engine(path, n_threads=n_threads, n_ctx=n_ctx)
     if warmup:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .display import html_summary
 from .network import AGGREGATE, JOB_TYPES, PROPOSE, REFINE, MoANetwork
 
 
@@ -97,6 +98,9 @@ class LoadProfile:
             f"LoadProfile(n={self.loads.size}, max_load={self.max_load:.6g}, "
             f"scale={self.scale:.6g}, kelly_type={self.kelly_type})"
         )
+
+    def _repr_html_(self) -> str:
+        return html_summary(repr(self), self.to_frame())
 
 
 def load_profile(net: MoANetwork) -> LoadProfile:

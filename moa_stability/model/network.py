@@ -24,6 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from .display import tidy
+
 JOB_TYPES: tuple[str, str, str] = ("propose", "refine", "aggregate")
 """Job types, in the row order of :attr:`MoANetwork.service_time` and of ``job_rates``."""
 
@@ -560,7 +562,8 @@ class MoANetwork:
         return d
 
     def __repr__(self) -> str:
-        lam, s = self.arrival_rate, self.service_time
+        # An optimiser's rates carry solver noise (2.9e-15 for 0): show it as 0.
+        lam, s = tidy(self.arrival_rate), self.service_time
         topo = "complete" if self.is_complete else f"graph({self.topology.nnz // 2} edges)"
         sel = "uniform" if self.selection is None else "inclusion-probabilities"
         return (

@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ..model.display import html_summary
 from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field
 from . import kernels as kern
@@ -77,7 +78,7 @@ _PROGRESS_DELAY_S = 2.0  # a run shorter than this shows no progress bar (progre
 _FIRST_CHUNK_EVENTS = 20_000  # expected events of the first chunk (then adapted to the target)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class SimulationResult:
     r"""What one call of :func:`simulate` measured, pooled over its replications.
 
@@ -259,7 +260,14 @@ class SimulationResult:
         return np.clip(upper[:, 1:], 0.0, 1.0)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per device: queue, CI, maximum, utilisation beside the load, inferences."""
+        """One row per device: queue, CI, maximum, utilisation beside the load, inferences, and
+        the prompt latency.
+
+        The latency columns (``latency_mean_s``, ``latency_ci_s``, ``latency_p50_s``,
+        ``latency_p95_s``, ``latency_p99_s``) are network-wide, the same on every row: the
+        simulator records latency over all prompts, not per origin device. They are repeated so
+        that a saved table keeps them.
+        """
         frame = pd.DataFrame(
             {
                 "mean_queue": self.mean_queue,
@@ -272,6 +280,8 @@ class SimulationResult:
         )
         for c, name in enumerate(JOB_TYPES):
             frame[f"{name}_inferences"] = self.inferences_by_type[c]
+        for stat in ("mean", "ci", "p50", "p95", "p99"):
+            frame[f"latency_{stat}_s"] = getattr(self, f"latency_{stat}")
         frame.index.name = "device"
         return frame
 
@@ -297,6 +307,59 @@ class SimulationResult:
                 f"{self.inferences} inferences",
             ]
         )
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return html_summary(str(self), self.to_frame())
+
+    def plot(self) -> Any:
+        """Queue lengths (paths over time when recorded, else the per-device means with their
+        CIs), the tail :math:`P(Q_i > B)` of each device's queue, and the latency percentiles.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        # matplotlib costs a second to import: only a plot needs it.
+        import matplotlib.pyplot as plt
+
+        fig, (ax_q, ax_tail, ax_lat) = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+        n = self.mean_queue.size
+        devices = np.arange(n)
+        if self.paths is not None:
+            for i in range(min(n, 10)):
+                ax_q.plot(self.paths.index, self.paths.iloc[:, i], lw=0.8, label=f"device {i}")
+            ax_q.axvline(self.warmup_s, color="0.5", ls=":", lw=1, label="end of warm-up")
+            ax_q.set(xlabel="time (s)", ylabel="jobs at the device", title="queue paths")
+            ax_q.legend(fontsize=7, ncol=2)
+        else:
+            ax_q.bar(devices, self.mean_queue, yerr=self.mean_queue_ci, color="tab:blue")
+            ax_q.set(
+                xlabel="device",
+                ylabel="mean jobs at the device",
+                title="mean queue, 95% CI (record_paths=True for paths)",
+            )
+        tail = self._tail()
+        for i in range(min(n, 10)):
+            ax_tail.semilogy(np.arange(tail.shape[1]), tail[i], lw=1, label=f"device {i}")
+        ax_tail.set(
+            xlabel="buffer B (jobs)",
+            ylabel="P(Q_i > B)",
+            title="queue-length tail",
+            xlim=(0, max(1, int(self.max_queue.max()) + 1)),
+        )
+        ax_tail.legend(fontsize=7, ncol=2)
+        names = ["p50", "mean", "p95", "p99"]
+        values = [self.latency_p50, self.latency_mean, self.latency_p95, self.latency_p99]
+        ax_lat.bar(names, values, color=["tab:green", "tab:blue", "tab:orange", "tab:red"])
+        ax_lat.errorbar([1], [self.latency_mean], yerr=[self.latency_ci], color="black", capsize=4)
+        for x, v in enumerate(values):
+            top = v + (self.latency_ci if names[x] == "mean" else 0.0)  # above the CI bar
+            ax_lat.annotate(f"{v:.3g} s", (x, top), ha="center", va="bottom", fontsize=8)
+        ax_lat.set(ylabel="seconds from prompt to answer", title="prompt latency")
+        fig.suptitle(f"{self.method} simulation: {self.verdict}", fontsize=10)
+        return fig
 
 
 def _fmt(values: np.ndarray) -> str:

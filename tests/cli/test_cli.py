@@ -110,8 +110,9 @@ def test_cli_sweep_writes_the_table(tmp_path):
             "0.05,0.1", "--seeds", "2", "--horizon", "300", "--cache", str(tmp_path / "cache"),
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
-    frame = pd.read_csv(out, index_col=0)
+    frame = pd.read_csv(out)
     assert len(frame) == 8
+    # The grid columns first, no nameless row-number column.
     assert list(frame.columns[:5]) == ["M", "k", "arrival_rate", "horizon", "seed"]
     # Base network of the CLI: n = 4, one-second inferences; rho = lambda ((k+1)M + 1).
     np.testing.assert_allclose(frame.max_load, frame.arrival_rate * ((frame.k + 1) * frame.M + 1))

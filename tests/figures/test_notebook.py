@@ -83,3 +83,21 @@ def test_simulation_sweep_and_plots(executed):
     sweep_text = text_of(executed["sweep"])
     assert "stable" in sweep_text and "mean_queue_mean" in sweep_text
     assert any("image/png" in out.get("data", {}) for out in executed["plots"].outputs)
+
+
+def test_no_warning_in_any_cell(executed):
+    # tqdm.auto warns (red) at import when ipywidgets is missing; the package avoids it.
+    assert "imports" in executed  # the first cell, which imports the package
+    for tag, cell in executed.items():
+        streams = [out for out in cell.outputs if out.get("name") == "stderr"]
+        assert not any("Warning" in out["text"] for out in streams), tag
+
+
+def test_simulation_settles_the_undetermined_network(executed):
+    text = text_of(executed["measured_simulation"])
+    assert text.count(": stable;") == 2 and "load 0.80" in text
+
+
+def test_results_plot_themselves(executed):
+    for tag in ("report_plot", "simulate_plot"):
+        assert any("image/png" in out.get("data", {}) for out in executed[tag].outputs), tag
