@@ -627,7 +627,7 @@ def run_testbed(
     cfg = {"net": net, "model_path": str(path), "threads": threads, "n_ctx": n_ctx,
            "seed": seed, "max_tokens": max_tokens, "duration_s": float(duration_s),
            "prompts": texts}  # fmt: skip
-    from tqdm.auto import tqdm
+    from ..model.display import tqdm
 
     born: dict[int, list[Any]] = {}
     answers: dict[int, float] = {}

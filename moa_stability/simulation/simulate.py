@@ -31,9 +31,8 @@ import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
-from ..model.display import html_summary
+from ..model.display import html_summary, tqdm
 from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field
 from . import kernels as kern
