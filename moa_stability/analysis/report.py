@@ -19,6 +19,8 @@ import pandas as pd
 from ..model.display import html_summary
 from ..model.loads import load_profile
 from ..model.network import JOB_TYPES, MoANetwork
+from .latency import LatencyResult
+from .latency import latency as predict_latency
 
 _VERDICT_TEXT = {
     "stable": "stable: every rho_i < 1 and the network is Kelly-type, so this is sufficient",
@@ -55,6 +57,10 @@ class StabilityReport:
     paper_load, paper_theta : float
         Remark 1's load :math:`\\alpha_{\\max}((k+1)M+1)\\lambda` and the scale it allows.
     paper_verdict : {"stable", "unstable"}
+    latency : LatencyResult or None
+        The analytic prompt latency at the given rates (:func:`moa_stability.latency`,
+        ``method="estimate"``, exponential service; docs/model.md section 7); None when the
+        network is unstable, carries no load, or the report was asked without it.
     """
 
     network: MoANetwork = field(repr=False)
@@ -72,6 +78,7 @@ class StabilityReport:
     paper_load: float
     paper_theta: float
     paper_verdict: str
+    latency: LatencyResult | None = field(default=None, compare=False)
 
     @property
     def max_stable_rate_per_s(self) -> np.ndarray:
@@ -130,6 +137,13 @@ class StabilityReport:
             f"= {self.paper_load:.6g} -> {self.paper_verdict}, theta={self.paper_theta:.6g}",
             f"paper vs exact        : {cmp}",
         ]
+        if self.latency is not None:
+            caveat = "" if self.verdict == "stable" else " if it is stable"
+            lines.append(
+                f"latency (analytic)    : mean {self.latency.mean_s:.4g} s, p95 "
+                f"{self.latency.quantile(0.95):.4g} s, p99 {self.latency.quantile(0.99):.4g} s"
+                f"{caveat} (estimate; docs/model.md section 7)"
+            )
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -224,8 +238,24 @@ def _paper_alpha(net: MoANetwork, rates: np.ndarray, rho: np.ndarray) -> float:
     return float((rho[busy] / jobs[busy]).max())
 
 
-def stability_report(net: MoANetwork) -> StabilityReport:
+LATENCY_AUTO_MAX_DEVICES = 10_000
+"""With ``latency=None`` the report predicts the latency of networks up to this many devices."""
+
+
+def stability_report(net: MoANetwork, latency: bool | None = None) -> StabilityReport:
     """Check the stability of ``net`` and compare with the paper's Theorem 1 / Remark 1.
+
+    Parameters
+    ----------
+    net : MoANetwork
+    latency : bool, optional
+        Also predict the prompt latency at the given rates (:func:`moa_stability.latency`)
+        when no device is overloaded: True always, False never, None (default) for networks
+        of at most :data:`LATENCY_AUTO_MAX_DEVICES` devices.
+
+    Returns
+    -------
+    StabilityReport
 
     Examples
     --------
@@ -246,6 +276,10 @@ def stability_report(net: MoANetwork) -> StabilityReport:
     lam = float(net.arrival_rate.max())
     K = net.inferences_per_prompt
     paper_load = alpha * K * lam
+    if latency is not None and not isinstance(latency, (bool, np.bool_)):
+        raise ValueError(f"latency={latency!r}: must be True, False or None; pass a bool")
+    want = net.n <= LATENCY_AUTO_MAX_DEVICES if latency is None else bool(latency)
+    predicted = predict_latency(net) if want and 0 < peak < 1 else None
     return StabilityReport(
         network=net,
         loads=rho,
@@ -262,4 +296,5 @@ def stability_report(net: MoANetwork) -> StabilityReport:
         paper_load=paper_load,
         paper_theta=float("inf") if paper_load == 0 else 1.0 / paper_load,
         paper_verdict="stable" if paper_load < 1 else "unstable",
+        latency=predicted,
     )

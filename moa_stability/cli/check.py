@@ -21,7 +21,8 @@ examples:
       --topology ring --load 0.8 --latency
 
 The maximal stable rate is the same whatever --rate or --load says: they set where the
-network runs, the report says how far it is from the edge.
+network runs, the report says how far it is from the edge. The analytic latency (mean, p95,
+p99) is printed when no device is overloaded; --latency adds a simulation to compare.
 """
 
 LATENCY_REPLICATIONS = 4
@@ -43,21 +44,17 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--latency",
         action="store_true",
-        help="also estimate the prompt latency at these rates (a simulation of "
-        f"{LATENCY_REPLICATIONS} replications, method events, ~1-5 s after the first "
-        "compilation; skipped when unstable)",
+        help="also simulate the prompt latency at these rates, to check the analytic "
+        f"estimate the report prints ({LATENCY_REPLICATIONS} replications, method events, "
+        "~1-5 s after the first compilation; skipped when unstable)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the --latency simulation")
     p.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
     p.set_defaults(func=run)
 
 
-def latency_estimate(net: MoANetwork, seed: int) -> SimulationResult:
-    """The latency of ``net``: for now a simulation; the hook for an analytic estimate.
-
-    When an exact or approximate latency formula exists for the network, return it here and
-    keep the simulation for the cases it does not cover.
-    """
+def simulated_latency(net: MoANetwork, seed: int) -> SimulationResult:
+    """The simulated latency of ``net``, beside the report's analytic estimate."""
     return simulate(net, method="events", seed=seed, replications=LATENCY_REPLICATIONS)
 
 
@@ -71,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if report.verdict == "unstable":
             print("latency               : unbounded (unstable: queues grow without limit)")
         else:
-            sim = latency_estimate(report.network, args.seed)
+            sim = simulated_latency(report.network, args.seed)
             print(
                 f"latency (simulated)   : mean {sim.latency_mean:.4g} +- {sim.latency_ci:.2g} s, "
                 f"p50 {sim.latency_p50:.4g}, p95 {sim.latency_p95:.4g}, "

@@ -71,3 +71,22 @@ def test_report_table_has_units_and_flags():
     ]
     assert frame["bottleneck"].all()
     np.testing.assert_allclose(frame["load"], 0.7)
+
+
+def test_report_predicts_the_mm1_sojourn_when_stable():
+    # M = 0 on one device with exponential service is M/M/1: W = 1 / (mu - lambda).
+    net = MoANetwork(n=1, M=0, k=0, arrival_rate=0.6, service_time=1.0)
+    report = stability_report(net)
+    assert report.latency is not None
+    assert report.latency.mean_s == pytest.approx(1 / (1 - 0.6), rel=1e-9)
+    # The sojourn of M/M/1 is exponential with rate mu - lambda: p95 = ln(20) / 0.4.
+    assert report.latency.quantile(0.95) == pytest.approx(np.log(20) / 0.4, rel=5e-3)
+    assert "latency (analytic)    : mean 2.5 s" in str(report)
+
+
+def test_report_has_no_latency_when_unstable_or_not_asked():
+    assert stability_report(MoANetwork(n=1, M=0, k=0, arrival_rate=1.2)).latency is None
+    net = MoANetwork(n=1, M=0, k=0, arrival_rate=0.5)
+    assert stability_report(net, latency=False).latency is None
+    with pytest.raises(ValueError, match="latency="):
+        stability_report(net, latency="yes")

@@ -59,7 +59,7 @@ def test_check_latency_goes_through_the_hook(monkeypatch, capsys):
         seen["max_load"] = moa_stability.load_profile(net).max_load
         return moa_stability.simulate(net, method="events", horizon=2000, seed=seed)
 
-    monkeypatch.setattr(check_cli, "latency_estimate", fake)
+    monkeypatch.setattr(check_cli, "simulated_latency", fake)
     assert main(["check", *RING8, "--load", "0.5", "--latency"]) == 0
     assert seen["max_load"] == pytest.approx(0.5)
     assert "latency (simulated)   : mean" in capsys.readouterr().out
