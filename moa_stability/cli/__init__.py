@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..llm.measure import LLMExtraMissingError
-from . import check, figures, measure, optimize, simulate, sweep
+from . import check, figures, measure, optimize, plan, simulate, sweep
 
 EPILOG = """\
 examples:
@@ -31,7 +31,7 @@ python -m moa_stability COMMAND ...
 """
 
 # In the order ``--help`` lists them.
-_SUBCOMMANDS = (check, simulate, optimize, measure, sweep, figures)
+_SUBCOMMANDS = (check, simulate, optimize, plan, measure, sweep, figures)
 # What a user can cause and fix: bad values, a missing file, the [llm] extra not installed.
 _USER_ERRORS = (ValueError, FileNotFoundError, LLMExtraMissingError)
 

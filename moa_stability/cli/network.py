@@ -82,7 +82,15 @@ def read_network_file(path: Path) -> dict[str, Any]:
     return spec.get("network", spec)
 
 
-def network_from_flags(
+_FLAG_OF = {"arrival_rate": "--rate", "service_time": "--service-time", "k": "--k"}
+_FORM_OF = {
+    "arrival_rate": "a number or one per device, e.g. 0.1 or 0.1,0.2",
+    "service_time": "e.g. 1, 1,1,1,4 or propose=1,refine=2,aggregate=2",
+    "k": "an integer or one per layer, e.g. 2 or 2,1",
+}
+
+
+def network_spec(
     network: Path | None = None,
     n: int | None = None,
     M: int | None = None,
@@ -90,10 +98,9 @@ def network_from_flags(
     rate: str | None = None,
     service_time: str | None = None,
     topology: str | None = None,
-    load: float | None = None,
-) -> MoANetwork:
-    """A network from a file (or the defaults ``n=4, M=2, k=2``, 0.025 prompts/s, 1 s),
-    overridden by the flags that are given (``None``: not given).
+) -> dict[str, Any]:
+    """The fields of a network from a file (or the defaults ``n=4, M=2, k=2``, 0.025
+    prompts/s, 1 s), overridden by the flags that are given (``None``: not given).
 
     Parameters
     ----------
@@ -105,9 +112,11 @@ def network_from_flags(
         The flags' text: ``"2"`` or ``"2,1"``; ``"0.1"`` or one per device; ``"1"``, per
         device or ``"propose=1,refine=2,aggregate=2"``; a name or
         ``random-regular:DEGREE[:SEED]``.
-    load : float, optional
-        Scale the rates so that the busiest device has this load
-        (:meth:`~moa_stability.MoANetwork.at_load`).
+
+    Raises
+    ------
+    ValueError
+        Naming the flag, when its text is not of its form.
     """
     spec = dict(_DEFAULTS) if network is None else read_network_file(network)
     converters: dict[str, Callable[[str], Any]] = {
@@ -117,15 +126,28 @@ def network_from_flags(
     }
     flags = {"n": n, "M": M, "k": k, "arrival_rate": rate, "service_time": service_time}
     for name, value in flags.items():
-        if value is not None:
+        if value is None:
+            continue
+        try:
             spec[name] = converters[name](value) if name in converters else value
+        except ValueError as err:
+            raise ValueError(
+                f"{_FLAG_OF[name]}={value}: not of the form {_FORM_OF[name]}; fix the value"
+            ) from err
     if topology is not None:
         spec["topology"] = _topology(topology, int(spec["n"]))
+    return spec
+
+
+def network_from_flags(load: float | None = None, **flags: Any) -> MoANetwork:
+    """The network of :func:`network_spec` (same keyword arguments), scaled so that the
+    busiest device has load ``load`` when it is given
+    (:meth:`~moa_stability.MoANetwork.at_load`)."""
     if load is not None and not (math.isfinite(load) and load > 0):
         raise ValueError(
             f"--load={load}: must be finite and > 0; pass the busiest device's load, e.g. 0.8"
         )
-    net = network_from_dict(spec)
+    net = network_from_dict(network_spec(**flags))
     return net if load is None else net.at_load(load)
 
 
