@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from ..llm.measure import LLMExtraMissingError
-from . import check, figures, measure, optimize, plan, simulate, sweep
+from ..llm.measure import LLMExtraMissingError, MachineBusyError
+from . import check, figures, measure, optimize, plan, simulate, sweep, testbed
 
 EPILOG = """\
 examples:
@@ -31,9 +31,10 @@ python -m moa_stability COMMAND ...
 """
 
 # In the order ``--help`` lists them.
-_SUBCOMMANDS = (check, simulate, optimize, plan, measure, sweep, figures)
-# What a user can cause and fix: bad values, a missing file, the [llm] extra not installed.
-_USER_ERRORS = (ValueError, FileNotFoundError, LLMExtraMissingError)
+_SUBCOMMANDS = (check, simulate, optimize, plan, measure, testbed, sweep, figures)
+# What a user can cause and fix: bad values, a missing file, the [llm] extra not installed,
+# a machine too busy to measure on.
+_USER_ERRORS = (ValueError, FileNotFoundError, LLMExtraMissingError, MachineBusyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
