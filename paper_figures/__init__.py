@@ -24,6 +24,7 @@ FIGURES: tuple[str, ...] = (
     "fig7_sample_paths",
     "fig8_memory",
     "fig9_latency",
+    "fig10_planner",
 )
 """Registered figure modules, in the order they are generated; each names its output files."""
 

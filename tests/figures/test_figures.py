@@ -180,3 +180,28 @@ def test_fig5_lp_equals_symbolic_and_the_knee_brackets_it(quick_run):
     np.testing.assert_allclose(t["lp_rate_per_s"], t["symbolic_rate_per_s"], rtol=1e-7)
     assert t["knee_contains_symbolic"].all()
     assert (t["paper_propose_rate_per_s"] > t["symbolic_rate_per_s"]).all()
+
+
+def test_fig9_m0_matches_mm1_and_the_estimate_tracks_simulation(quick_run):
+    t = table(quick_run, "fig9_latency")
+    m0 = t[t.M == 0]
+    # M = 0 with alpha = 1 s is M/M/1 at load rho: W = 1 / (1 - rho) exactly.
+    assert m0.estimate_mean_s.to_numpy() == pytest.approx(1 / (1 - m0.load.to_numpy()), rel=1e-9)
+    # The simulation brackets the exact M/M/1 sojourn within 4 of its CI half-widths.
+    assert np.all(np.abs(m0.sim_mean_s - 1 / (1 - m0.load)) <= 4 * m0.sim_mean_ci_s + 1e-3)
+    # The floor for the estimate's mean, at every stable load <= 0.9.
+    assert (t.estimate_mean_rel_err.abs() <= 0.1).all()
+
+
+def test_fig10_capacities_follow_the_loads_and_the_frontier_is_undominated(quick_run):
+    t = table(quick_run, "fig10_planner")
+    assert set(t.rate_per_s) == {0.005, 0.01, 0.02}
+    fit = t[t.feasible]
+    # A shape fits at a rate exactly when its capacity scale reaches 1 (load margin 0.1).
+    assert (t.feasible == (t.capacity_scale >= 1)).all()
+    assert (fit.max_load <= 0.9 + 1e-9).all()
+    for _, part in fit.groupby("rate_per_s"):
+        front = part[part.pareto]
+        for row in front.itertuples():
+            better = part[(part.quality > row.quality) & (part.quantile_s <= row.quantile_s)]
+            assert better.empty
