@@ -101,3 +101,15 @@ def test_simulation_settles_the_undetermined_network(executed):
 def test_results_plot_themselves(executed):
     for tag in ("report_plot", "simulate_plot"):
         assert any("image/png" in out.get("data", {}) for out in executed[tag].outputs), tag
+
+
+def test_latency_prediction_sits_beside_the_simulation(executed):
+    text = text_of(executed["latency"])
+    predicted = float(re.search(r"Latency \(estimate.*?mean ([\d.]+) s", text).group(1))
+    simulated, ci = map(float, re.search(r"simulated: mean ([\d.]+) \+- ([\d.]+) s", text).groups())
+    # The estimate's floor against simulation (docs/latency.md): 10% of the mean or the CI.
+    assert abs(predicted - simulated) <= max(0.1 * simulated, ci)
+
+
+def test_planner_names_a_feasible_shape(executed):
+    assert re.search(r"best: \(\d, \d\)", text_of(executed["plan"]))
