@@ -26,6 +26,14 @@ def _names(text: str | None) -> list[str]:
     return names
 
 
+def _writable_folder(out: Path) -> None:
+    """Create ``out`` now, so that a bad folder fails before minutes of computing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out={out}: cannot create this folder ({err.strerror})") from err
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m paper_figures", description=__doc__.splitlines()[0]
@@ -49,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         names = _names(args.only)
+        _writable_folder(args.out)
     except ValueError as err:
         print(f"paper_figures: error: {err}", file=sys.stderr)
         return 2

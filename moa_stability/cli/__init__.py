@@ -37,9 +37,17 @@ _SUBCOMMANDS = (check, simulate, optimize, plan, measure, testbed, sweep, figure
 _USER_ERRORS = (ValueError, FileNotFoundError, LLMExtraMissingError, MachineBusyError)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage mistake is one line (not the usage block) and exit 2,
+    like every other user error of the command line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``moa-stability`` parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="moa-stability",
         description="Stability, latency and load balancing of distributed Mixture-of-Agents "
         "networks.",

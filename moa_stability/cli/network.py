@@ -49,8 +49,18 @@ def _topology(text: str, n: int) -> Any:
             f"--topology={text}: expected random-regular:DEGREE[:SEED]; "
             "pass e.g. random-regular:3:7"
         )
-    seed = int(parts[2]) if len(parts) == 3 else 0
-    return random_regular_graph(n, int(parts[1]), seed=seed)
+    try:
+        degree, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+    except ValueError as err:
+        raise ValueError(
+            f"--topology={text}: DEGREE and SEED must be whole numbers; pass e.g. "
+            "random-regular:3:7"
+        ) from err
+    if degree < 1 or seed < 0:
+        raise ValueError(
+            f"--topology={text}: needs DEGREE >= 1 and SEED >= 0; pass e.g. random-regular:3:7"
+        )
+    return random_regular_graph(n, degree, seed=seed)
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +87,15 @@ def read_network_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     try:
         spec = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"--network={path}: cannot parse it ({err}); fix the file") from err
-    return spec.get("network", spec)
+    spec = spec.get("network", spec) if isinstance(spec, dict) else spec
+    if not isinstance(spec, dict):
+        raise ValueError(
+            f"--network={path}: holds a {type(spec).__name__}, not a table of MoANetwork "
+            "fields; write e.g. n = 4, M = 2, k = 2, arrival_rate = 0.05"
+        )
+    return spec
 
 
 _FLAG_OF = {"arrival_rate": "--rate", "service_time": "--service-time", "k": "--k"}

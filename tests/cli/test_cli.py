@@ -15,7 +15,8 @@ from moa_stability.cli.sweep import grid_from_args
 
 def test_every_subcommand_is_registered():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == {"check", "simulate", "optimize", "measure", "sweep", "figures"}
+    expected = {"check", "simulate", "optimize", "plan", "measure", "testbed", "sweep", "figures"}
+    assert set(sub.choices) == expected
 
 
 def test_check_exit_status_follows_the_verdict(tmp_path, capsys):
