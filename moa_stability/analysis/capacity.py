@@ -49,20 +49,23 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 
 from ..model.loads import own_work
 from ..model.network import PROPOSE, REFINE, MoANetwork
+from .flow import maximum_flow, residual_graph
 from .optimize import (
     _BINDING_RTOL,
+    StableRateResult,
     _Bounds,
     _Edges,
     _inclusion,
     _silence_highs_banner,
-    StableRateResult,
 )
 
-SOLVER_PATH = "highs-structured"
-"""``solver_path`` of results from this module (``"cvxpy"`` for the general program)."""
+SOLVER_PATHS: tuple[str, str, str] = ("parametric-flow", "highs-structured", "cvxpy")
+"""``solver_path`` values: one merged group (:func:`_parametric_flow`), several
+(:func:`_structured_lp`), and the general program of :mod:`~moa_stability.analysis.optimize`."""
 
 _HIGHS_OPTIONS = {
     "solver": "ipm",
@@ -72,32 +75,46 @@ _HIGHS_OPTIONS = {
     "dual_feasibility_tolerance": 1e-10,
     "output_flag": False,
 }
+# Helper-time rows within this relative distance of proportional share one group.
+_PROPORTIONAL_RTOL = 1e-12
+# A flow this close to the supply counts as saturating (float round-off in the max-flow).
+_SATURATED_RTOL = 1e-12
+_MAX_NEWTON_STEPS = 60
+# The certificate the status "optimal" promises: dual bound within this of the value.
+_CERTIFIED_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
 class _Group:
-    """Layers merged into one flow: helper seconds per device, ``k`` and the layer count."""
+    r"""Layers merged into one flow :math:`z = \sum_m \alpha_m x_m`, where layer ``m``'s
+    helper seconds are :math:`\alpha_m` times ``helper_time``; ``weight`` is
+    :math:`C = \sum_m \alpha_m` and every layer gets :math:`x_m = z / C`."""
 
     layers: tuple[int, ...]
     helper_time: np.ndarray
     k: int
-
-    @property
-    def count(self) -> int:
-        return len(self.layers)
+    weight: float
 
 
-def _groups(net: MoANetwork) -> list[_Group]:
-    """Layers with ``k > 0`` grouped by (helper service time row, ``k``)."""
-    s = net.service_time
-    # Refine helpers cost what propose helpers cost when the two rows agree: one group.
-    same = np.array_equal(s[PROPOSE], s[REFINE])
-    keys: dict[tuple[int, int], list[int]] = {}
+def _groups(net: MoANetwork, seconds: float) -> list[_Group]:
+    """Layers with ``k > 0`` grouped by ``k`` and by helper-time row up to a factor (times in
+    units of ``seconds``)."""
+    s = net.service_time / seconds
+    groups: list[_Group] = []
     for m, km in enumerate(net.k):
-        if km:
-            row = PROPOSE if (m == 0 or same) else REFINE
-            keys.setdefault((row, km), []).append(m)
-    return [_Group(tuple(ls), s[row], km) for (row, km), ls in keys.items()]
+        if not km:
+            continue
+        row = s[PROPOSE if m == 0 else REFINE]
+        for at, g in enumerate(groups):
+            alpha = row[0] / g.helper_time[0]
+            if g.k == km and np.allclose(
+                row, alpha * g.helper_time, rtol=_PROPORTIONAL_RTOL, atol=0
+            ):
+                groups[at] = _Group((*g.layers, m), g.helper_time, km, g.weight + alpha)
+                break
+        else:
+            groups.append(_Group((m,), row, km, 1.0))
+    return groups
 
 
 def applies(
@@ -121,20 +138,22 @@ def applies(
     )
 
 
-def _program(
-    net: MoANetwork, edges: _Edges, groups: list[_Group], d: np.ndarray, w: np.ndarray
-) -> highspy.HighsLp:
-    """Columns ``[T, y_1, ..., y_G]``; rows ``[load_1..n, balance_{g,1..n}]`` (see module)."""
-    n, E, G = net.n, edges.origin.size, len(groups)
+def _structured_lp(
+    edges: _Edges, groups: list[_Group], d: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Columns ``[T, z_1, ..., z_G]``, rows ``[load_1..n, balance_{g,1..n}]``: the flows and
+    the load-row multipliers."""
+    n, E, G = edges.n, edges.origin.size, len(groups)
     lp = highspy.HighsLp()
     lp.num_col_ = 1 + G * E
     lp.num_row_ = n + G * n
     lp.col_cost_ = np.r_[1.0, np.zeros(G * E)]
     lp.col_lower_ = np.zeros(1 + G * E)
-    lp.col_upper_ = np.r_[np.inf, np.concatenate([g.count * d[edges.origin] for g in groups])]
-    # load_i - T <= -w_i d_i; sum_i y_g[j, i] = c_g k_g d_j.
-    lp.row_lower_ = np.r_[np.full(n, -np.inf), np.concatenate([g.count * g.k * d for g in groups])]
-    lp.row_upper_ = np.r_[-w * d, np.concatenate([g.count * g.k * d for g in groups])]
+    lp.col_upper_ = np.r_[np.inf, np.concatenate([g.weight * d[edges.origin] for g in groups])]
+    # load_i - T <= -w_i d_i; sum_i z_g[j, i] = C_g k_g d_j.
+    supply = np.concatenate([g.weight * g.k * d for g in groups])
+    lp.row_lower_ = np.r_[np.full(n, -np.inf), supply]
+    lp.row_upper_ = np.r_[-w * d, supply]
     index = np.empty(n + 2 * G * E, dtype=np.int32)
     value = np.empty(n + 2 * G * E)
     index[:n], value[:n] = np.arange(n), -1.0
@@ -149,7 +168,72 @@ def _program(
     lp.a_matrix_.start_ = np.r_[0, n + 2 * np.arange(G * E + 1)].astype(np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = value
-    return lp
+    _silence_highs_banner()
+    highs = highspy.Highs()
+    for key, val in _HIGHS_OPTIONS.items():
+        highs.setOptionValue(key, val)
+    if highs.passModel(lp) == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the structured program")
+    highs.run()
+    solution = highs.getSolution()
+    if not (solution.value_valid and solution.dual_valid):
+        status = highs.modelStatusToString(highs.getModelStatus())
+        raise ValueError(
+            f"solver='HIGHS': the structured solve ended with status {status!r}; pass "
+            "solver='HIGHS' to max_stable_rate to use the general program"
+        )
+    flows = np.asarray(solution.col_value)[1:].reshape(G, E)
+    # Load rows are <= rows of a minimisation: HiGHS reports their multipliers as <= 0.
+    return flows, -np.asarray(solution.row_dual)[:n]
+
+
+def _parametric_flow(
+    edges: _Edges, group: _Group, d: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""One group: the least peak load :math:`T^*` by Newton's method (Dinkelbach) on cuts.
+
+    At a peak ``T`` the program is a transportation problem: origin ``j`` ships
+    :math:`C k d_j`, at most :math:`C d_j` to each neighbour, and helper ``i`` takes at most
+    :math:`(T - w_i d_i)/s_i`. A minimum cut that keeps the helpers :math:`H` on the source side
+    shows :math:`T^* \ge r(H) = \big(\sum_j C d_j (k - |\mathcal N(j)\setminus H|)^+ +
+    \sum_{i\in H} w_i d_i/s_i\big) / \sum_{i \in H} 1/s_i`, which is the dual function at
+    :math:`\mu \propto 1/s` on :math:`H`. Starting from such a bound, each short flow yields a
+    cut with a larger ratio; a saturating flow at ``T = r(H)`` proves :math:`T^* = T`.
+    Returns the flow and the multipliers of the last cut.
+    """
+    n, E = edges.n, edges.origin.size
+    s, C, k = group.helper_time, group.weight, group.k
+    supply = C * k * d
+    source, sink = 0, 2 * n + 1
+    tail = np.concatenate([np.zeros(n, np.int64), 1 + edges.origin, n + 1 + np.arange(n)])
+    head = np.concatenate([1 + np.arange(n), n + 1 + edges.helper, np.full(n, sink)])
+    graph, forward = residual_graph(2 * n + 2, tail, head, np.zeros(tail.size))
+    fixed = np.concatenate([supply, C * d[edges.origin]])
+
+    def multipliers(helpers: np.ndarray) -> np.ndarray:
+        return np.where(helpers, 1.0 / s, 0.0)
+
+    # Two lower bounds to start from: all helpers (total work over total speed) and the
+    # busiest device's own work.
+    mu = multipliers(np.ones(n, bool))
+    peak = _dual_bound(mu, edges, [group], d, w)
+    own = np.zeros(n)
+    own[np.argmax(w * d)] = 1.0
+    if _dual_bound(own, edges, [group], d, w) > peak:
+        mu, peak = own, _dual_bound(own, edges, [group], d, w)
+    for _ in range(_MAX_NEWTON_STEPS):
+        graph.capacity[:] = 0.0
+        graph.capacity[forward] = np.concatenate([fixed, np.maximum(peak - w * d, 0.0) / s])
+        value, source_side = maximum_flow(graph, source, sink)
+        if value >= supply.sum() * (1 - _SATURATED_RTOL):
+            break
+        cut = multipliers(source_side[n + 1 : 2 * n + 1])
+        better = _dual_bound(cut, edges, [group], d, w)
+        if better <= peak:  # round-off: the cut proves no more than we have
+            break
+        mu, peak = cut, better
+    flow = fixed[n:] - graph.capacity[forward[n : n + E]]
+    return flow[None, :], mu
 
 
 def _dual_bound(
@@ -168,26 +252,29 @@ def _dual_bound(
         cheapest = np.bincount(
             edges.origin, weights=np.where(rank < group.k, price[order], 0.0), minlength=edges.n
         )
-        bound += group.count * float(cheapest @ d)
+        bound += group.weight * float(cheapest @ d)
     return bound
 
 
 def max_scale_selection(net: MoANetwork, bounds: _Bounds) -> StableRateResult:
-    r"""``max_stable_rate(net, "scale", optimise_selection=True)`` by the structured program
+    r"""``max_stable_rate(net, "scale", optimise_selection=True)`` by the structured programs
     of the module docstring, with a certified dual bound.
+
+    One merged group (one ``k`` and helper times proportional across layers, e.g. one service
+    time per device) goes to the parametric max-flow, several to the structured LP.
 
     Parameters
     ----------
     net : MoANetwork
         The network; its rates are the direction (some must be positive, see :func:`applies`).
     bounds : _Bounds
-        The validated cap and (absent) rate bounds of the call.
+        The validated cap of the call (no rate bounds).
 
     Returns
     -------
     StableRateResult
-        With ``solver_path="highs-structured"`` and ``dual_bound`` the proven upper bound on
-        :math:`\theta^*`.
+        With ``solver_path`` from :data:`SOLVER_PATHS` and ``dual_bound`` a proven upper bound
+        on :math:`\theta^*`.
     """
     start = time.perf_counter()
     # O(1) numbers for the solver: rates relative to the largest, seconds to the slowest.
@@ -196,53 +283,37 @@ def max_scale_selection(net: MoANetwork, bounds: _Bounds) -> StableRateResult:
     d = net.arrival_rate / d_scale
     w = own_work(net) / s_scale
     edges = _Edges.of(net)
-    groups = [
-        _Group(g.layers, g.helper_time / s_scale, g.k) for g in _groups(net)
-    ]
-    lp = _program(net, edges, groups, d, w)
-    _silence_highs_banner()
-    highs = highspy.Highs()
-    for key, val in _HIGHS_OPTIONS.items():
-        highs.setOptionValue(key, val)
-    if highs.passModel(lp) == highspy.HighsStatus.kError:
-        raise RuntimeError(f"HiGHS rejected the structured program of {net!r}")
+    groups = _groups(net, s_scale)
     built = time.perf_counter()
-    highs.run()
+    if len(groups) == 1:
+        flows, mu = _parametric_flow(edges, groups[0], d, w)
+        solver, path = "dinic", SOLVER_PATHS[0]
+    else:
+        flows, mu = _structured_lp(edges, groups, d, w)
+        solver, path = "HIGHS", SOLVER_PATHS[1]
     solved = time.perf_counter()
-    status = highs.modelStatusToString(highs.getModelStatus())
-    solution = highs.getSolution()
-    if not solution.value_valid:
-        raise ValueError(
-            f"solver='HIGHS': the structured solve ended with status {status!r} for {net!r}; "
-            "retry with solver='HIGHS' to use the general program"
-        )
-    flows = np.asarray(solution.col_value)[1:].reshape(len(groups), -1)
-    E, n = edges.origin.size, net.n
-    # Per layer: pi = y_g / (c_g d_j), projected onto the constraints; the loads are then
-    # recomputed exactly, so the peak (and the rates) is feasible whatever the round-off.
-    layer_pi = [None] * net.M
-    for group, y in zip(groups, flows, strict=True):
-        pi = _inclusion(net, edges, group.layers[0], d, y / group.count)
+    # Per layer: pi = z_g / (C_g d_j), projected onto the constraints; the loads are then
+    # recomputed, so the peak (and the rates) is feasible whatever the round-off.
+    layer_pi: list[sp.csr_array | None] = [None] * net.M
+    for group, z in zip(groups, flows, strict=True):
+        pi = _inclusion(net, edges, group.layers[0], d, z / group.weight)
         for m in group.layers:
             layer_pi[m] = pi
-    empty = _inclusion(net, edges, 0, d, None)
+    empty = sp.csr_array((net.n, net.n))
     selection = tuple(empty if pi is None else pi for pi in layer_pi)
     s = net.service_time / s_scale
-    peak_loads = w * d
+    load = w * d
     for m, pi in enumerate(selection):
-        peak_loads = peak_loads + s[PROPOSE if m == 0 else REFINE] * (pi.T @ d)
-    peak = float(peak_loads.max())
-    mu = -np.asarray(solution.row_dual if highs.getSolution().dual_valid else np.zeros(n))[:n]
-    if not np.any(mu > 0):
-        mu = (peak_loads >= peak * (1 - _BINDING_RTOL)).astype(float)
+        load = load + s[PROPOSE if m == 0 else REFINE] * (pi.T @ d)
+    peak = float(load.max())
     lower = _dual_bound(mu, edges, groups, d, w)
     cap = bounds.cap
     theta = cap / (peak * d_scale * s_scale)
+    dual_bound = cap / (lower * d_scale * s_scale)
     rates = theta * net.arrival_rate
-    optimum = net.replace(arrival_rate=rates, selection=selection)
-    rho = peak_loads * cap / peak
-    mu = np.maximum(mu, 0.0) / max(mu.clip(0).sum(), 1e-300)
-    del E
+    rho = load * (cap / peak)
+    rho.setflags(write=False)
+    mu = np.maximum(mu, 0.0) / np.maximum(mu, 0.0).sum()
     return StableRateResult(
         objective="scale",
         value=float(theta),
@@ -253,11 +324,11 @@ def max_scale_selection(net: MoANetwork, bounds: _Bounds) -> StableRateResult:
         duals=theta * mu / cap,
         selection=selection,
         selection_optimised=True,
-        network=optimum,
-        solver="HIGHS",
-        status="optimal" if status == "Optimal" else status,
+        network=net.replace(arrival_rate=rates, selection=selection),
+        solver=solver,
+        status="optimal" if dual_bound <= theta * (1 + _CERTIFIED_RTOL) else "optimal_inaccurate",
         build_time_s=built - start,
         solve_time_s=solved - built,
-        dual_bound=cap / (lower * d_scale * s_scale),
-        solver_path=SOLVER_PATH,
+        dual_bound=float(dual_bound),
+        solver_path=path,
     )
