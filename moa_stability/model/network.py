@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from scipy.sparse.csgraph import connected_components
 
 JOB_TYPES: tuple[str, str, str] = ("propose", "refine", "aggregate")
@@ -231,13 +232,22 @@ def _star(n: int) -> sp.csr_array:
     return sp.csr_array((np.ones(2 * (n - 1)), (rows, cols)), shape=(n, n))
 
 
+# networkx's generator (Steger-Wormald, asymptotically uniform) takes ~10 s at n = 10^5; past
+# this many edge ends the switched pairing below is used (seconds at n = 10^6, degree 8).
+_NETWORKX_MAX_STUBS = 100_000
+_MAX_SWITCH_ROUNDS = 1000
+
+
 def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr_array:
-    """Adjacency of a uniformly random ``degree``-regular graph on ``n`` devices.
+    """Adjacency of a random ``degree``-regular graph on ``n`` devices (``n * degree`` even).
 
-    Wraps :func:`networkx.random_regular_graph`; ``n * degree`` must be even.
+    Up to ``n * degree = 10^5`` edge ends it wraps :func:`networkx.random_regular_graph`
+    (asymptotically uniform). Beyond, it pairs the ``n * degree`` edge ends uniformly at random
+    (the configuration model) and removes the few self-loops and repeated edges (about
+    ``(d^2 - 1)/4`` of the ``n d / 2`` edges) by random switchings: a bad edge ``(a, b)`` and a
+    random edge ``(c, e)`` become ``(a, c), (b, e)``, which keeps every degree. The result is
+    uniform up to the switched edges, a vanishing fraction at large ``n``.
     """
-    import networkx as nx
-
     if degree >= n or (n * degree) % 2:
         raise _fail(
             "degree",
@@ -245,8 +255,62 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
             f"no {degree}-regular graph on n={n} devices exists",
             "choose degree < n with n*degree even",
         )
-    g = nx.random_regular_graph(degree, n, seed=seed)
-    return nx.to_scipy_sparse_array(g, nodelist=range(n), format="csr")
+    if n * degree <= _NETWORKX_MAX_STUBS:
+        import networkx as nx
+
+        g = nx.random_regular_graph(degree, n, seed=seed)
+        return nx.to_scipy_sparse_array(g, nodelist=range(n), format="csr")
+    rng = np.random.default_rng(seed)
+    ends = rng.permutation(np.repeat(np.arange(n, dtype=np.int64), degree))
+    a, b = ends[0::2], ends[1::2]
+    for _ in range(_MAX_SWITCH_ROUNDS):
+        indptr, indices, bad = _pairing_csr(a, b, n, degree)
+        if not bad.size:
+            return sp.csr_array((np.ones(indices.size), indices, indptr), shape=(n, n))
+        # Few bad edges (a constant expected number for fixed degree): switch them one by one.
+        for i, j in zip(bad, rng.integers(0, a.size, bad.size), strict=True):
+            a[i], b[i], a[j], b[j] = a[i], a[j], b[i], b[j]
+    raise _fail(
+        "degree",
+        degree,
+        f"no simple {degree}-regular graph found on n={n} devices",
+        "use a smaller degree",
+    )
+
+
+@njit(cache=True)
+def _pairing_csr(a, b, n, degree):  # pragma: no cover - numba
+    """CSR (sorted columns) of the ``degree``-regular multigraph with edges ``a[e]-b[e]``, and
+    the edges that are self-loops or repeated (every copy): one counting pass, then an
+    insertion sort of each row's ``degree`` entries."""
+    indptr = np.arange(n + 1) * degree
+    fill = indptr[:-1].copy()
+    indices = np.empty(n * degree, dtype=np.int64)
+    edge = np.empty(n * degree, dtype=np.int64)
+    for e in range(a.size):
+        for u, v in ((a[e], b[e]), (b[e], a[e])):
+            indices[fill[u]] = v
+            edge[fill[u]] = e
+            fill[u] += 1
+    bad = np.zeros(a.size, dtype=np.bool_)
+    for r in range(n):
+        lo, hi = indptr[r], indptr[r + 1]
+        for p in range(lo + 1, hi):
+            col, e = indices[p], edge[p]
+            q = p - 1
+            while q >= lo and indices[q] > col:
+                indices[q + 1] = indices[q]
+                edge[q + 1] = edge[q]
+                q -= 1
+            indices[q + 1] = col
+            edge[q + 1] = e
+        for p in range(lo, hi):
+            if indices[p] == r:
+                bad[edge[p]] = True
+            elif p > lo and indices[p] == indices[p - 1]:
+                bad[edge[p]] = True
+                bad[edge[p - 1]] = True
+    return indptr, indices, np.flatnonzero(bad)
 
 
 @dataclass(frozen=True, eq=False)
