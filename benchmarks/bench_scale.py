@@ -90,7 +90,7 @@ for name in ("8-regular", "complete"):
     topo = random_regular_graph(n, 8, seed=1) if name == "8-regular" else "complete"
     graph_s = time.perf_counter() - start
     start = time.perf_counter()
-    net = MoANetwork(n=n, M=2, k=2, arrival_rate=0.8 / (7 * n), service_time=1.0,
+    net = MoANetwork(n=n, M=2, k=2, arrival_rate=0.8 / 7, service_time=1.0,
                      topology=topo)
     emit(task="network/" + name, n=n, seconds=time.perf_counter() - start, graph_s=graph_s,
          peak_rss_mib=rss_mib())

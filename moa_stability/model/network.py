@@ -15,6 +15,7 @@ can rely on normalised fields:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -142,7 +143,20 @@ def _service_times(value: Any, n: int, M: int) -> np.ndarray:
     return table
 
 
+# Adjacency matrices that passed validation (and the connectivity check), made read-only so
+# the verdict stays true: ``replace``, ``scaled`` and ``at_load`` pass the same object again,
+# and checking a 10^6-device graph twice costs seconds.
+_VALID_GRAPHS: weakref.WeakValueDictionary[int, sp.csr_array] = weakref.WeakValueDictionary()
+_CONNECTED_GRAPHS: weakref.WeakValueDictionary[int, sp.csr_array] = weakref.WeakValueDictionary()
+
+
+def _known(registry: weakref.WeakValueDictionary, value: Any) -> bool:
+    return registry.get(id(value)) is value
+
+
 def _adjacency(value: Any, n: int) -> str | sp.csr_array:
+    if _known(_VALID_GRAPHS, value) and value.shape == (n, n):
+        return value
     if isinstance(value, str):
         builders = {"complete": None, "ring": _ring, "star": _star}
         if value not in builders:
@@ -172,7 +186,8 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
             )
         value = nx.to_scipy_sparse_array(value, nodelist=sorted(value.nodes()), format="csr")
     try:
-        adj = sp.csr_array(value, dtype=float)
+        # A copy: the validated matrix is made read-only, the caller's must stay writable.
+        adj = sp.csr_array(value, dtype=float, copy=True)
     except (TypeError, ValueError) as err:
         raise _fail(
             "topology",
@@ -203,15 +218,37 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
             "a device cannot be its own neighbour",
             "set the diagonal to zero",
         )
-    if (adj != adj.T).nnz:
+    adj.sort_indices()
+    if not _is_symmetric(adj.indptr, adj.indices):
         raise _fail(
             "topology",
             "asymmetric matrix",
             "the gossip graph must be undirected",
             "make the adjacency matrix symmetric",
         )
-    adj.sort_indices()
+    for part in (adj.data, adj.indices, adj.indptr):
+        part.setflags(write=False)
+    _VALID_GRAPHS[id(adj)] = adj
     return adj
+
+
+@njit(cache=True)
+def _is_symmetric(indptr, indices):  # pragma: no cover - numba
+    """Whether every entry ``(r, c)`` of a CSR pattern with sorted, distinct columns has its
+    mirror ``(c, r)``: a binary search per entry, no transposed copy (seconds at 10^6)."""
+    for r in range(indptr.size - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            lo, hi = indptr[c], indptr[c + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if indices[mid] < r:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == indptr[c + 1] or indices[lo] != r:
+                return False
+    return True
 
 
 def _ring(n: int) -> sp.csr_array:
@@ -403,8 +440,10 @@ class MoANetwork:
                 f"k={kmax} exceeds the {int(deg[worst])} neighbour(s) of device {worst}",
                 "lower k or add edges so every device has at least k neighbours",
             )
-        if not self.is_complete:
-            count, _ = connected_components(self.topology, directed=False)
+        if not self.is_complete and not _known(_CONNECTED_GRAPHS, self.topology):
+            # The graph is symmetric, so its strong components are its components, and the
+            # directed search skips the transposed copy the undirected one builds.
+            count, _ = connected_components(self.topology, directed=True, connection="strong")
             if count > 1:
                 raise _fail(
                     "topology",
@@ -412,6 +451,7 @@ class MoANetwork:
                     "is disconnected, so prompts never reach some helpers",
                     "connect the graph, or model each component as its own network",
                 )
+            _CONNECTED_GRAPHS[id(self.topology)] = self.topology
 
     def _inclusion_matrices(self, value: Any) -> tuple[sp.csr_array, ...] | None:
         if value is None or (isinstance(value, str) and value == "uniform"):
