@@ -117,6 +117,13 @@ def _groups(net: MoANetwork, seconds: float) -> list[_Group]:
     return groups
 
 
+# Up to this many edge flows (directed edges times layers with helpers) the general cvxpy
+# program runs (under a few seconds): its interior point returns the central optimum, which
+# spreads tied helper work evenly (the max-flow returns some optimal vertex instead, with the
+# same capacity but more devices at the cap, so longer latencies there).
+CVXPY_MAX_FLOWS = 20_000
+
+
 def applies(
     net: MoANetwork,
     objective: str,
@@ -125,13 +132,15 @@ def applies(
     solver: str | None,
 ) -> bool:
     """Whether :func:`max_scale_selection` solves this call: the ``scale`` objective with the
-    selection optimised, some helpers, positive rates somewhere, no rate bounds, and no solver
-    named (a named solver asks for the general cvxpy program)."""
+    selection optimised, some helpers, positive rates somewhere, no rate bounds, no solver
+    named (a named solver asks for the general cvxpy program), and more than
+    :data:`CVXPY_MAX_FLOWS` edge flows."""
+    flows = int(net.degrees.sum()) * sum(1 for km in net.k if km)
     return (
         objective == "scale"
         and optimise_selection
         and solver is None
-        and any(net.k)
+        and flows > CVXPY_MAX_FLOWS
         and bool(np.any(net.arrival_rate > 0))
         and not np.any(bounds.lower > 0)
         and not np.any(np.isfinite(bounds.upper))
@@ -256,7 +265,7 @@ def _dual_bound(
     return bound
 
 
-def max_scale_selection(net: MoANetwork, bounds: _Bounds) -> StableRateResult:
+def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResult:
     r"""``max_stable_rate(net, "scale", optimise_selection=True)`` by the structured programs
     of the module docstring, with a certified dual bound.
 
@@ -266,9 +275,10 @@ def max_scale_selection(net: MoANetwork, bounds: _Bounds) -> StableRateResult:
     Parameters
     ----------
     net : MoANetwork
-        The network; its rates are the direction (some must be positive, see :func:`applies`).
-    bounds : _Bounds
-        The validated cap of the call (no rate bounds).
+        The network, with ``M >= 1``, some ``k_m > 0`` and some positive rate; its rates are
+        the direction.
+    margin : float
+        Loads are held at most ``1 - margin``, ``0 <= margin < 1``.
 
     Returns
     -------
@@ -276,6 +286,12 @@ def max_scale_selection(net: MoANetwork, bounds: _Bounds) -> StableRateResult:
         With ``solver_path`` from :data:`SOLVER_PATHS` and ``dual_bound`` a proven upper bound
         on :math:`\theta^*`.
     """
+    bounds = _Bounds.of(net, "scale", margin, None, None)
+    if not (any(net.k) and np.any(net.arrival_rate > 0)):
+        raise ValueError(
+            f"net={net!r}: no helper jobs or no arrivals, so there is no selection to "
+            "optimise; use max_stable_rate"
+        )
     start = time.perf_counter()
     # O(1) numbers for the solver: rates relative to the largest, seconds to the slowest.
     d_scale = float(net.arrival_rate.max())

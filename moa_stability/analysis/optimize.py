@@ -152,8 +152,9 @@ class StableRateResult:
         A proven upper bound on ``value`` from a dual-feasible point (``scale`` with the
         selection optimised, :mod:`moa_stability.analysis.capacity`); ``None`` otherwise.
     solver_path : str
-        ``"highs-structured"`` (:mod:`moa_stability.analysis.capacity`: ``scale`` objective,
-        selection optimised, no rate bounds, no ``solver`` named) or ``"cvxpy"`` (the rest).
+        ``"parametric-flow"`` or ``"highs-structured"`` (:mod:`moa_stability.analysis.capacity`:
+        ``scale`` objective, selection optimised, no rate bounds, no ``solver`` named, more
+        than ``capacity.CVXPY_MAX_FLOWS`` edge flows) or ``"cvxpy"`` (the rest).
     """
 
     objective: str
@@ -563,7 +564,7 @@ def max_stable_rate(
     from . import capacity  # it builds on this module
 
     if capacity.applies(net, objective, optimise_selection, bounds, solver):
-        return capacity.max_scale_selection(net, bounds)
+        return capacity.max_scale_selection(net, margin)
     return _solve(
         net,
         objective,

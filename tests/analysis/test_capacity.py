@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_flow as scipy_maximum_flow
 
 from moa_stability import MoANetwork, loads, max_stable_rate, random_regular_graph
+from moa_stability.analysis.capacity import max_scale_selection
 from moa_stability.analysis.flow import maximum_flow, residual_graph
 
 
@@ -42,19 +43,21 @@ def _network(seed: int, rows: str) -> MoANetwork:
 @pytest.mark.parametrize("seed", range(8))
 def test_structured_agrees_with_cvxpy_and_is_certified(seed: int, rows: str) -> None:
     net = _network(seed, rows)
-    fast = max_stable_rate(net, optimise_selection=True, margin=0.1)
-    general = max_stable_rate(net, optimise_selection=True, margin=0.1, solver="HIGHS")
-    assert general.solver_path == "cvxpy"
+    general = max_stable_rate(net, optimise_selection=True, margin=0.1)
+    assert general.solver_path == "cvxpy"  # small: the general program
     # Layers merge by k and, unless the type rows are proportional, by job type.
     keys = {(km, rows == "independent" and m > 0) for m, km in enumerate(net.k) if km}
-    expected = {0: "cvxpy", 1: "parametric-flow"}.get(len(keys), "highs-structured")
-    assert fast.solver_path == expected
+    if not keys:
+        with pytest.raises(ValueError, match="no selection to optimise"):
+            max_scale_selection(net, margin=0.1)
+        return
+    fast = max_scale_selection(net, margin=0.1)
+    assert fast.solver_path == ("parametric-flow" if len(keys) == 1 else "highs-structured")
     assert fast.value == pytest.approx(general.value, rel=1e-7)
     # The certificate: a proven upper bound, within 1e-6 of the value.
-    if keys:
-        assert fast.value <= fast.dual_bound * (1 + 1e-12)
-        assert fast.dual_bound <= fast.value * (1 + 1e-6)
-        assert fast.status == "optimal"
+    assert fast.value <= fast.dual_bound * (1 + 1e-12)
+    assert fast.dual_bound <= fast.value * (1 + 1e-6)
+    assert fast.status == "optimal"
     # The returned network is feasible and tight, by the library's own traffic equations.
     rho = loads(fast.network)
     np.testing.assert_allclose(rho, fast.loads, rtol=1e-9, atol=1e-12)
@@ -66,17 +69,32 @@ def test_one_service_time_per_device_matches_the_hand_solution() -> None:
     # n=4 complete, M=2, k=2, device 3 four times slower: the three fast devices share all
     # helper work, so each carries (with theta = 1/12 of unit rates) exactly load 1.
     net = MoANetwork(n=4, M=2, k=2, arrival_rate=1.0, service_time=[1, 1, 1, 4])
-    res = max_stable_rate(net, optimise_selection=True)
+    res = max_scale_selection(net)
     assert res.solver_path == "parametric-flow"
     assert res.value == pytest.approx(1 / 12, rel=1e-12)
     assert res.dual_bound == pytest.approx(1 / 12, rel=1e-12)
 
 
-def test_rate_bounds_and_named_solvers_use_the_general_program() -> None:
-    net = _network(3, "one")
-    assert max_stable_rate(net, optimise_selection=True, rate_upper=10.0).solver_path == "cvxpy"
-    assert max_stable_rate(net, optimise_selection=True, solver="CLARABEL").solver_path == "cvxpy"
-    assert max_stable_rate(net).dual_bound is None
+def test_large_networks_take_the_structured_path_unless_bounds_or_a_solver_are_given() -> None:
+    n = 600  # 600 * 20 directed edges * 2 layers = 24000 edge flows > CVXPY_MAX_FLOWS
+    rng = np.random.default_rng(5)
+    speed = rng.uniform(0.5, 2.0, n)
+    net = MoANetwork(
+        n=n,
+        M=2,
+        k=3,
+        arrival_rate=rng.uniform(0.1, 1.0, n),
+        service_time=np.vstack([speed, 1.5 * speed, 1.5 * speed]),
+        topology=random_regular_graph(n, 20, seed=5),
+    )
+    res = max_stable_rate(net, optimise_selection=True)
+    assert res.solver_path == "parametric-flow"
+    assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)
+    assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
+    bounded = max_stable_rate(net, optimise_selection=True, rate_upper=1e3, margin=0.5)
+    assert bounded.solver_path == "cvxpy"
+    assert bounded.value == pytest.approx(0.5 * res.value, rel=1e-7)
+    assert max_stable_rate(_network(3, "one")).dual_bound is None
 
 
 @pytest.mark.parametrize("seed", range(5))
