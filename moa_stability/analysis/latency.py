@@ -288,28 +288,32 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
 def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no cover - numba
     r"""Per origin :math:`j`: :math:`\frac{1}{d_j}\sum_{i \in \mathcal N(j)} s_j s_i
     \big(\text{direct}_j + \text{direct}_i + \sum_{o \in \mathcal N(j) \cap
-    \mathcal N(i)} \text{third}_o\big)`, the common neighbours found by merging the two
-    sorted adjacency rows."""
+    \mathcal N(i)} \text{third}_o\big)`. Each edge is visited once (``j < i``) and credited
+    to both ends; its common neighbours come from merging the two sorted adjacency rows."""
     n = indptr.size - 1
-    out = np.zeros(n)
+    total = np.zeros(n)
     for j in range(n):
-        total = 0.0
         for p in range(indptr[j], indptr[j + 1]):
             i = indices[p]
-            common = 0.0
+            if i <= j:
+                continue
+            shared = direct[j] + direct[i]
             a, b = indptr[j], indptr[i]
             while a < indptr[j + 1] and b < indptr[i + 1]:
                 if indices[a] == indices[b]:
-                    common += third[indices[a]]
+                    shared += third[indices[a]]
                     a += 1
                     b += 1
                 elif indices[a] < indices[b]:
                     a += 1
                 else:
                     b += 1
-            total += scale[i] * (direct[j] + direct[i] + common)
+            total[j] += scale[i] * shared
+            total[i] += scale[j] * shared
+    out = np.zeros(n)
+    for j in range(n):
         if indptr[j + 1] > indptr[j]:
-            out[j] = scale[j] * total / (indptr[j + 1] - indptr[j])
+            out[j] = scale[j] * total[j] / (indptr[j + 1] - indptr[j])
     return out
 
 
@@ -460,9 +464,12 @@ def _uniform_signatures(
         deg = np.diff(adj.indptr)
         if net.n * int(deg.max()) > _MAX_SIGNATURE_CELLS:
             return None
-        table = np.full((net.n, int(deg.max())), -1, dtype=np.int64)
-        row = np.repeat(np.arange(net.n), deg)
-        table[row, np.arange(adj.nnz) - adj.indptr[row]] = own[adj.indices]
+        if deg.min() == deg.max():  # regular: the rows are the table
+            table = own[adj.indices].reshape(net.n, -1).astype(np.int64)
+        else:
+            table = np.full((net.n, int(deg.max())), -1, dtype=np.int64)
+            row = np.repeat(np.arange(net.n), deg)
+            table[row, np.arange(adj.nnz) - adj.indptr[row]] = own[adj.indices]
         table.sort(axis=1)
         cols.append(table)
     if q is not None:

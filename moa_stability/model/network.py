@@ -298,7 +298,9 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
         g = nx.random_regular_graph(degree, n, seed=seed)
         return nx.to_scipy_sparse_array(g, nodelist=range(n), format="csr")
     rng = np.random.default_rng(seed)
-    ends = rng.permutation(np.repeat(np.arange(n, dtype=np.int64), degree))
+    # 32-bit device numbers where they fit: half the memory traffic of every sparse product.
+    index = np.int32 if n * degree < 2**31 else np.int64
+    ends = rng.permutation(np.repeat(np.arange(n, dtype=index), degree))
     a, b = ends[0::2], ends[1::2]
     for _ in range(_MAX_SWITCH_ROUNDS):
         indptr, indices, bad = _pairing_csr(a, b, n, degree)
@@ -320,9 +322,9 @@ def _pairing_csr(a, b, n, degree):  # pragma: no cover - numba
     """CSR (sorted columns) of the ``degree``-regular multigraph with edges ``a[e]-b[e]``, and
     the edges that are self-loops or repeated (every copy): one counting pass, then an
     insertion sort of each row's ``degree`` entries."""
-    indptr = np.arange(n + 1) * degree
+    indptr = (np.arange(n + 1) * degree).astype(a.dtype)
     fill = indptr[:-1].copy()
-    indices = np.empty(n * degree, dtype=np.int64)
+    indices = np.empty(n * degree, dtype=a.dtype)
     edge = np.empty(n * degree, dtype=np.int64)
     for e in range(a.size):
         for u, v in ((a[e], b[e]), (b[e], a[e])):
