@@ -322,6 +322,8 @@ def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResul
     for m, pi in enumerate(selection):
         load = load + s[PROPOSE if m == 0 else REFINE] * (pi.T @ d)
     peak = float(load.max())
+    if not np.any(mu > 0):  # no usable multipliers: the devices at the peak still give a bound
+        mu = (load >= peak * (1 - _BINDING_RTOL)).astype(float)
     lower = _dual_bound(mu, edges, groups, d, w)
     cap = bounds.cap
     theta = cap / (peak * d_scale * s_scale)
