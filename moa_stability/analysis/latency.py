@@ -447,31 +447,39 @@ def _layer_joins(
 # A padded (n, max degree) table of neighbour classes beyond this many cells is left to the
 # per-device loop (a star graph would need n^2).
 _MAX_SIGNATURE_CELLS = 50_000_000
+# Up to this many device classes, neighbour classes are counted by sparse products instead.
+_FEW_CLASSES = 4
 
 
 def _uniform_signatures(
     net: MoANetwork, own: np.ndarray, q: np.ndarray | None
 ) -> np.ndarray | None:
     """Per origin, under uniform selection, what its join depends on, as one int64 row: its
-    class, its neighbours' classes sorted (padded with -1; none on the complete graph, where
-    they follow from its own), and with ``q`` its overlap rounded to 1e-9. ``None`` where the
-    selection is explicit or the table would be too large."""
+    class, its neighbours' classes (counts per class, or sorted and padded with -1; none on
+    the complete graph, where they follow from its own), and with ``q`` its overlap rounded
+    to 1e-9. ``None`` where the selection is explicit or the table would be too large."""
     if net.selection is not None:
         return None
     cols = [own[:, None].astype(np.int64)]
     if not net.is_complete:
         adj = net.topology
         deg = np.diff(adj.indptr)
-        if net.n * int(deg.max()) > _MAX_SIGNATURE_CELLS:
+        classes = int(own.max()) + 1
+        if classes <= _FEW_CLASSES:
+            # Neighbour class counts by one sparse product per class: no (n, degree) table.
+            counts = [adj @ (own == u).astype(float) for u in range(classes)]
+            cols.append(np.rint(np.column_stack(counts)).astype(np.int64))
+        elif net.n * int(deg.max()) > _MAX_SIGNATURE_CELLS:
             return None
-        if deg.min() == deg.max():  # regular: the rows are the table
-            table = own[adj.indices].reshape(net.n, -1).astype(np.int64)
         else:
-            table = np.full((net.n, int(deg.max())), -1, dtype=np.int64)
-            row = np.repeat(np.arange(net.n), deg)
-            table[row, np.arange(adj.nnz) - adj.indptr[row]] = own[adj.indices]
-        table.sort(axis=1)
-        cols.append(table)
+            if deg.min() == deg.max():  # regular: the rows are the table
+                table = own[adj.indices].reshape(net.n, -1).astype(np.int64)
+            else:
+                table = np.full((net.n, int(deg.max())), -1, dtype=np.int64)
+                row = np.repeat(np.arange(net.n), deg)
+                table[row, np.arange(adj.nnz) - adj.indptr[row]] = own[adj.indices]
+            table.sort(axis=1)
+            cols.append(table)
     if q is not None:
         cols.append(np.round(q, 9).view(np.int64)[:, None])
     return np.hstack(cols)

@@ -285,6 +285,7 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
     random edge ``(c, e)`` become ``(a, c), (b, e)``, which keeps every degree. The result is
     uniform up to the switched edges, a vanishing fraction at large ``n``.
     """
+    n, degree = count_field("n", n, 1), count_field("degree", degree, 0)
     if degree >= n or (n * degree) % 2:
         raise _fail(
             "degree",
