@@ -73,8 +73,9 @@ speed = rng.uniform(0.5, 2.0, n)
 service = (np.vstack([speed, 1.5 * speed, 1.5 * speed]) if rows == "proportional"
            else rng.uniform(0.5, 2.0, (3, n)))
 net = MoANetwork(n=n, M=2, k=3, arrival_rate=1.0, service_time=service, topology=graph)
-max_stable_rate(MoANetwork(n=30, M=2, k=3, arrival_rate=1.0, service_time=service[:, :30]),
-                optimise_selection=True)  # load the max-flow kernel and HiGHS
+from moa_stability.analysis.capacity import max_scale_selection
+max_scale_selection(MoANetwork(n=30, M=2, k=3, arrival_rate=1.0, service_time=service[:, :30]))
+# (that loaded the max-flow kernel and HiGHS; below, max_stable_rate picks the path by size)
 start = time.perf_counter()
 res = max_stable_rate(net, optimise_selection=True)
 wall = time.perf_counter() - start
