@@ -74,6 +74,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numba import njit
 from scipy import special
 
 from ..model.loads import job_rates
@@ -159,6 +160,34 @@ def _grid_laws(
     return job, equilibrium
 
 
+# ---- grouping devices ---------------------------------------------------------------------------
+_HASH_MULTIPLIERS = np.random.default_rng(13).integers(1, 2**62, 64, dtype=np.uint64) | np.uint64(1)
+
+
+def _unique_rows(rows: np.ndarray, first_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a 2-D array and each row's group: ``np.unique(rows, axis=0,
+    return_inverse=True)`` (lexicographic order; with ``first_seen``, in order of first
+    appearance), without its sort of ``n`` wide rows, which takes seconds at 10^6 devices.
+
+    Rows are hashed to one 64-bit word (exact bits, random odd multipliers), the words are
+    made unique, and every row is compared with its group's first row; a collision (never seen,
+    about ``n^2 / 2^64``) falls back to ``np.unique``.
+    """
+    bits = np.ascontiguousarray(rows).view(np.uint64).reshape(rows.shape[0], -1)
+    width = bits.shape[1]
+    weights = _HASH_MULTIPLIERS[np.arange(width) % _HASH_MULTIPLIERS.size]
+    with np.errstate(over="ignore"):
+        word = (bits * weights).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(word, return_index=True, return_inverse=True)
+    if not np.array_equal(rows[first[inverse]], rows):
+        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+        first = np.unique(inverse, return_index=True)[1]
+    order = np.argsort(first) if first_seen else np.lexsort(rows[first].T[::-1])
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return rows[first[order]], rank[inverse.ravel()]
+
+
 # ---- per-device queues --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Classes:
@@ -173,8 +202,8 @@ class _Classes:
 
 def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _Classes:
     key = np.vstack([rates, net.service_time])
-    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
-    r, s = uniq[:3], uniq[3:]
+    uniq, inverse = _unique_rows(key.T)
+    r, s = uniq.T[:3], uniq.T[3:]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
     wait = second / (2.0 * (1.0 - load))
@@ -231,6 +260,17 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
             others = a * (s_sum - scale) + (direct - third) * (ls_sum - lam * scale)
             out[m] = scale * others / (n - 1)
         return out
+    if net.selection is None and not net.is_complete:
+        # Uniform on a sparse graph: pi[j, i] = k_m / d_j on the edges, so the overlap of an
+        # edge needs only its two ends and their common neighbours (a kernel, no n x n products).
+        deg = net.degrees.astype(float)
+        third = sum(lam * _kappa(km, deg) * (km / deg) ** 2 for km in net.k if km)
+        adj = net.topology
+        mean = _uniform_edge_overlap(adj.indptr, adj.indices, sum(net.k) * lam / deg, third, scale)
+        for m, km in enumerate(net.k):
+            if km:
+                out[m] = mean
+        return np.minimum(out, 1.0)
     shared = sp.csr_array((net.n, net.n))
     pis = [net.inclusion(m) for m in range(net.M)]
     for m, pi in enumerate(pis):
@@ -242,6 +282,42 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
         if net.k[m]:
             out[m] = np.asarray(pi.multiply(overlap).sum(axis=1)).ravel() / net.k[m]
     return np.minimum(out, 1.0)
+
+
+@njit(cache=True)
+def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no cover - numba
+    r"""Per origin :math:`j`: :math:`\frac{1}{d_j}\sum_{i \in \mathcal N(j)} s_j s_i
+    \big(\text{direct}_j + \text{direct}_i + \sum_{o \in \mathcal N(j) \cap
+    \mathcal N(i)} \text{third}_o\big)`. Each edge is visited once (``j < i``) and credited
+    to both ends; its common neighbours come from merging the two sorted adjacency rows. The
+    per-device numbers sit side by side (one cache line per random visit, not three)."""
+    n = indptr.size - 1
+    device = np.zeros((n, 3))  # direct, scale, accumulated total
+    device[:, 0] = direct
+    device[:, 1] = scale
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            if i <= j:
+                continue
+            shared = device[j, 0] + device[i, 0]
+            a, b = indptr[j], indptr[i]
+            while a < indptr[j + 1] and b < indptr[i + 1]:
+                if indices[a] == indices[b]:
+                    shared += third[indices[a]]
+                    a += 1
+                    b += 1
+                elif indices[a] < indices[b]:
+                    a += 1
+                else:
+                    b += 1
+            device[j, 2] += device[i, 1] * shared
+            device[i, 2] += device[j, 1] * shared
+    out = np.zeros(n)
+    for j in range(n):
+        if indptr[j + 1] > indptr[j]:
+            out[j] = scale[j] * device[j, 2] / (indptr[j + 1] - indptr[j])
+    return out
 
 
 def _harmonic(a: float) -> float:
@@ -323,23 +399,11 @@ def _layer_joins(
     adj = None if net.is_complete else net.topology
     all_counts = np.bincount(own, minlength=Fc.shape[0]) if net.is_complete else None
     rho = cls.load[own]
-    for j in range(net.n):
+
+    def join_of(j: int) -> np.ndarray:
         if pi is not None:
             lo, hi = pi.indptr[j], pi.indptr[j + 1]
             helpers, probs = pi.indices[lo:hi], pi.data[lo:hi]
-            sig = (own[j], own[helpers].tobytes(), probs.round(12).tobytes())
-        elif adj is None:
-            helpers = None
-            sig = (own[j],)
-        else:
-            helpers = adj.indices[adj.indptr[j] : adj.indptr[j + 1]]
-            sig = (own[j], np.bincount(own[helpers]).tobytes())
-        if method == "estimate":
-            sig += (round(float(q[m, j]), 9),)
-        if sig in seen:
-            group[j] = seen[sig]
-            continue
-        if pi is not None:
             helper_part = _systematic_join(Fc, own[helpers], probs, k)
             sib_rho = (rho[j] + probs @ rho[helpers]) / (k + 1)
         else:
@@ -348,6 +412,7 @@ def _layer_joins(
                 counts[own[j]] -= 1
                 sib_rho = (rho[j] + k * (counts @ cls.load) / (net.n - 1)) / (k + 1)
             else:
+                helpers = adj.indices[adj.indptr[j] : adj.indptr[j + 1]]
                 counts = np.bincount(own[helpers], minlength=Fc.shape[0])
                 sib_rho = (rho[j] + k * rho[helpers].mean()) / (k + 1)
             helper_part = _uniform_join(Fc, {int(u): int(v) for u, v in enumerate(counts) if v}, k)
@@ -355,9 +420,72 @@ def _layer_joins(
         if method == "estimate":
             a = _effective_siblings(k + 1, float(sib_rho), float(q[m, j]))
             join = join ** (a / (k + 1))
-        seen[sig] = group[j] = len(joins)
-        joins.append(join)
+        return join
+
+    signatures = _uniform_signatures(net, own, q[m] if method == "estimate" else None)
+    if pi is None and signatures is not None:
+        _, group = _unique_rows(signatures, first_seen=True)
+        first = np.unique(group, return_index=True)[1]
+        return group, False, [join_of(int(j)) for j in first]
+    for j in range(net.n):
+        if pi is not None:
+            lo, hi = pi.indptr[j], pi.indptr[j + 1]
+            sig = (own[j], own[pi.indices[lo:hi]].tobytes(), pi.data[lo:hi].round(12).tobytes())
+        elif adj is None:
+            sig = (own[j],)
+        else:
+            sig = (
+                own[j],
+                np.bincount(own[adj.indices[adj.indptr[j] : adj.indptr[j + 1]]]).tobytes(),
+            )
+        if method == "estimate":
+            sig += (round(float(q[m, j]), 9),)
+        if sig not in seen:
+            seen[sig] = len(joins)
+            joins.append(join_of(j))
+        group[j] = seen[sig]
     return group, False, joins
+
+
+# A padded (n, max degree) table of neighbour classes beyond this many cells is left to the
+# per-device loop (a star graph would need n^2).
+_MAX_SIGNATURE_CELLS = 50_000_000
+# Up to this many device classes, neighbour classes are counted by sparse products instead.
+_FEW_CLASSES = 4
+
+
+def _uniform_signatures(
+    net: MoANetwork, own: np.ndarray, q: np.ndarray | None
+) -> np.ndarray | None:
+    """Per origin, under uniform selection, what its join depends on, as one int64 row: its
+    class, its neighbours' classes (counts per class, or sorted and padded with -1; none on
+    the complete graph, where they follow from its own), and with ``q`` its overlap rounded
+    to 1e-9. ``None`` where the selection is explicit or the table would be too large."""
+    if net.selection is not None:
+        return None
+    cols = [own[:, None].astype(np.int64)]
+    if not net.is_complete:
+        adj = net.topology
+        deg = np.diff(adj.indptr)
+        classes = int(own.max()) + 1
+        if classes <= _FEW_CLASSES:
+            # Neighbour class counts by one sparse product per class: no (n, degree) table.
+            counts = [adj @ (own == u).astype(float) for u in range(classes)]
+            cols.append(np.rint(np.column_stack(counts)).astype(np.int64))
+        elif net.n * int(deg.max()) > _MAX_SIGNATURE_CELLS:
+            return None
+        else:
+            if deg.min() == deg.max():  # regular: the rows are the table
+                table = own[adj.indices].reshape(net.n, -1).astype(np.int64)
+            else:
+                table = np.full((net.n, int(deg.max())), -1, dtype=np.int64)
+                row = np.repeat(np.arange(net.n), deg)
+                table[row, np.arange(adj.nnz) - adj.indptr[row]] = own[adj.indices]
+            table.sort(axis=1)
+            cols.append(table)
+    if q is not None:
+        cols.append(np.round(q, 9).view(np.int64)[:, None])
+    return np.hstack(cols)
 
 
 def _cross_stage(
@@ -622,8 +750,7 @@ def _compute(
     stage_cdfs.append([F[u, last] for u in uniq])
 
     keys = np.stack(stage_groups, axis=1)
-    origin_key, origin_group = np.unique(keys, axis=0, return_inverse=True)
-    origin_group = origin_group.ravel()
+    origin_key, origin_group = _unique_rows(keys)
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
     # Origin load of each group (the estimate's cross-stage correction depends on it).
     group_load = np.zeros(len(origin_key))

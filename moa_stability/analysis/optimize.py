@@ -149,6 +149,13 @@ class StableRateResult:
     build_time_s, solve_time_s : float
         Seconds spent building the program (expressions and cvxpy's compilation to solver
         form) and solving it.
+    dual_bound : float or None
+        A proven upper bound on ``value`` from a dual-feasible point (``scale`` with the
+        selection optimised, :mod:`moa_stability.analysis.capacity`); ``None`` otherwise.
+    solver_path : str
+        ``"parametric-flow"`` or ``"highs-structured"`` (:mod:`moa_stability.analysis.capacity`:
+        ``scale`` objective, selection optimised, no rate bounds, no ``solver`` named, more
+        than ``capacity.CVXPY_MAX_FLOWS`` edge flows) or ``"cvxpy"`` (the rest).
     """
 
     objective: str
@@ -165,6 +172,8 @@ class StableRateResult:
     status: str
     build_time_s: float
     solve_time_s: float
+    dual_bound: float | None = None
+    solver_path: str = "cvxpy"
 
     def to_frame(self) -> pd.DataFrame:
         """One row per device: optimal rate, load, whether it binds, and its dual value."""
@@ -575,6 +584,10 @@ def max_stable_rate(
     (0.035714285714, 0.083333333333)
     """
     bounds = _Bounds.of(net, objective, margin, rate_lower, rate_upper)
+    from . import capacity  # it builds on this module
+
+    if capacity.applies(net, objective, optimise_selection, bounds, solver):
+        return capacity.max_scale_selection(net, margin)
     return _solve(
         net,
         objective,

@@ -15,6 +15,7 @@ can rely on normalised fields:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from scipy.sparse.csgraph import connected_components
 
 from .display import tidy
@@ -169,7 +171,20 @@ def _service_times(value: Any, n: int, M: int) -> np.ndarray:
     return table
 
 
+# Adjacency matrices that passed validation (and the connectivity check), made read-only so
+# the verdict stays true: ``replace``, ``scaled`` and ``at_load`` pass the same object again,
+# and checking a 10^6-device graph twice costs seconds.
+_VALID_GRAPHS: weakref.WeakValueDictionary[int, sp.csr_array] = weakref.WeakValueDictionary()
+_CONNECTED_GRAPHS: weakref.WeakValueDictionary[int, sp.csr_array] = weakref.WeakValueDictionary()
+
+
+def _known(registry: weakref.WeakValueDictionary, value: Any) -> bool:
+    return registry.get(id(value)) is value
+
+
 def _adjacency(value: Any, n: int) -> str | sp.csr_array:
+    if _known(_VALID_GRAPHS, value) and value.shape == (n, n):
+        return value
     if isinstance(value, str):
         builders = {"complete": None, "ring": _ring, "star": _star}
         if value not in builders:
@@ -199,7 +214,8 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
             )
         value = nx.to_scipy_sparse_array(value, nodelist=sorted(value.nodes()), format="csr")
     try:
-        adj = sp.csr_array(value, dtype=float)
+        # A copy: the validated matrix is made read-only, the caller's must stay writable.
+        adj = sp.csr_array(value, dtype=float, copy=True)
     except (TypeError, ValueError) as err:
         raise _fail(
             "topology",
@@ -230,15 +246,37 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
             "a device cannot be its own neighbour",
             "set the diagonal to zero",
         )
-    if (adj != adj.T).nnz:
+    adj.sort_indices()
+    if not _is_symmetric(adj.indptr, adj.indices):
         raise _fail(
             "topology",
             "asymmetric matrix",
             "the gossip graph must be undirected",
             "make the adjacency matrix symmetric",
         )
-    adj.sort_indices()
+    for part in (adj.data, adj.indices, adj.indptr):
+        part.setflags(write=False)
+    _VALID_GRAPHS[id(adj)] = adj
     return adj
+
+
+@njit(cache=True)
+def _is_symmetric(indptr, indices):  # pragma: no cover - numba
+    """Whether every entry ``(r, c)`` of a CSR pattern with sorted, distinct columns has its
+    mirror ``(c, r)``: a binary search per entry, no transposed copy (seconds at 10^6)."""
+    for r in range(indptr.size - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            lo, hi = indptr[c], indptr[c + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if indices[mid] < r:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == indptr[c + 1] or indices[lo] != r:
+                return False
+    return True
 
 
 def _ring(n: int) -> sp.csr_array:
@@ -259,13 +297,23 @@ def _star(n: int) -> sp.csr_array:
     return sp.csr_array((np.ones(2 * (n - 1)), (rows, cols)), shape=(n, n))
 
 
+# networkx's generator (Steger-Wormald, asymptotically uniform) takes ~10 s at n = 10^5; past
+# this many edge ends the switched pairing below is used (seconds at n = 10^6, degree 8).
+_NETWORKX_MAX_STUBS = 100_000
+_MAX_SWITCH_ROUNDS = 1000
+
+
 def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr_array:
-    """Adjacency of a uniformly random ``degree``-regular graph on ``n`` devices.
+    """Adjacency of a random ``degree``-regular graph on ``n`` devices (``n * degree`` even).
 
-    Wraps :func:`networkx.random_regular_graph`; ``n * degree`` must be even.
+    Up to ``n * degree = 10^5`` edge ends it wraps :func:`networkx.random_regular_graph`
+    (asymptotically uniform). Beyond, it pairs the ``n * degree`` edge ends uniformly at random
+    (the configuration model) and removes the few self-loops and repeated edges (about
+    ``(d^2 - 1)/4`` of the ``n d / 2`` edges) by random switchings: a bad edge ``(a, b)`` and a
+    random edge ``(c, e)`` become ``(a, c), (b, e)``, which keeps every degree. The result is
+    uniform up to the switched edges, a vanishing fraction at large ``n``.
     """
-    import networkx as nx
-
+    n, degree = count_field("n", n, 1), count_field("degree", degree, 0)
     if degree >= n or (n * degree) % 2:
         raise _fail(
             "degree",
@@ -273,8 +321,64 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
             f"no {degree}-regular graph on n={n} devices exists",
             "choose degree < n with n*degree even",
         )
-    g = nx.random_regular_graph(degree, n, seed=seed)
-    return nx.to_scipy_sparse_array(g, nodelist=range(n), format="csr")
+    if n * degree <= _NETWORKX_MAX_STUBS:
+        import networkx as nx
+
+        g = nx.random_regular_graph(degree, n, seed=seed)
+        return nx.to_scipy_sparse_array(g, nodelist=range(n), format="csr")
+    rng = np.random.default_rng(seed)
+    # 32-bit device numbers where they fit: half the memory traffic of every sparse product.
+    index = np.int32 if n * degree < 2**31 else np.int64
+    ends = rng.permutation(np.repeat(np.arange(n, dtype=index), degree))
+    a, b = ends[0::2], ends[1::2]
+    for _ in range(_MAX_SWITCH_ROUNDS):
+        indptr, indices, bad = _pairing_csr(a, b, n, degree)
+        if not bad.size:
+            return sp.csr_array((np.ones(indices.size), indices, indptr), shape=(n, n))
+        # Few bad edges (a constant expected number for fixed degree): switch them one by one.
+        for i, j in zip(bad, rng.integers(0, a.size, bad.size), strict=True):
+            a[i], b[i], a[j], b[j] = a[i], a[j], b[i], b[j]
+    raise _fail(
+        "degree",
+        degree,
+        f"no simple {degree}-regular graph found on n={n} devices",
+        "use a smaller degree",
+    )
+
+
+@njit(cache=True)
+def _pairing_csr(a, b, n, degree):  # pragma: no cover - numba
+    """CSR (sorted columns) of the ``degree``-regular multigraph with edges ``a[e]-b[e]``, and
+    the edges that are self-loops or repeated (every copy): one counting pass, then an
+    insertion sort of each row's ``degree`` entries."""
+    indptr = (np.arange(n + 1) * degree).astype(a.dtype)
+    fill = indptr[:-1].copy()
+    indices = np.empty(n * degree, dtype=a.dtype)
+    edge = np.empty(n * degree, dtype=np.int64)
+    for e in range(a.size):
+        for u, v in ((a[e], b[e]), (b[e], a[e])):
+            indices[fill[u]] = v
+            edge[fill[u]] = e
+            fill[u] += 1
+    bad = np.zeros(a.size, dtype=np.bool_)
+    for r in range(n):
+        lo, hi = indptr[r], indptr[r + 1]
+        for p in range(lo + 1, hi):
+            col, e = indices[p], edge[p]
+            q = p - 1
+            while q >= lo and indices[q] > col:
+                indices[q + 1] = indices[q]
+                edge[q + 1] = edge[q]
+                q -= 1
+            indices[q + 1] = col
+            edge[q + 1] = e
+        for p in range(lo, hi):
+            if indices[p] == r:
+                bad[edge[p]] = True
+            elif p > lo and indices[p] == indices[p - 1]:
+                bad[edge[p]] = True
+                bad[edge[p - 1]] = True
+    return indptr, indices, np.flatnonzero(bad)
 
 
 @dataclass(frozen=True, eq=False)
@@ -367,8 +471,10 @@ class MoANetwork:
                 f"k={kmax} exceeds the {int(deg[worst])} neighbour(s) of device {worst}",
                 "lower k or add edges so every device has at least k neighbours",
             )
-        if not self.is_complete:
-            count, _ = connected_components(self.topology, directed=False)
+        if not self.is_complete and not _known(_CONNECTED_GRAPHS, self.topology):
+            # The graph is symmetric, so its strong components are its components, and the
+            # directed search skips the transposed copy the undirected one builds.
+            count, _ = connected_components(self.topology, directed=True, connection="strong")
             if count > 1:
                 raise _fail(
                     "topology",
@@ -376,6 +482,7 @@ class MoANetwork:
                     "is disconnected, so prompts never reach some helpers",
                     "connect the graph, or model each component as its own network",
                 )
+            _CONNECTED_GRAPHS[id(self.topology)] = self.topology
 
     def _inclusion_matrices(self, value: Any) -> tuple[sp.csr_array, ...] | None:
         if value is None or (isinstance(value, str) and value == "uniform"):

@@ -1,0 +1,118 @@
+"""The structured capacity solvers (parametric max-flow, direct HiGHS LP) against the general
+cvxpy program, their certificates, and the float max-flow kernel against scipy's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.csgraph import maximum_flow as scipy_maximum_flow
+
+from moa_stability import MoANetwork, loads, max_stable_rate, random_regular_graph
+from moa_stability.analysis.capacity import max_scale_selection
+from moa_stability.analysis.flow import maximum_flow, residual_graph
+
+
+def _network(seed: int, rows: str) -> MoANetwork:
+    """A random heterogeneous network; ``rows``: one service time per device, type rows
+    proportional to one speed, or independent per type."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 60))
+    M = int(rng.integers(1, 4))
+    degree = int(rng.integers(3, 7)) if n * 3 % 2 == 0 else 4
+    degree += (n * degree) % 2
+    topo = rng.choice(["complete", "regular", "ring"])
+    kmax = {"complete": min(3, n - 1), "regular": min(3, degree), "ring": 2}[topo]
+    same_k = rng.random() < 0.5
+    k = int(rng.integers(1, kmax + 1)) if same_k else [int(x) for x in rng.integers(0, kmax + 1, M)]
+    speed = rng.uniform(0.3, 4.0, n)
+    service = {
+        "one": speed,
+        "proportional": np.vstack([speed, 1.7 * speed, 2.5 * speed]),
+        "independent": rng.uniform(0.3, 4.0, (3, n)),
+    }[rows]
+    graph = {"complete": "complete", "ring": "ring"}.get(
+        topo, random_regular_graph(n, degree, seed=seed) if topo == "regular" else None
+    )
+    rates = rng.uniform(0.05, 1.0, n) * (rng.random(n) < 0.9)
+    rates[0] = max(rates[0], 0.1)
+    return MoANetwork(n=n, M=M, k=k, arrival_rate=rates, service_time=service, topology=graph)
+
+
+@pytest.mark.parametrize("rows", ["one", "proportional", "independent"])
+@pytest.mark.parametrize("seed", range(8))
+def test_structured_agrees_with_cvxpy_and_is_certified(seed: int, rows: str) -> None:
+    net = _network(seed, rows)
+    general = max_stable_rate(net, optimise_selection=True, margin=0.1)
+    assert general.solver_path == "cvxpy"  # small: the general program
+    # Layers merge by k and, unless the type rows are proportional, by job type.
+    keys = {(km, rows == "independent" and m > 0) for m, km in enumerate(net.k) if km}
+    if not keys:
+        with pytest.raises(ValueError, match="no selection to optimise"):
+            max_scale_selection(net, margin=0.1)
+        return
+    fast = max_scale_selection(net, margin=0.1)
+    assert fast.solver_path == ("parametric-flow" if len(keys) == 1 else "highs-structured")
+    assert fast.value == pytest.approx(general.value, rel=1e-7)
+    # The certificate: a proven upper bound, within 1e-6 of the value.
+    assert fast.value <= fast.dual_bound * (1 + 1e-12)
+    assert fast.dual_bound <= fast.value * (1 + 1e-6)
+    assert fast.status == "optimal"
+    # The returned network is feasible and tight, by the library's own traffic equations.
+    rho = loads(fast.network)
+    np.testing.assert_allclose(rho, fast.loads, rtol=1e-9, atol=1e-12)
+    assert rho.max() == pytest.approx(0.9, rel=1e-9)
+    np.testing.assert_allclose(fast.rates, fast.value * net.arrival_rate, rtol=1e-12)
+
+
+def test_one_service_time_per_device_matches_the_hand_solution() -> None:
+    # n=4 complete, M=2, k=2, device 3 four times slower: the three fast devices share all
+    # helper work, so each carries (with theta = 1/12 of unit rates) exactly load 1.
+    net = MoANetwork(n=4, M=2, k=2, arrival_rate=1.0, service_time=[1, 1, 1, 4])
+    res = max_scale_selection(net)
+    assert res.solver_path == "parametric-flow"
+    assert res.value == pytest.approx(1 / 12, rel=1e-12)
+    assert res.dual_bound == pytest.approx(1 / 12, rel=1e-12)
+
+
+def test_large_networks_take_the_structured_path_unless_bounds_or_a_solver_are_given() -> None:
+    n = 600  # 600 * 20 directed edges * 2 layers = 24000 edge flows > CVXPY_MAX_FLOWS
+    rng = np.random.default_rng(5)
+    speed = rng.uniform(0.5, 2.0, n)
+    net = MoANetwork(
+        n=n,
+        M=2,
+        k=3,
+        arrival_rate=rng.uniform(0.1, 1.0, n),
+        service_time=np.vstack([speed, 1.5 * speed, 1.5 * speed]),
+        topology=random_regular_graph(n, 20, seed=5),
+    )
+    res = max_stable_rate(net, optimise_selection=True)
+    assert res.solver_path == "parametric-flow"
+    assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)
+    assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
+    bounded = max_stable_rate(net, optimise_selection=True, rate_upper=1e3, margin=0.5)
+    assert bounded.solver_path == "cvxpy"
+    assert bounded.value == pytest.approx(0.5 * res.value, rel=1e-7)
+    assert max_stable_rate(_network(3, "one")).dual_bound is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_float_max_flow_matches_scipy_on_integer_capacities(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    nodes = 40
+    dense = rng.integers(0, 20, (nodes, nodes)) * (rng.random((nodes, nodes)) < 0.15)
+    np.fill_diagonal(dense, 0)
+    expected = scipy_maximum_flow(sp.csr_array(dense.astype(np.int32)), 0, nodes - 1).flow_value
+    tail, head = np.nonzero(dense)
+    graph, forward = residual_graph(nodes, tail, head, dense[tail, head].astype(float))
+    value, source_side = maximum_flow(graph, 0, nodes - 1)
+    assert value == pytest.approx(expected, abs=1e-9)
+    # Max-flow min-cut: the arcs leaving the source side carry exactly the flow value.
+    crossing = source_side[tail] & ~source_side[head]
+    assert dense[tail[crossing], head[crossing]].sum() == pytest.approx(value, abs=1e-9)
+    # Conservation at the inner nodes, and capacities respected.
+    flow = dense[tail, head] - graph.capacity[forward]
+    assert np.all(flow >= -1e-9) and np.all(flow <= dense[tail, head] + 1e-9)
+    net_out = np.bincount(tail, flow, nodes) - np.bincount(head, flow, nodes)
+    np.testing.assert_allclose(net_out[1:-1], 0.0, atol=1e-9)

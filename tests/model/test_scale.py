@@ -1,0 +1,89 @@
+"""City-scale code paths against small dense references: the switched-pairing random regular
+graph, graph validation without a transposed copy, and loads on large sparse graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from moa_stability import MoANetwork, loads, random_regular_graph
+from moa_stability.model import network as network_module
+
+
+@pytest.mark.parametrize(("n", "degree"), [(20_000, 6), (12_501, 8), (40_000, 3)])
+def test_switched_pairing_gives_a_simple_regular_graph(n: int, degree: int) -> None:
+    assert n * degree > network_module._NETWORKX_MAX_STUBS  # the large-n generator
+    g = random_regular_graph(n, degree, seed=7)
+    assert g.shape == (n, n)
+    assert np.all(np.diff(g.indptr) == degree)
+    assert np.all(g.data == 1.0)
+    assert not g.diagonal().any()
+    assert (g != g.T).nnz == 0
+    canonical = sp.csr_array(g, copy=True)
+    canonical.sum_duplicates()  # no repeated edge was merged away
+    assert canonical.nnz == n * degree
+    again = random_regular_graph(n, degree, seed=7)
+    assert np.array_equal(again.indices, g.indices)
+    assert not np.array_equal(random_regular_graph(n, degree, seed=8).indices, g.indices)
+
+
+def test_switched_pairing_is_close_to_uniform_in_its_triangle_count() -> None:
+    # A uniform random d-regular graph has Poisson((d-1)^3 / 6) triangles asymptotically:
+    # mean 20.83 for d = 6. Five graphs: the total is Poisson(104.2), sd 10.2.
+    total = 0
+    for seed in range(5):
+        g = random_regular_graph(20_000, 6, seed=seed).astype(np.int64)
+        total += int((g @ g).multiply(g).sum()) // 6
+    assert abs(total - 5 * 125 / 6) < 4 * np.sqrt(5 * 125 / 6)
+
+
+def test_symmetry_check_finds_a_single_missing_mirror() -> None:
+    g = sp.lil_array(random_regular_graph(200, 4, seed=1))
+    rows, cols = sp.csr_array(g).nonzero()
+    g[rows[17], cols[17]] = 0  # drop one direction of one edge
+    with pytest.raises(ValueError, match="asymmetric"):
+        MoANetwork(n=200, M=1, k=1, topology=sp.csr_array(g))
+
+
+def test_validated_graphs_are_frozen_copies_and_reused() -> None:
+    g = random_regular_graph(300, 4, seed=2)
+    net = MoANetwork(n=300, M=2, k=2, arrival_rate=0.01, topology=g)
+    assert g.data.flags.writeable  # the caller's matrix is untouched
+    assert not net.topology.data.flags.writeable
+    assert net.at_load(0.5).topology is net.topology
+    # A modified copy of a validated graph is validated again.
+    broken = net.topology.tolil()
+    broken[0, 0] = 1
+    with pytest.raises(ValueError, match="self-loops"):
+        net.replace(topology=broken.tocsr())
+
+
+def test_loads_on_a_large_sparse_graph_match_a_dense_reference() -> None:
+    n, M, k = 3000, 3, [2, 0, 3]
+    rng = np.random.default_rng(4)
+    g = random_regular_graph(n, 6, seed=4)  # 18000 edge ends: the networkx path
+    lam = rng.uniform(0.0, 0.01, n)
+    service = rng.uniform(0.5, 2.0, (3, n))
+    net = MoANetwork(n=n, M=M, k=k, arrival_rate=lam, service_time=service, topology=g)
+    A = g.toarray()
+    deg = A.sum(axis=1)
+    helper = [km * (A / deg[:, None]).T @ lam for km in k]  # sum_j lam_j pi_m[j, i]
+    expected = (
+        service[0] * (lam + helper[0])
+        + service[1] * sum(lam + helper[m] for m in range(1, M))
+        + service[2] * lam
+    )
+    np.testing.assert_allclose(loads(net), expected, rtol=1e-12)
+
+
+def test_loads_on_the_implicit_complete_graph_at_a_million_devices() -> None:
+    n = 1_000_000
+    lam = np.full(n, 1e-7)
+    lam[0] = 2e-7
+    net = MoANetwork(n=n, M=2, k=2, arrival_rate=lam, service_time=1.0)
+    rho = loads(net)
+    total = lam.sum()
+    # rho_i = 7 lam_i (own work 3 lam_i, as a helper 2 layers * 2 (total - lam_i)/(n - 1)).
+    expected = 3 * lam + 4 * (total - lam) / (n - 1)
+    np.testing.assert_allclose(rho, expected, rtol=1e-12)
