@@ -15,6 +15,7 @@ can rely on normalised fields:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -33,8 +34,18 @@ _ROW_SUM_RTOL = 1e-9
 
 
 def _fail(field: str, value: Any, problem: str, fix: str) -> ValueError:
-    shown = np.array2string(np.asarray(value), threshold=8) if not isinstance(value, str) else value
-    return ValueError(f"{field}={shown}: {problem}; {fix}")
+    return ValueError(f"{field}={_shown(value)}: {problem}; {fix}")
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value: it may be ragged or of any type, so never raise."""
+    if isinstance(value, str):
+        return value
+    try:
+        return np.array2string(np.asarray(value), threshold=8)
+    except (TypeError, ValueError):
+        text = repr(value)
+        return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def count_field(field: str, value: Any, minimum: int) -> int:
@@ -44,6 +55,16 @@ def count_field(field: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise _fail(field, value, f"must be >= {minimum}", f"pass a whole number >= {minimum}")
     return int(value)
+
+
+def number_field(field: str, value: Any, fix: str) -> float:
+    """``value`` as a finite float (a Python or numpy real; not a bool), else a ValueError
+    naming ``field``; ``fix`` says what to pass instead."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise _fail(field, repr(value), "must be a real number", fix)
+    if not math.isfinite(value):
+        raise _fail(field, value, "must be finite", fix)
+    return float(value)
 
 
 def per_device_field(field: str, value: Any, n: int, positive: bool = False) -> np.ndarray:
