@@ -668,6 +668,17 @@ def _solve(
         optimum = net.replace(arrival_rate=rates, selection=selection)
     else:
         optimum = net.replace(arrival_rate=rates)
+    # An interior point stops up to its tolerance outside the stable polytope: move back along
+    # the segment to the floor (which fits), so the rate bounds and the scale ray still hold.
+    inside = _fraction_inside(optimum, floor, bounds.cap)
+    if inside < 1.0:
+        rates = floor + inside * (rates - floor)
+        optimum = optimum.replace(arrival_rate=rates)
+        if objective == "scale":
+            lowest = _lowest_scale(direction, base, bounds.lower)
+            value = lowest + inside * (value - lowest)
+        else:
+            value = _objective_value(objective, rates)
     duals = dual_unit * np.maximum(np.asarray(prog.capacity.dual_value, dtype=float), 0.0)
     result = _result(
         net,
@@ -690,6 +701,19 @@ def _solve(
             "solver's answer is wrong; pass another solver= or report the network"
         )
     return result
+
+
+def _fraction_inside(optimum: MoANetwork, floor: np.ndarray, cap: float) -> float:
+    r"""Largest :math:`s \le 1` with every load at most ``cap`` at ``floor + s (rates -
+    floor)`` under the optimum's selection (loads are affine along the segment). 1 when the
+    rates fit, and also when they overshoot by more than solver round-off: such an answer is
+    wrong, not imprecise, and the feasibility check rejects it."""
+    high = loads(optimum)
+    over = high > cap
+    if not over.any() or high.max() > cap * (1 + _CHECK_RTOL):
+        return 1.0
+    low = loads(optimum.replace(arrival_rate=floor))[over]
+    return float(np.clip(np.min((cap - low) / (high[over] - low)), 0.0, 1.0))
 
 
 def _result(
