@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -258,30 +259,80 @@ def sweep_points(
 
 
 # ---- cache -----------------------------------------------------------------------------------
+class CacheWarning(UserWarning):
+    """A damaged sweep cache entry, named by path; its point is computed again."""
+
+
 class ResultCache:
     """One JSON file per finished point, ``<key>.json``, written atomically.
 
     A reader sees either no file or a complete one: the entry goes to a temporary file in the
     same directory, is flushed to disk, and is renamed over the final name (``os.replace`` is
-    atomic on POSIX and Windows). Leftover ``.tmp`` files from a kill are never read.
+    atomic on POSIX and Windows). Leftover ``.tmp`` files from a kill are never read. An entry
+    damaged some other way (truncated, emptied, edited, from another point) is never trusted:
+    it is reported by path in a :class:`CacheWarning` and its point computed again.
+
+    Raises
+    ------
+    ValueError
+        When the directory cannot be created or written, before any point is computed.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise ValueError(
+                f"cache={directory!r}: not a directory path; pass a str or pathlib.Path "
+                "(or None for no cache)"
+            )
         self.directory = Path(directory)
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"cache={self.directory}: is a file; pass a directory path")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Probe with a real write: permissions, read-only mounts and full disks only show
+            # then, and a sweep must not find out after its first point.
+            fd, probe = tempfile.mkstemp(dir=self.directory, prefix=".probe.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            problem = "is a file" if self.directory.is_file() else "cannot be created or written"
+            raise ValueError(
+                f"cache={self.directory}: {problem} ({err.strerror or err}); pass a writable "
+                "directory path"
+            ) from err
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
 
-    def load_all(self, keys: set[str]) -> dict[str, dict[str, Any]]:
-        """The stored results among ``keys``."""
-        return {
-            key: json.loads(self.path(key).read_text())["result"]
-            for key in keys
-            if self.path(key).is_file()
-        }
+    def load_all(self, points: Sequence[SweepPoint]) -> dict[str, dict[str, Any]]:
+        """The stored results of ``points`` whose entries are intact (damaged ones warned
+        about and left out, so that they are computed again and overwritten)."""
+        found = {}
+        for point in {p.key: p for p in points}.values():
+            path = self.path(point.key)
+            if not path.exists():
+                continue
+            result, problem = self._read(path, point)
+            if problem:
+                warnings.warn(
+                    f"cache entry {path}: {problem}; computing the point again",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+            else:
+                found[point.key] = result
+        return found
+
+    @staticmethod
+    def _read(path: Path, point: SweepPoint) -> tuple[dict[str, Any], str]:
+        """The entry's result and ``""``, or ``{}`` and what is wrong with it."""
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            return {}, f"unreadable ({err})"
+        if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
+            return {}, "has no result mapping"
+        if entry.get("seed") != point.seed or entry.get("network") != point.network.to_dict():
+            return {}, "belongs to another point (seed or network differ)"
+        return entry["result"], ""
 
     def store(self, point: SweepPoint, result: Mapping[str, Any]) -> None:
         entry = {
@@ -464,8 +515,9 @@ def sweep(
         Values of the fields the grid does not set. Default :func:`paper_network`. Uniform
         per-device values become scalars so that a grid over ``n`` works.
     cache : path, optional
-        Directory of finished points (created if missing). Points found there are loaded, not
-        recomputed; each new point is stored as soon as it finishes.
+        Directory of finished points (created if missing; checked writable before any point
+        runs). Points found there are loaded, not recomputed; a damaged entry is reported in a
+        :class:`CacheWarning` and recomputed; each new point is stored as soon as it finishes.
     client : None, "local", str or distributed.Client
         ``None``: serial, in this process (debugging, baselines). ``"local"``: a
         ``distributed.LocalCluster`` of ``n_workers`` single-threaded processes (default: one
@@ -506,7 +558,7 @@ def sweep(
     _check_client(client, n_workers)
     points = sweep_points(grid, seeds, point, base, **options)
     store = ResultCache(cache) if cache is not None else None
-    results = {} if store is None else store.load_all({p.key for p in points})
+    results = {} if store is None else store.load_all(points)
     # Distinct grid elements can build the same network (e.g. via 'scale'): compute it once.
     todo = list({p.key: p for p in points if p.key not in results}.values())
     rows_per_key = Counter(p.key for p in points)
