@@ -57,6 +57,9 @@ from ..model.network import (
     PROPOSE,
     REFINE,
     MoANetwork,
+    count_field,
+    is_rectangular,
+    network_field,
     number_field,
     per_device_field,
 )
@@ -246,11 +249,7 @@ class _Bounds:
     def of(
         cls, net: MoANetwork, objective: str, margin: float, rate_lower: Any, rate_upper: Any
     ) -> _Bounds:
-        if not isinstance(net, MoANetwork):
-            raise ValueError(
-                f"net={type(net).__name__}: not a MoANetwork; build one with "
-                "moa_stability.MoANetwork(...)"
-            )
+        network_field(net)
         if not (isinstance(objective, str) and objective in OBJECTIVES):
             raise ValueError(f"objective={objective!r}: unknown objective; use one of {OBJECTIVES}")
         fix = "loads are held at most 1 - margin; pass e.g. margin=0.1"
@@ -279,13 +278,12 @@ class _Bounds:
 
 def _upper_bounds(value: Any, n: int) -> np.ndarray:
     """Like the network's per-device fields, but ``inf`` (no bound) is allowed."""
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as err:
+    if not is_rectangular(value) or np.asarray(value).dtype.kind not in "iuf":
         raise ValueError(
             f"rate_upper={value!r}: not numeric; pass a number or a length-n "
             "array (inf for no bound)"
-        ) from err
+        )
+    arr = np.asarray(value, dtype=float)
     free = np.isposinf(arr)
     return np.where(free, np.inf, per_device_field("rate_upper", np.where(free, 0.0, arr), n))
 
@@ -903,10 +901,10 @@ def capacity_region(
         ``"given"``); ``attrs["devices"]`` holds ``(a, b)``. Concatenate the frames of both
         selections to plot them together.
     """
-    a, b = _two_devices(net, devices)
-    if isinstance(n_angles, bool) or not isinstance(n_angles, (int, np.integer)) or n_angles < 2:
-        raise ValueError(f"n_angles={n_angles}: need an integer >= 2 (both axes are included)")
     bounds = _Bounds.of(net, "scale", margin, None, None)
+    a, b = _two_devices(net, devices)
+    # Each angle is one solve: a million is already hours with a selection to optimise.
+    n_angles = count_field("n_angles", n_angles, 2, 10**6)
     optimise_selection = _flag("optimise_selection", optimise_selection)
     solver = _solver_name(solver, "scale")
     base = np.array(net.arrival_rate, dtype=float)
@@ -930,11 +928,10 @@ def _flag(field: str, value: Any) -> bool:
 
 
 def _two_devices(net: MoANetwork, devices: Any) -> tuple[int, int]:
-    try:
-        a, b = (int(d) for d in devices)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"devices={devices!r}: give two device indices, e.g. (0, 1)") from err
-    if a == b or not (0 <= a < net.n and 0 <= b < net.n):
+    if isinstance(devices, str) or not is_rectangular(devices) or np.shape(devices) != (2,):
+        raise ValueError(f"devices={devices!r}: give two device indices, e.g. (0, 1)")
+    a, b = (count_field("devices", d, 0, net.n - 1) for d in devices)
+    if a == b:
         raise ValueError(f"devices={devices!r}: need two different devices in 0..{net.n - 1}")
     return a, b
 

@@ -137,7 +137,7 @@ def stability_report(net: MoANetwork) -> StabilityReport:
     >>> r.verdict, r.max_load
     ('unstable', 1.75)
     """
-    rates = job_rates(net)
+    rates = job_rates(net)  # checks that net is a MoANetwork
     rho = _loads(net, rates)
     peak = float(rho.max())
     kelly = _kelly(net, rates)

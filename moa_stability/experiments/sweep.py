@@ -32,7 +32,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..model.loads import loads, max_uniform_scale
-from ..model.network import JOB_TYPES, MoANetwork, paper_network
+from ..model.network import JOB_TYPES, MoANetwork, count_field, number_field, paper_network
 
 NETWORK_FIELDS: tuple[str, ...] = ("n", "M", "k", "arrival_rate", "service_time", "topology")
 """Grid fields that change the network (the other :class:`MoANetwork` fields come from base)."""
@@ -124,7 +124,7 @@ def _check_grid(
     unknown = [f for f in [*grid, *fixed] if options is not None and f not in network | options]
     if unknown:
         valid = sorted(network) + sorted(options or ())
-        raise ValueError(f"unknown field(s) {unknown}; valid names are {valid}")
+        raise ValueError(f"grid or keywords: unknown field(s) {unknown}; valid names are {valid}")
     if all(f in grid for f in RATE_FIELDS):
         raise ValueError("grid has both 'scale' and 'load'; keep one of them")
     both = sorted(set(grid) & set(fixed))
@@ -143,7 +143,8 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds={seeds}: need at least one; pass a count >= 1 or a list")
-        return list(range(int(seeds)))
+        # Each seed is at least one row held in memory: a billion is beyond any sweep.
+        return list(range(count_field("seeds", seeds, 1, 10**9)))
     try:
         values = list(seeds)
     except TypeError as err:
@@ -167,6 +168,10 @@ def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
     if base is None:
         base = paper_network()
     if isinstance(base, Mapping):
+        allowed = {f.name for f in fields(MoANetwork)}
+        unknown = sorted(map(str, set(base) - allowed))
+        if unknown:
+            raise ValueError(f"base={unknown}: unknown network field(s); use {sorted(allowed)}")
         return dict(base)
     if not isinstance(base, MoANetwork):
         raise ValueError(f"base={base!r}: pass a MoANetwork or a dict of its fields")
@@ -187,15 +192,19 @@ def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
 def _network(base: Mapping[str, Any], params: Mapping[str, Any]) -> MoANetwork:
     net = MoANetwork(**{**base, **{f: v for f, v in params.items() if f in NETWORK_FIELDS}})
     if "scale" in params:
+        number_field("grid['scale']", params["scale"], "list non-negative factors")
         net = net.scaled(params["scale"])
     if "load" in params:
+        load = number_field("grid['load']", params["load"], "list non-negative loads")
+        if load < 0:
+            raise ValueError(f"grid['load']={load}: must be >= 0; list non-negative loads")
         theta = max_uniform_scale(net)
         if np.isinf(theta):
             raise ValueError(
                 "grid 'load' rescales the arrival rates, but the network "
                 "carries no load; give a positive arrival_rate"
             )
-        net = net.scaled(params["load"] * theta)
+        net = net.scaled(load * theta)
     return net
 
 
@@ -243,6 +252,8 @@ def sweep_points(
     """The validated points of a sweep in row order (grid order, seeds innermost)."""
     if not isinstance(grid, Mapping):
         raise ValueError(f"grid={grid!r}: pass a mapping field -> list of values")
+    if not callable(point):
+        raise ValueError(f"point={point!r}: not callable; pass a function point(net, seed, ...)")
     axes = _check_grid(grid, _option_names(point), options)
     fields, seed_list = _base_fields(base), _seed_list(seeds)
     points = []
@@ -432,15 +443,20 @@ def _run_dask(
             done(futures[future], future.result())
 
 
+# Each local worker is a process with its own interpreter (~100 MB): more than this is a typo.
+_MAX_LOCAL_WORKERS = 1024
+
+
 def _check_client(client: Any, n_workers: int | None) -> None:
     if n_workers is not None and (
         client != "local"
         or isinstance(n_workers, bool)
-        or not isinstance(n_workers, int)
-        or n_workers < 1
+        or not isinstance(n_workers, (int, np.integer))
+        or not 1 <= n_workers <= _MAX_LOCAL_WORKERS
     ):
         raise ValueError(
-            f"n_workers={n_workers!r}: a worker count >= 1, used only with "
+            f"n_workers={n_workers!r}: a worker count >= 1 (at most {_MAX_LOCAL_WORKERS}), used "
+            "only with "
             "client='local'; size a remote cluster where it is started"
         )
     if client is None or client == "local":
@@ -556,6 +572,8 @@ def sweep(
     1  2  1     0      1.25
     """
     _check_client(client, n_workers)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress={progress!r}: must be True or False; pass a bool")
     points = sweep_points(grid, seeds, point, base, **options)
     store = ResultCache(cache) if cache is not None else None
     results = {} if store is None else store.load_all(points)

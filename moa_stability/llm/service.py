@@ -45,7 +45,7 @@ import pandas as pd
 import scipy.linalg
 import scipy.stats
 
-from ..model.network import JOB_TYPES, count_field, job_types_used
+from ..model.network import JOB_TYPES, count_field, job_types_used, number_field
 
 __all__ = [
     "JOB_TYPES",
@@ -107,20 +107,31 @@ def validate_trace(trace: pd.DataFrame, columns: tuple[str, ...] = _FIT_COLUMNS)
         On a missing column, an unknown job type, negative counts or non-positive seconds.
     """
     if not isinstance(trace, pd.DataFrame):
-        raise ValueError(f"a trace is a pandas.DataFrame, got {type(trace).__name__}")
+        raise ValueError(
+            f"trace={type(trace).__name__}: a trace is a pandas.DataFrame; load one with "
+            "moa_stability.llm.measure.load_trace"
+        )
     missing = [c for c in columns if c not in trace.columns]
     if missing:
-        raise ValueError(f"trace lacks columns {missing} (has {list(trace.columns)})")
+        raise ValueError(
+            f"trace={list(map(str, trace.columns))}: lacks columns {missing}; add them"
+        )
     if len(trace) == 0:
-        raise ValueError("trace is empty")
-    unknown = sorted(set(trace["job_type"]) - set(JOB_TYPES))
+        raise ValueError("trace=(0 rows): the trace is empty; pass measured rows")
+    unknown = sorted(map(str, set(trace["job_type"]) - set(JOB_TYPES)))
     if unknown:
-        raise ValueError(f"unknown job types {unknown}; expected {JOB_TYPES}")
-    for c in ("input_tokens", "output_tokens"):
-        if c in columns and (trace[c] < 0).any():
-            raise ValueError(f"negative {c} in trace")
-    if "seconds" in columns and not (trace["seconds"] > 0).all():
-        raise ValueError("trace seconds must be > 0")
+        raise ValueError(f"trace['job_type']={unknown}: unknown job types; use {JOB_TYPES}")
+    for c in (c for c in columns if c != "job_type"):
+        column = trace[c]
+        # Text, booleans and NaN would turn into wrong numbers or an SVD that does not converge.
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            raise ValueError(f"trace[{c!r}]={column.dtype}: not numeric; give numbers")
+        values = column.to_numpy(float)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"trace[{c!r}]: contains NaN or inf; drop or fix those rows")
+        if np.any(values < 0) or (c == "seconds" and np.any(values <= 0)):
+            bound = "> 0" if c == "seconds" else ">= 0"
+            raise ValueError(f"trace[{c!r}]: has an entry outside {bound}; fix those rows")
     return trace
 
 
@@ -289,10 +300,10 @@ class LinearService:
             deviation of :math:`\\log(S / \\hat S)` over the rows.
         """
         validate_trace(trace)
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        if covariance not in ("HC3", "classical"):
-            raise ValueError(f"covariance must be 'HC3' or 'classical', got {covariance!r}")
+        if not 0 < number_field("level", level, "pass e.g. level=0.95") < 1:
+            raise ValueError(f"level={level}: must be in (0, 1); pass e.g. level=0.95")
+        if not (isinstance(covariance, str) and covariance in ("HC3", "classical")):
+            raise ValueError(f"covariance={covariance!r}: unknown; use 'HC3' or 'classical'")
         terms, X = _design(trace, interaction)
         y = trace["seconds"].to_numpy(float)
         n, p = X.shape
@@ -527,7 +538,10 @@ def _resolve(
     model: ServiceModel | None, trace: pd.DataFrame | None
 ) -> tuple[ServiceModel, LengthModel]:
     if model is not None and not isinstance(model, ServiceModel):
-        raise ValueError(f"model must have mean() and sample() methods, got {type(model).__name__}")
+        raise ValueError(
+            f"model={type(model).__name__}: has no mean() and sample() methods; pass a "
+            "ServiceModel such as LinearService"
+        )
     if trace is None:
         default_model, lengths = _default_fit()
         return (model if model is not None else default_model), lengths
@@ -544,11 +558,15 @@ def job_length_samples(
     """
     _check_shape(M, k)
     lengths = LengthModel.from_trace(trace) if trace is not None else _default_fit()[1]
-    return lengths.sample(M, k, _check_n(n), np.random.default_rng(seed))
+    return lengths.sample(M, k, _check_n(n), _rng(seed))
 
 
 def _check_n(n: Any) -> int:
     return count_field("n", n, 1)
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    return np.random.default_rng(count_field("seed", seed, 0))
 
 
 def mean_service_times(
@@ -581,7 +599,7 @@ def mean_service_times(
     """
     _check_shape(M, k)
     service, lengths = _resolve(model, trace)
-    jobs = lengths.sample(M, k, _check_n(n), np.random.default_rng(seed))
+    jobs = lengths.sample(M, k, _check_n(n), _rng(seed))
     return {c: float(np.mean(service.mean(l_in, l_out))) for c, (l_in, l_out) in jobs.items()}
 
 
@@ -610,12 +628,12 @@ def service_samples(
         ``{job_type: seconds}`` for the job types that occur at ``M``.
     """
     _check_shape(M, k)
-    if source == "trace":
+    if isinstance(source, str) and source == "trace":
         return _measured_samples(M, k, trace)
-    if source != "model":
-        raise ValueError(f"source must be 'model' or 'trace', got {source!r}")
+    if not (isinstance(source, str) and source == "model"):
+        raise ValueError(f"source={source!r}: unknown; use 'model' or 'trace'")
     service, lengths = _resolve(model, trace)
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     jobs = lengths.sample(M, k, _check_n(n), rng)
     return {c: np.asarray(service.sample(l_in, l_out, rng), float)
             for c, (l_in, l_out) in jobs.items()}  # fmt: skip

@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .network import AGGREGATE, JOB_TYPES, PROPOSE, REFINE, MoANetwork
+from .network import (
+    AGGREGATE,
+    JOB_TYPES,
+    PROPOSE,
+    REFINE,
+    MoANetwork,
+    count_field,
+    network_field,
+)
 
 
 def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
@@ -31,6 +39,10 @@ def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
     Uniform selection never builds ``pi``: it is :math:`A^\top (\lambda k_m / d)` on a sparse
     graph and :math:`k_m (\Lambda - \lambda_i)/(n-1)` on the complete graph.
     """
+    net = network_field(net)
+    if net.M == 0:
+        raise ValueError(f"layer={layer!r}: M=0 has no helper layers; use a network with M >= 1")
+    layer = count_field("layer", layer, 0, net.M - 1)
     lam, km = net.arrival_rate, net.k[layer]
     if net.selection is not None:
         return net.selection[layer].T @ lam
@@ -43,7 +55,7 @@ def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
 
 def job_rates(net: MoANetwork) -> np.ndarray:
     """Jobs per second of each type at each device, shape ``(3, n)``, rows in ``JOB_TYPES``."""
-    lam = net.arrival_rate
+    lam = network_field(net).arrival_rate
     rates = np.zeros((len(JOB_TYPES), net.n))
     rates[PROPOSE] = lam
     if net.M >= 1:
@@ -80,7 +92,7 @@ def loads(net: MoANetwork) -> np.ndarray:
     >>> loads(MoANetwork(n=4, M=2, k=2, arrival_rate=0.025, service_time=1.0))
     array([0.175, 0.175, 0.175, 0.175])
     """
-    return _loads(net, job_rates(net))
+    return _loads(network_field(net), job_rates(net))
 
 
 def max_uniform_scale(net: MoANetwork) -> float:
@@ -95,4 +107,4 @@ def kelly_type(net: MoANetwork) -> bool:
     Then the network is a Kelly-type FCFS fork-join network and ``rho_i < 1`` for all ``i`` is
     sufficient for stability, not only necessary (docs/model.md section 2.5).
     """
-    return _kelly(net, job_rates(net))
+    return _kelly(network_field(net), job_rates(net))
