@@ -41,7 +41,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..model.loads import loads, max_uniform_scale
-from ..model.network import JOB_TYPES, MoANetwork, count_field, number_field, paper_network
+from ..model.network import (
+    JOB_TYPES,
+    MoANetwork,
+    count_field,
+    is_rectangular,
+    number_field,
+    paper_network,
+)
 
 NETWORK_FIELDS: tuple[str, ...] = ("n", "M", "k", "arrival_rate", "service_time", "topology")
 """Grid fields that change the network (the other :class:`MoANetwork` fields come from base)."""
@@ -132,7 +139,8 @@ def _check_grid(
         raise ValueError(f"{both} given both in the grid and as keyword(s); keep one")
     axes = {}
     for name, values in grid.items():
-        axis = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
+        scalar = isinstance(values, str) or (is_rectangular(values) and np.ndim(values) == 0)
+        axis = [values] if scalar else list(values)
         if not axis:
             raise ValueError(f"grid[{name!r}] is empty; list at least one value")
         axes[name] = axis
@@ -146,6 +154,8 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
         # Each seed is at least one row held in memory: a billion is beyond any sweep.
         return list(range(count_field("seeds", seeds, 1, 10**9)))
     try:
+        if isinstance(seeds, (str, bytes)):  # iterable, but characters are no seeds
+            raise TypeError
         values = list(seeds)
     except TypeError as err:
         raise ValueError(f"seeds={seeds!r}: pass a count >= 1 or a list of integers") from err
