@@ -33,6 +33,15 @@ and selection are spread evenly. ``proportional`` maximises
 :math:`\sum_i \log\lambda_i`, which needs the exponential cone: it goes to Clarabel, an
 interior-point conic solver, run with tightened tolerances: the objective is then exact to
 about 1e-10, the rates (where the log is flat) to about 1e-5 relative.
+
+Reliability: ``scale`` with the network's own selection needs no solver (the closed form
+:math:`\theta^* = \min_i c/\rho_i(\lambda)`, through the traffic equations, so a complete graph
+stays implicit). Every program is solved in units where its numbers are of order one (see
+:class:`_Units`), so rates from 1e-12 to 1e12 prompts/s and service times from 1e-6 to 1e6 s
+give the same relative accuracy. An interior point's overshoot of the cap (solver round-off) is
+pulled back along the segment to the lowest admissible rates; an answer whose loads, recomputed
+by the traffic equations, still exceed the cap, or whose objective falls below a feasible
+point of the network's own selection, is a ``ValueError``, never a result.
 """
 
 from __future__ import annotations
@@ -546,7 +555,7 @@ def _scale_closed_form(
     its supergradient in the caps: :math:`1/\rho_i(d)` shared equally by the load-binding
     devices (zero when a rate bound binds first)."""
     by_rate = _highest_scale(direction, base, bounds.upper)
-    if floor @ direction > 0 and by_rate < _lowest_scale(direction, base, bounds.lower):
+    if by_rate < _lowest_scale(direction, base, bounds.lower):
         raise ValueError(
             "rate_lower and rate_upper leave no common scale of the arrival rates; loosen "
             "the bounds or use objective='sum'"
@@ -843,7 +852,8 @@ def max_stable_rate(
     Raises
     ------
     ValueError
-        On bad input, and when no rates fit (naming the overloaded device and why).
+        On bad input, when no rates fit (naming the overloaded device and why), and when the
+        solver's answer fails the feasibility check or is beaten by a known feasible point.
 
     Examples
     --------

@@ -607,3 +607,10 @@ def test_bad_solver_margin_and_flags_name_the_field(kwargs, field):
 def test_numpy_scalars_are_valid_margins():
     res = max_stable_rate(MoANetwork(**HETERO), margin=np.float32(0.1))
     assert res.value == pytest.approx((1 - float(np.float32(0.1))) / 28, rel=1e-12)
+
+
+def test_scale_bounds_with_no_common_scale_are_an_error():
+    # Equal rates: device 0 needs theta >= 0.02, device 1 allows theta <= 0.01.
+    net = MoANetwork(n=4, M=1, k=1, arrival_rate=1.0, service_time=0.1)
+    with pytest.raises(ValueError, match="no common scale"):
+        max_stable_rate(net, rate_lower=[0.02, 0, 0, 0], rate_upper=[1, 0.01, 1, 1])
