@@ -639,7 +639,7 @@ def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:
         elif "random_regular" in keys and keys <= {"random_regular", "seed"}:
             fields["topology"] = random_regular_graph(
                 n,
-                count_field("topology.random_regular", topo["random_regular"], 0),
+                count_field("topology.random_regular", topo["random_regular"], 0, MAX_COUNT),
                 seed=seed_field("topology.seed", topo.get("seed")),
             )
         else:
