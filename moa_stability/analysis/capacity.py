@@ -340,7 +340,6 @@ def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResul
         load_cap=cap,
         binding=tuple(int(i) for i in np.flatnonzero(rho >= cap * (1 - _BINDING_RTOL))),
         duals=theta * mu / cap,
-        selection=selection,
         selection_optimised=True,
         network=net.replace(arrival_rate=rates, selection=selection),
         solver=solver,

@@ -34,11 +34,19 @@ and selection are spread evenly. ``proportional`` maximises
 :math:`\sum_i \log\lambda_i`, which needs the exponential cone: it goes to Clarabel, an
 interior-point conic solver, run with tightened tolerances: the objective is then exact to
 about 1e-10, the rates (where the log is flat) to about 1e-5 relative.
+
+Reliability: ``scale`` with the network's own selection needs no solver (the closed form
+:math:`\theta^* = \min_i c/\rho_i(\lambda)`, through the traffic equations, so a complete graph
+stays implicit). Every program is solved in units where its numbers are of order one (see
+:class:`_Units`), so rates from 1e-12 to 1e12 prompts/s and service times from 1e-6 to 1e6 s
+give the same relative accuracy. An interior point's overshoot of the cap (solver round-off) is
+pulled back along the segment to the lowest admissible rates; an answer whose loads, recomputed
+by the traffic equations, still exceed the cap, or whose objective falls below a feasible
+point of the network's own selection, is a ``ValueError``, never a result.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -53,7 +61,14 @@ import scipy.sparse as sp
 
 from ..model.display import html_summary, tidy
 from ..model.loads import helper_work, load_matrix, loads, own_work
-from ..model.network import MoANetwork, per_device_field
+from ..model.network import (
+    MoANetwork,
+    count_field,
+    is_rectangular,
+    network_field,
+    number_field,
+    per_device_field,
+)
 
 OBJECTIVES: tuple[str, ...] = ("scale", "sum", "min", "proportional")
 """Objectives of :func:`max_stable_rate`."""
@@ -87,6 +102,9 @@ _SOLVER_OPTIONS = {
     },
 }
 _BINDING_RTOL = 1e-6
+# How far a solver's answer may stray, relative, past a load cap or below a point the network's
+# own selection reaches before it is an error: the interior point stops within ~1e-9.
+_CHECK_RTOL = 1e-7
 # Origins with less traffic than this (relative to the busiest) get uniform selection: their
 # flows carry no information about pi, only solver round-off.
 _IDLE_RTOL = 1e-12
@@ -139,13 +157,15 @@ class StableRateResult:
         cap to :math:`(1+\epsilon)c_i`, so it buys about :math:`\epsilon\,c_i\,\text{duals}_i`.
     selection : tuple of scipy.sparse.csr_array
         Per-layer inclusion probabilities ``pi[origin, helper]`` (optimal when optimised, the
-        network's own otherwise), as :class:`MoANetwork` ``selection=`` accepts them.
+        network's own otherwise), as :class:`MoANetwork` ``selection=`` accepts them. Built on
+        access: the uniform rule of a large complete graph is a dense ``n x n`` matrix.
     selection_optimised : bool
         Whether the selection was a variable.
     network : MoANetwork
         The input network with the optimal rates (and selection, when optimised) plugged in.
     solver, status : str
-        The solver that ran and its status (``optimal`` or ``optimal_inaccurate``).
+        The solver that ran (``closed form`` when none was needed) and its status
+        (``optimal`` or ``optimal_inaccurate``).
     build_time_s, solve_time_s : float
         Seconds spent building the program (expressions and cvxpy's compilation to solver
         form) and solving it.
@@ -165,7 +185,6 @@ class StableRateResult:
     load_cap: float
     binding: tuple[int, ...]
     duals: np.ndarray
-    selection: tuple[sp.csr_array, ...]
     selection_optimised: bool
     network: MoANetwork
     solver: str
@@ -174,6 +193,13 @@ class StableRateResult:
     solve_time_s: float
     dual_bound: float | None = None
     solver_path: str = "cvxpy"
+
+    @property
+    def selection(self) -> tuple[sp.csr_array, ...]:
+        net = self.network
+        if net.selection is not None:
+            return net.selection
+        return tuple(net.inclusion(m) for m in range(net.M))
 
     def to_frame(self) -> pd.DataFrame:
         """One row per device: optimal rate, load, whether it binds, and its dual value."""
@@ -235,18 +261,13 @@ class _Bounds:
     def of(
         cls, net: MoANetwork, objective: str, margin: float, rate_lower: Any, rate_upper: Any
     ) -> _Bounds:
-        if not isinstance(net, MoANetwork):
-            raise ValueError(
-                f"net={type(net).__name__}: not a MoANetwork; build one with "
-                "moa_stability.MoANetwork(...)"
-            )
-        if objective not in OBJECTIVES:
+        network_field(net)
+        if not (isinstance(objective, str) and objective in OBJECTIVES):
             raise ValueError(f"objective={objective!r}: unknown objective; use one of {OBJECTIVES}")
-        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and 0 <= margin < 1):
-            raise ValueError(
-                f"margin={margin}: must be a number in [0, 1) (loads are held "
-                "at most 1 - margin); pass e.g. margin=0.1"
-            )
+        fix = "loads are held at most 1 - margin; pass e.g. margin=0.1"
+        margin = number_field("margin", margin, fix)
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin={margin}: must be a number in [0, 1); {fix}")
         n = net.n
         lower = np.zeros(n) if rate_lower is None else per_device_field("rate_lower", rate_lower, n)
         upper = np.full(n, np.inf) if rate_upper is None else _upper_bounds(rate_upper, n)
@@ -269,13 +290,12 @@ class _Bounds:
 
 def _upper_bounds(value: Any, n: int) -> np.ndarray:
     """Like the network's per-device fields, but ``inf`` (no bound) is allowed."""
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as err:
+    if not is_rectangular(value) or np.asarray(value).dtype.kind not in "iuf":
         raise ValueError(
             f"rate_upper={value!r}: not numeric; pass a number or a length-n "
             "array (inf for no bound)"
-        ) from err
+        )
+    arr = np.asarray(value, dtype=float)
     free = np.isposinf(arr)
     return np.where(free, np.inf, per_device_field("rate_upper", np.where(free, 0.0, arr), n))
 
@@ -311,8 +331,40 @@ def _overload_error(
 
 
 # ---- the program ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Units:
+    r"""The units the solver works in, so that it sees numbers of order one whatever the
+    magnitudes of the rates (1e-12..1e12 prompts/s) and service times (1e-6..1e6 s).
+
+    Time is counted in units of :math:`\tau` = ``time_s`` seconds, the busiest device's load
+    when every device sends one prompt per second: rates become :math:`\lambda' = \tau\lambda`
+    and the load matrix :math:`A/\tau`, whose largest row sum is 1; loads do not change. For
+    ``scale`` the direction is normalised too, :math:`\theta = \theta_0\theta'` with
+    :math:`\theta_0` = ``theta`` :math:`= 1/\max_i \rho_i(\text{direction})`, so that
+    :math:`\theta' = 1` is the uniform optimum of the network's own selection.
+    """
+
+    time_s: float
+    theta: float
+
+    @classmethod
+    def of(cls, net: MoANetwork, objective: str, direction: np.ndarray) -> _Units:
+        theta = 1.0 / _loads_at(net, direction).max() if objective == "scale" else 1.0
+        return cls(float(_loads_at(net, np.ones(net.n)).max()), float(theta))
+
+
+def _loads_at(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
+    """Loads of the network's own selection at ``rates`` (implicit on the complete graph)."""
+    return loads(net.replace(arrival_rate=rates))
+
+
 def _rates(
-    objective: str, n: int, direction: np.ndarray, base: np.ndarray, bounds: _Bounds
+    objective: str,
+    n: int,
+    direction: np.ndarray,
+    base: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
 ) -> tuple[cp.Expression, cp.Expression, list[cp.Constraint]]:
     """Rates as a cvxpy expression, the objective to maximise, and the rate bounds."""
     if objective == "scale":
@@ -323,21 +375,22 @@ def _rates(
         lam = cp.Variable(n, nonneg=True, name="rate")
         goal = _GOALS[objective](lam)
     cons = []
-    low = np.flatnonzero(bounds.lower > 0)
+    low = np.flatnonzero(lower > 0)
     if low.size:
-        cons.append(lam[low] >= bounds.lower[low])
-    high = np.flatnonzero(np.isfinite(bounds.upper))
+        cons.append(lam[low] >= lower[low])
+    high = np.flatnonzero(np.isfinite(upper))
     if high.size:
-        cons.append(lam[high] <= bounds.upper[high])
+        cons.append(lam[high] <= upper[high])
     return lam, goal, cons
 
 
 def _flow_loads(
-    net: MoANetwork, edges: _Edges, lam: cp.Expression
+    net: MoANetwork, edges: _Edges, lam: cp.Expression, time_s: float
 ) -> tuple[cp.Expression, list[cp.Variable | None], list[cp.Constraint]]:
-    """Loads with the per-layer edge flows as variables, the flows, and their constraints."""
+    """Loads with the per-layer edge flows as variables, the flows, and their constraints;
+    rates and flows in prompts per ``time_s`` seconds."""
     out = edges.incidence(edges.origin)
-    load = cp.multiply(own_work(net), lam)
+    load = cp.multiply(own_work(net) / time_s, lam)
     flows: list[cp.Variable | None] = []
     cons = []
     origin_rate = out.T @ lam
@@ -346,10 +399,26 @@ def _flow_loads(
             flows.append(None)
             continue
         x = cp.Variable(edges.origin.size, nonneg=True, name=f"flow{m + 1}")
-        load = load + edges.incidence(edges.helper, helper_work(net, m)) @ x
+        load = load + edges.incidence(edges.helper, helper_work(net, m) / time_s) @ x
         cons += [out @ x == km * lam, x <= origin_rate]
         flows.append(x)
     return load, flows, cons
+
+
+def _complete_uniform_loads(
+    net: MoANetwork, lam: cp.Expression, time_s: float
+) -> tuple[cp.Expression, list[cp.Constraint]]:
+    r"""Loads of uniform selection on the complete graph without its dense ``n x n`` matrix:
+    :math:`\rho_i = (w_i - h_i)\lambda_i + h_i\Lambda` with
+    :math:`h_i = \sum_m s_{c(m),i}k_m/(n-1)` and the total :math:`\Lambda` an extra variable
+    (as ``h * sum(lam)`` cvxpy would expand into a dense outer product)."""
+    h = np.zeros(net.n)
+    for m, km in enumerate(net.k):
+        if km:
+            h += helper_work(net, m) * km / (net.n - 1)
+    total = cp.Variable(nonneg=True, name="total_rate")
+    load = cp.multiply((own_work(net) - h) / time_s, lam) + (h / time_s) * total
+    return load, [total == cp.sum(lam)]
 
 
 def _inclusion(
@@ -376,7 +445,8 @@ def _inclusion(
 
 @dataclass
 class _Program:
-    """The convex program of one network, with handles on what the result needs."""
+    """The convex program of one network, in :class:`_Units`, with handles on what the result
+    needs."""
 
     problem: cp.Problem
     rates: cp.Expression
@@ -384,7 +454,6 @@ class _Program:
     capacity: cp.Constraint
     flows: list[cp.Variable | None]
     edges: _Edges | None
-    floor: np.ndarray
 
 
 def _program(
@@ -394,31 +463,32 @@ def _program(
     optimise_selection: bool,
     direction: np.ndarray,
     base: np.ndarray,
+    units: _Units,
 ) -> _Program:
     """Rates are ``base + theta * direction`` for ``scale``, free variables otherwise."""
-    if objective == "scale":
-        if not direction.any():
-            raise ValueError(
-                "arrival_rate=0: every arrival rate is 0, so objective='scale' has no direction "
-                "to scale; give the devices positive rates or use objective='sum'"
-            )
-        floor = base + _lowest_scale(direction, base, bounds.lower) * direction
-    else:
-        floor = bounds.lower
-    lam, goal, cons = _rates(objective, net.n, direction, base, bounds)
-    # Loads only grow with the rates, so the lowest admissible rates must already fit.
+    tau = units.time_s
+    lam, goal, cons = _rates(
+        objective,
+        net.n,
+        direction * (tau * units.theta),
+        base * tau,
+        bounds.lower * tau,
+        bounds.upper * tau,
+    )
+    edges: _Edges | None = None
+    flows: list[cp.Variable | None] = []
     if optimise_selection and net.M:
-        _check_fits(net, floor, own_work(net) * floor, bounds.cap, "whatever the selection, ")
-        edges: _Edges | None = _Edges.of(net)
-        load, flows, flow_cons = _flow_loads(net, edges, lam)
+        edges = _Edges.of(net)
+        load, flows, flow_cons = _flow_loads(net, edges, lam, tau)
         cons += flow_cons
+    elif net.is_complete and net.selection is None:
+        load, total_cons = _complete_uniform_loads(net, lam, tau)
+        cons += total_cons
     else:
-        A = load_matrix(net)
-        _check_fits(net, floor, A @ floor, bounds.cap, "")
-        edges, load, flows = None, A @ lam, []
+        load = (load_matrix(net) / tau) @ lam
     capacity = load <= bounds.cap
     problem = cp.Problem(cp.Maximize(goal), [capacity, *cons])
-    return _Program(problem, lam, goal, capacity, flows, edges, floor)
+    return _Program(problem, lam, goal, capacity, flows, edges)
 
 
 @cache
@@ -438,10 +508,111 @@ def _silence_highs_banner() -> None:
         os.close(saved)
 
 
+def _solver_name(solver: Any, objective: str) -> str:
+    """The cvxpy solver to run: the default for the objective, or an installed one by name."""
+    installed = sorted(cp.installed_solvers())
+    if solver is None:
+        return _DEFAULT_SOLVER[objective]
+    if not isinstance(solver, str) or solver.upper() not in installed:
+        raise ValueError(
+            f"solver={solver!r}: not an installed cvxpy solver; pass None (the default) or one "
+            f"of {installed}"
+        )
+    return solver.upper()
+
+
 def _run_solver(problem: cp.Problem, name: str) -> None:
     if name == "HIGHS":
         _silence_highs_banner()
-    problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
+    try:
+        problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
+    except cp.error.SolverError as err:
+        raise ValueError(
+            f"solver={name!r}: cannot solve this program ({err}); pass solver=None for the "
+            "default (HiGHS for the linear objectives, Clarabel for 'proportional')"
+        ) from err
+
+
+def _floor(objective: str, direction: np.ndarray, base: np.ndarray, bounds: _Bounds) -> np.ndarray:
+    """The lowest admissible rates: every load only grows from there."""
+    if objective != "scale":
+        return bounds.lower
+    if not direction.any():
+        raise ValueError(
+            "every arrival rate is 0, so objective='scale' has no direction "
+            "to scale; give the devices positive rates or use objective='sum'"
+        )
+    return base + _lowest_scale(direction, base, bounds.lower) * direction
+
+
+def _highest_scale(direction: np.ndarray, base: np.ndarray, upper: np.ndarray) -> float:
+    """Largest theta with ``base + theta * direction <= upper`` (``inf`` when unbounded)."""
+    capped = (direction > 0) & np.isfinite(upper)
+    return float(np.min((upper - base)[capped] / direction[capped], initial=np.inf))
+
+
+def _scale_closed_form(
+    net: MoANetwork, bounds: _Bounds, direction: np.ndarray, base: np.ndarray, floor: np.ndarray
+) -> tuple[float, np.ndarray]:
+    r"""``scale`` with the network's own selection, where every load is linear in theta:
+    :math:`\theta^* = \min(\min_i (c - \rho_i(b))/\rho_i(d),\ \min_i (u_i - b_i)/d_i)`, and
+    its supergradient in the caps: :math:`1/\rho_i(d)` shared equally by the load-binding
+    devices (zero when a rate bound binds first)."""
+    by_rate = _highest_scale(direction, base, bounds.upper)
+    if by_rate < _lowest_scale(direction, base, bounds.lower):
+        raise ValueError(
+            "rate_lower and rate_upper leave no common scale of the arrival rates; loosen "
+            "the bounds or use objective='sum'"
+        )
+    per_unit = _loads_at(net, direction)
+    head = bounds.cap - (_loads_at(net, base) if base.any() else np.zeros(net.n))
+    moving = per_unit > 0
+    limits = np.full(net.n, np.inf)
+    limits[moving] = head[moving] / per_unit[moving]
+    by_load = float(limits.min())
+    duals = np.zeros(net.n)
+    if by_load <= by_rate:
+        binding = limits <= by_load * (1 + 1e-12)
+        duals[binding] = 1.0 / per_unit[binding] / binding.sum()
+    return min(by_load, by_rate), duals
+
+
+def _reference_value(
+    net: MoANetwork,
+    objective: str,
+    bounds: _Bounds,
+    direction: np.ndarray,
+    base: np.ndarray,
+    floor: np.ndarray,
+) -> float:
+    """The objective at a feasible point of the network's own selection, found without a
+    solver: no optimum (over rates, or rates and selection) can be lower. ``-inf`` when the
+    own selection admits no point."""
+    if _loads_at(net, floor).max() > bounds.cap:
+        return -np.inf
+    if objective == "scale":
+        return _scale_closed_form(net, bounds, direction, base, floor)[0]
+    # Raise every device that may move by the same amount t from its lower bound.
+    step = (bounds.upper > bounds.lower).astype(float)
+    if not step.any():
+        point = bounds.lower
+    else:
+        by_rate = _highest_scale(step, bounds.lower, bounds.upper)
+        per_unit = _loads_at(net, step)
+        head = bounds.cap - _loads_at(net, bounds.lower)
+        moving = per_unit > 0
+        t = min(by_rate, float(np.min(head[moving] / per_unit[moving], initial=np.inf)))
+        point = bounds.lower + max(t, 0.0) * step
+    return _objective_value(objective, point)
+
+
+def _objective_value(objective: str, rates: np.ndarray) -> float:
+    if objective == "sum":
+        return float(rates.sum())
+    if objective == "min":
+        return float(rates.min())
+    with np.errstate(divide="ignore"):
+        return float(np.log(rates).sum())
 
 
 def _solve(
@@ -449,49 +620,151 @@ def _solve(
     objective: str,
     bounds: _Bounds,
     optimise_selection: bool,
-    solver: str | None,
+    solver: str,
     direction: np.ndarray,
     base: np.ndarray,
 ) -> StableRateResult:
     start = time.perf_counter()
-    prog = _program(net, objective, bounds, optimise_selection, direction, base)
+    floor = _floor(objective, direction, base, bounds)
+    optimise_selection = bool(optimise_selection and net.M)
+    # Loads only grow with the rates, so the lowest admissible rates must already fit.
+    if optimise_selection:
+        _check_fits(net, floor, own_work(net) * floor, bounds.cap, "whatever the selection, ")
+    else:
+        _check_fits(net, floor, _loads_at(net, floor), bounds.cap, "")
+    if objective == "scale" and not optimise_selection:
+        theta, duals = _scale_closed_form(net, bounds, direction, base, floor)
+        rates = np.clip(base + theta * direction, bounds.lower, bounds.upper)
+        optimum = net.replace(arrival_rate=rates)
+        return _result(
+            net,
+            objective,
+            bounds,
+            theta,
+            optimum,
+            duals,
+            "closed form",
+            "optimal",
+            0.0,
+            time.perf_counter() - start,
+            False,
+        )
+
+    units = _Units.of(net, objective, direction)
+    prog = _program(net, objective, bounds, optimise_selection, direction, base, units)
     built = time.perf_counter()
-    name = (solver or _DEFAULT_SOLVER[objective]).upper()
-    _run_solver(prog.problem, name)
+    _run_solver(prog.problem, solver)
     compile_s = prog.problem.compilation_time or 0.0
     solve_s = time.perf_counter() - built - compile_s
     status = prog.problem.status
-    if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        raise _status_error(net, status, prog, bounds.cap, name)
-    rates = np.clip(
-        np.asarray(prog.rates.value, dtype=float).reshape(net.n), bounds.lower, bounds.upper
-    )
+    if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or prog.rates.value is None:
+        raise _status_error(net, status, prog, floor, bounds.cap, solver, units.time_s)
+    tau = units.time_s
+    if objective == "scale":
+        value = units.theta * float(prog.goal.value)
+        rates = np.clip(base + value * direction, bounds.lower, bounds.upper)
+        dual_unit = units.theta
+    else:
+        scaled = np.asarray(prog.rates.value, dtype=float).reshape(net.n)
+        rates = np.clip(scaled / tau, bounds.lower, bounds.upper)
+        value = _objective_value(objective, rates)
+        # d value / d cap: the sum and min are in prompts per tau seconds in the program; the
+        # sum of logs only moves by the constant n log(tau).
+        dual_unit = 1.0 if objective == "proportional" else 1.0 / tau
     if prog.edges is not None:
         selection = tuple(
-            _inclusion(net, prog.edges, m, rates, None if x is None else x.value)
+            _inclusion(net, prog.edges, m, rates * tau, None if x is None else x.value)
             for m, x in enumerate(prog.flows)
         )
         optimum = net.replace(arrival_rate=rates, selection=selection)
     else:
         optimum = net.replace(arrival_rate=rates)
-        selection = tuple(optimum.inclusion(m) for m in range(net.M))
+    # An interior point stops up to its tolerance outside the stable polytope: move back along
+    # the segment to the floor (which fits), so the rate bounds and the scale ray still hold.
+    inside = _fraction_inside(optimum, floor, bounds.cap)
+    if inside < 1.0:
+        rates = floor + inside * (rates - floor)
+        optimum = optimum.replace(arrival_rate=rates)
+        if objective == "scale":
+            lowest = _lowest_scale(direction, base, bounds.lower)
+            value = lowest + inside * (value - lowest)
+        else:
+            value = _objective_value(objective, rates)
+    duals = dual_unit * np.maximum(np.asarray(prog.capacity.dual_value, dtype=float), 0.0)
+    result = _result(
+        net,
+        objective,
+        bounds,
+        value,
+        optimum,
+        duals.reshape(net.n),
+        solver,
+        status,
+        built - start + compile_s,
+        solve_s,
+        prog.edges is not None,
+    )
+    reference = _reference_value(net, objective, bounds, direction, base, floor)
+    if not value >= reference - _CHECK_RTOL * (abs(reference) + (objective == "proportional")):
+        raise ValueError(
+            f"solver={solver!r}: its optimum {objective}={value:.9g} (status {status!r}) is "
+            f"below {reference:.9g}, which the network's own selection reaches, so the "
+            "solver's answer is wrong; pass another solver= or report the network"
+        )
+    return result
+
+
+def _fraction_inside(optimum: MoANetwork, floor: np.ndarray, cap: float) -> float:
+    r"""Largest :math:`s \le 1` with every load at most ``cap`` at ``floor + s (rates -
+    floor)`` under the optimum's selection (loads are affine along the segment). 1 when the
+    rates fit, and also when they overshoot by more than solver round-off: such an answer is
+    wrong, not imprecise, and the feasibility check rejects it."""
+    high = loads(optimum)
+    over = high > cap
+    if not over.any() or high.max() > cap * (1 + _CHECK_RTOL):
+        return 1.0
+    low = loads(optimum.replace(arrival_rate=floor))[over]
+    return float(np.clip(np.min((cap - low) / (high[over] - low)), 0.0, 1.0))
+
+
+def _result(
+    net: MoANetwork,
+    objective: str,
+    bounds: _Bounds,
+    value: float,
+    optimum: MoANetwork,
+    duals: np.ndarray,
+    solver: str,
+    status: str,
+    build_s: float,
+    solve_s: float,
+    optimised: bool,
+) -> StableRateResult:
+    """The result, once the returned rates and selection pass the feasibility check: their
+    loads, recomputed by the traffic equations, are within the cap (and finite)."""
     rho = loads(optimum)
-    # The objective at the returned rates, which are clipped to their bounds.
-    value = prog.goal.value if objective == "scale" else _GOALS[objective](rates).value
+    worst = int(np.argmax(np.where(np.isfinite(rho), rho, np.inf)))
+    if not (np.isfinite(value) or objective == "proportional") or not (
+        rho[worst] <= bounds.cap * (1 + _CHECK_RTOL)
+    ):
+        raise ValueError(
+            f"solver={solver!r}: its answer fails the feasibility check (device {worst} would "
+            f"have load {rho[worst]:.9g} > 1 - margin = {bounds.cap:.6g}; {objective}="
+            f"{value:.9g}) for {net!r}; pass another solver= or report the network"
+        )
     return StableRateResult(
         objective=objective,
         value=float(value),
-        rates=rates,
+        rates=optimum.arrival_rate,
         loads=rho,
         load_cap=bounds.cap,
         binding=tuple(int(i) for i in np.flatnonzero(rho >= bounds.cap * (1 - _BINDING_RTOL))),
-        duals=np.maximum(np.asarray(prog.capacity.dual_value, dtype=float).reshape(net.n), 0.0),
-        selection=selection,
-        selection_optimised=prog.edges is not None,
+        duals=duals,
+        selection_optimised=optimised,
         network=optimum,
-        solver=name,
+        solver=solver,
         status=status,
-        build_time_s=built - start + compile_s,
+        build_time_s=build_s,
         solve_time_s=solve_s,
     )
 
@@ -504,21 +777,30 @@ def _check_fits(
 
 
 def _status_error(
-    net: MoANetwork, status: str, prog: _Program, cap: float, solver: str
+    net: MoANetwork,
+    status: str,
+    prog: _Program,
+    floor: np.ndarray,
+    cap: float,
+    solver: str,
+    time_s: float,
 ) -> ValueError:
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) and prog.edges is not None:
-        best = _least_peak_load(net, prog.edges, prog.floor)
+        best = _least_peak_load(net, prog.edges, floor * time_s, time_s)
         if best.max() > cap:
-            return _overload_error(net, prog.floor, best, cap, "even with the best selection, ")
+            return _overload_error(net, floor, best, cap, "even with the best selection, ")
     return ValueError(
         f"solver={solver!r}: the solve ended with status {status!r} for {net!r}; check the "
         "rate bounds and margin, or try another solver= (e.g. 'CLARABEL')"
     )
 
 
-def _least_peak_load(net: MoANetwork, edges: _Edges, rates: np.ndarray) -> np.ndarray:
-    """Loads at ``rates`` under the selection that minimises the largest load."""
-    load, _, cons = _flow_loads(net, edges, rates)
+def _least_peak_load(
+    net: MoANetwork, edges: _Edges, rates: np.ndarray, time_s: float
+) -> np.ndarray:
+    """Loads at ``rates`` (prompts per ``time_s`` s) under the selection that minimises the
+    largest load."""
+    load, _, cons = _flow_loads(net, edges, rates, time_s)
     _run_solver(cp.Problem(cp.Minimize(cp.max(load)), cons), "HIGHS")
     return np.asarray(load.value, dtype=float)
 
@@ -564,7 +846,8 @@ def max_stable_rate(
     rate_upper, rate_lower : float or array_like, optional
         Per-device bounds on the rates in prompts/s (scalar or length ``n``).
     solver : str, optional
-        A cvxpy solver name; default HiGHS for the LPs, Clarabel for ``proportional``.
+        A cvxpy solver name; default HiGHS for the LPs, Clarabel for ``proportional``. No
+        solver runs for ``scale`` with the network's own selection: it has a closed form.
 
     Returns
     -------
@@ -573,15 +856,16 @@ def max_stable_rate(
     Raises
     ------
     ValueError
-        On bad input, and when no rates fit (naming the overloaded device and why).
+        On bad input, when no rates fit (naming the overloaded device and why), and when the
+        solver's answer fails the feasibility check or is beaten by a known feasible point.
 
     Examples
     --------
     >>> from moa_stability import MoANetwork
     >>> net = MoANetwork(n=4, M=2, k=2, arrival_rate=1.0, service_time=[1, 1, 1, 4])
     >>> round(max_stable_rate(net).value, 12), round(max_stable_rate(
-    ...     net, optimise_selection=True).value, 12)
-    (0.035714285714, 0.083333333333)
+    ...     net, optimise_selection=True).value, 9)
+    (0.035714285714, 0.083333333)
     """
     bounds = _Bounds.of(net, objective, margin, rate_lower, rate_upper)
     from . import capacity  # it builds on this module
@@ -592,8 +876,8 @@ def max_stable_rate(
         net,
         objective,
         bounds,
-        optimise_selection,
-        solver,
+        _flag("optimise_selection", optimise_selection),
+        _solver_name(solver, objective),
         direction=np.asarray(net.arrival_rate),
         base=np.zeros(net.n),
     )
@@ -635,12 +919,12 @@ def capacity_region(
         ``"given"``); ``attrs["devices"]`` holds ``(a, b)``. Concatenate the frames of both
         selections to plot them together.
     """
-    a, b = _two_devices(net, devices)
-    if isinstance(n_angles, bool) or not isinstance(n_angles, (int, np.integer)) or n_angles < 2:
-        raise ValueError(
-            f"n_angles={n_angles}: need an integer >= 2 (both axes are included); pass e.g. 33"
-        )
     bounds = _Bounds.of(net, "scale", margin, None, None)
+    a, b = _two_devices(net, devices)
+    # Each angle is one solve: a million is already hours with a selection to optimise.
+    n_angles = count_field("n_angles", n_angles, 2, 10**6)
+    optimise_selection = _flag("optimise_selection", optimise_selection)
+    solver = _solver_name(solver, "scale")
     base = np.array(net.arrival_rate, dtype=float)
     base[[a, b]] = 0.0
     rows = []
@@ -655,15 +939,16 @@ def capacity_region(
     return frame
 
 
+def _flag(field: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{field}={value!r}: must be True or False; pass a bool")
+    return bool(value)
+
+
 def _two_devices(net: MoANetwork, devices: Any) -> tuple[int, int]:
-    try:
-        a, b = (int(d) for d in devices)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"devices={devices!r}: not two indices; give two device indices, e.g. (0, 1)"
-        ) from err
-    if a == b or not (0 <= a < net.n and 0 <= b < net.n):
-        raise ValueError(
-            f"devices={devices!r}: need two different devices; pick two of 0..{net.n - 1}"
-        )
+    if isinstance(devices, str) or not is_rectangular(devices) or np.shape(devices) != (2,):
+        raise ValueError(f"devices={devices!r}: give two device indices, e.g. (0, 1)")
+    a, b = (count_field("devices", d, 0, net.n - 1) for d in devices)
+    if a == b:
+        raise ValueError(f"devices={devices!r}: need two different devices in 0..{net.n - 1}")
     return a, b

@@ -28,10 +28,11 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import pandas as pd
 from .._version import __version__
 from ..model.display import tqdm
 from ..model.loads import loads
-from ..model.network import JOB_TYPES, MoANetwork
+from ..model.network import JOB_TYPES, MoANetwork, count_field, is_rectangular, number_field
 from ..model.paper import paper_network
 
 NETWORK_FIELDS: tuple[str, ...] = ("n", "M", "k", "arrival_rate", "service_time", "topology")
@@ -141,7 +142,8 @@ def _check_grid(
         raise ValueError(f"grid={both}: given both in the grid and as keyword(s); keep one")
     axes = {}
     for name, values in grid.items():
-        axis = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
+        scalar = isinstance(values, str) or (is_rectangular(values) and np.ndim(values) == 0)
+        axis = [values] if scalar else list(values)
         if not axis:
             raise ValueError(f"grid[{name!r}]=[]: the axis is empty; list at least one value")
         axes[name] = axis
@@ -152,8 +154,11 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds={seeds}: need at least one; pass a count >= 1 or a list")
-        return list(range(int(seeds)))
+        # Each seed is at least one row held in memory: a billion is beyond any sweep.
+        return list(range(count_field("seeds", seeds, 1, 10**9)))
     try:
+        if isinstance(seeds, (str, bytes)):  # iterable, but characters are no seeds
+            raise TypeError
         values = list(seeds)
     except TypeError as err:
         raise ValueError(
@@ -181,6 +186,10 @@ def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
     if base is None:
         base = paper_network()
     if isinstance(base, Mapping):
+        allowed = {f.name for f in fields(MoANetwork)}
+        unknown = sorted(map(str, set(base) - allowed))
+        if unknown:
+            raise ValueError(f"base={unknown}: unknown network field(s); use {sorted(allowed)}")
         return dict(base)
     if not isinstance(base, MoANetwork):
         raise ValueError(f"base={base!r}: not a network; pass a MoANetwork or a dict of its fields")
@@ -201,9 +210,13 @@ def _base_fields(base: MoANetwork | Mapping[str, Any] | None) -> dict[str, Any]:
 def _network(base: Mapping[str, Any], params: Mapping[str, Any]) -> MoANetwork:
     net = MoANetwork(**{**base, **{f: v for f, v in params.items() if f in NETWORK_FIELDS}})
     if "scale" in params:
+        number_field("grid['scale']", params["scale"], "list non-negative factors")
         net = net.scaled(params["scale"])
     if "load" in params:
-        net = net.at_load(params["load"])
+        load = number_field("grid['load']", params["load"], "list positive loads")
+        if not load > 0:
+            raise ValueError(f"grid['load']={load}: must be > 0; list positive loads")
+        net = net.at_load(load)
     return net
 
 
@@ -249,6 +262,8 @@ def sweep_points(
     """The validated points of a sweep in row order (grid order, seeds innermost)."""
     if not isinstance(grid, Mapping):
         raise ValueError(f"grid={grid!r}: not a mapping; pass a mapping field -> list of values")
+    if not callable(point):
+        raise ValueError(f"point={point!r}: not callable; pass a function point(net, seed, ...)")
     axes = _check_grid(grid, _option_names(point), options)
     fields, seed_list = _base_fields(base), _seed_list(seeds)
     points = []
@@ -265,30 +280,80 @@ def sweep_points(
 
 
 # ---- cache -----------------------------------------------------------------------------------
+class CacheWarning(UserWarning):
+    """A damaged sweep cache entry, named by path; its point is computed again."""
+
+
 class ResultCache:
     """One JSON file per finished point, ``<key>.json``, written atomically.
 
     A reader sees either no file or a complete one: the entry goes to a temporary file in the
     same directory, is flushed to disk, and is renamed over the final name (``os.replace`` is
-    atomic on POSIX and Windows). Leftover ``.tmp`` files from a kill are never read.
+    atomic on POSIX and Windows). Leftover ``.tmp`` files from a kill are never read. An entry
+    damaged some other way (truncated, emptied, edited, from another point) is never trusted:
+    it is reported by path in a :class:`CacheWarning` and its point computed again.
+
+    Raises
+    ------
+    ValueError
+        When the directory cannot be created or written, before any point is computed.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise ValueError(
+                f"cache={directory!r}: not a directory path; pass a str or pathlib.Path "
+                "(or None for no cache)"
+            )
         self.directory = Path(directory)
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"cache={self.directory}: is a file; pass a directory path")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Probe with a real write: permissions, read-only mounts and full disks only show
+            # then, and a sweep must not find out after its first point.
+            fd, probe = tempfile.mkstemp(dir=self.directory, prefix=".probe.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            problem = "is a file" if self.directory.is_file() else "cannot be created or written"
+            raise ValueError(
+                f"cache={self.directory}: {problem} ({err.strerror or err}); pass a writable "
+                "directory path"
+            ) from err
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
 
-    def load_all(self, keys: set[str]) -> dict[str, dict[str, Any]]:
-        """The stored results among ``keys``."""
-        return {
-            key: json.loads(self.path(key).read_text())["result"]
-            for key in keys
-            if self.path(key).is_file()
-        }
+    def load_all(self, points: Sequence[SweepPoint]) -> dict[str, dict[str, Any]]:
+        """The stored results of ``points`` whose entries are intact (damaged ones warned
+        about and left out, so that they are computed again and overwritten)."""
+        found = {}
+        for point in {p.key: p for p in points}.values():
+            path = self.path(point.key)
+            if not path.exists():
+                continue
+            result, problem = self._read(path, point)
+            if problem:
+                warnings.warn(
+                    f"cache entry {path}: {problem}; computing the point again",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+            else:
+                found[point.key] = result
+        return found
+
+    @staticmethod
+    def _read(path: Path, point: SweepPoint) -> tuple[dict[str, Any], str]:
+        """The entry's result and ``""``, or ``{}`` and what is wrong with it."""
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            return {}, f"unreadable ({err})"
+        if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
+            return {}, "has no result mapping"
+        if entry.get("seed") != point.seed or entry.get("network") != point.network.to_dict():
+            return {}, "belongs to another point (seed or network differ)"
+        return entry["result"], ""
 
     def store(self, point: SweepPoint, result: Mapping[str, Any]) -> None:
         entry = {
@@ -440,16 +505,20 @@ def _auto_client(client: Any, n_workers: int | None, n_todo: int) -> Any:
     return None if n_todo <= SERIAL_POINTS_PER_CORE * (os.cpu_count() or 1) else "local"
 
 
+# Each local worker is a process with its own interpreter (~100 MB): more than this is a typo.
+_MAX_LOCAL_WORKERS = 1024
+
+
 def _check_client(client: Any, n_workers: int | None) -> None:
     if n_workers is not None and (
         client not in ("local", "auto")
         or isinstance(n_workers, bool)
-        or not isinstance(n_workers, int)
-        or n_workers < 1
+        or not isinstance(n_workers, (int, np.integer))
+        or not 1 <= n_workers <= _MAX_LOCAL_WORKERS
     ):
         raise ValueError(
-            f"n_workers={n_workers!r}: a worker count >= 1, used only with "
-            "client='local' or 'auto'; size a remote cluster where it is started"
+            f"n_workers={n_workers!r}: a worker count >= 1 (at most {_MAX_LOCAL_WORKERS}), used "
+            "only with client='local' or 'auto'; size a remote cluster where it is started"
         )
     if client is None or client in ("local", "auto"):
         return
@@ -524,8 +593,9 @@ def sweep(
         Values of the fields the grid does not set. Default :func:`paper_network`. Uniform
         per-device values become scalars so that a grid over ``n`` works.
     cache : path, optional
-        Directory of finished points (created if missing). Points found there are loaded, not
-        recomputed; each new point is stored as soon as it finishes.
+        Directory of finished points (created if missing; checked writable before any point
+        runs). Points found there are loaded, not recomputed; a damaged entry is reported in a
+        :class:`CacheWarning` and recomputed; each new point is stored as soon as it finishes.
     client : "auto", None, "local", str or distributed.Client
         ``"auto"``: serial when at most :data:`SERIAL_POINTS_PER_CORE` points per core are
         left to compute (or ``"local"`` with ``n_workers``), else ``"local"``.
@@ -567,9 +637,11 @@ def sweep(
     1  2  1     0      1.25
     """
     _check_client(client, n_workers)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress={progress!r}: must be True or False; pass a bool")
     points = sweep_points(grid, seeds, point, base, **options)
     store = ResultCache(cache) if cache is not None else None
-    results = {} if store is None else store.load_all({p.key for p in points})
+    results = {} if store is None else store.load_all(points)
     # Distinct grid elements can build the same network (e.g. via 'scale'): compute it once.
     todo = list({p.key: p for p in points if p.key not in results}.values())
     rows_per_key = Counter(p.key for p in points)

@@ -44,7 +44,13 @@ import pandas as pd
 import scipy.linalg
 import scipy.stats
 
-from ..model.network import JOB_TYPES, count_field, inferences_by_type, job_types_used
+from ..model.network import (
+    JOB_TYPES,
+    count_field,
+    inferences_by_type,
+    job_types_used,
+    number_field,
+)
 from .trace import FIT_COLUMNS, load_default_trace, validate_trace
 
 __all__ = [
@@ -571,9 +577,9 @@ def _context_columns(l_in: np.ndarray, l_out: np.ndarray) -> np.ndarray:
 
 
 def _check_fit_options(level: float, covariance: str) -> None:
-    if not 0 < level < 1:
-        raise ValueError(f"level={level}: must be in (0, 1); pass e.g. 0.95")
-    if covariance not in ("HC3", "classical"):
+    if not 0 < number_field("level", level, "pass e.g. level=0.95") < 1:
+        raise ValueError(f"level={level}: must be in (0, 1); pass e.g. level=0.95")
+    if not (isinstance(covariance, str) and covariance in ("HC3", "classical")):
         raise ValueError(f"covariance={covariance!r}: unknown; use 'HC3' or 'classical'")
 
 
@@ -740,11 +746,15 @@ def job_length_samples(
     """
     _check_shape(M, k)
     lengths = LengthModel.from_trace(trace) if trace is not None else _default_fit()[1]
-    return lengths.sample(M, k, _check_n(n), np.random.default_rng(seed))
+    return lengths.sample(M, k, _check_n(n), _rng(seed))
 
 
 def _check_n(n: Any) -> int:
     return count_field("n", n, 1)
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    return np.random.default_rng(count_field("seed", seed, 0))
 
 
 def mean_service_times(
@@ -783,7 +793,7 @@ def mean_service_times(
     """
     _check_shape(M, k)
     service, lengths = _resolve(model, trace)
-    jobs = lengths.sample(M, k, _check_n(n), np.random.default_rng(seed))
+    jobs = lengths.sample(M, k, _check_n(n), _rng(seed))
     return {c: float(np.mean(service.mean(l_in, l_out))) for c, (l_in, l_out) in jobs.items()}
 
 
@@ -822,12 +832,12 @@ def service_samples(
         ``{job_type: seconds}`` for the job types that occur at ``M``.
     """
     _check_shape(M, k)
-    if source == "trace":
+    if isinstance(source, str) and source == "trace":
         return _measured_samples(M, k, trace)
-    if source != "model":
+    if not (isinstance(source, str) and source == "model"):
         raise ValueError(f"source={source!r}: unknown source; use 'model' or 'trace'")
     service, lengths = _resolve(model, trace)
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     jobs = lengths.sample(M, k, _check_n(n), rng)
     return {c: np.asarray(service.sample(l_in, l_out, rng), float)
             for c, (l_in, l_out) in jobs.items()}  # fmt: skip

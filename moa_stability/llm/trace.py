@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..model.network import JOB_TYPES
@@ -42,6 +43,9 @@ DEFAULT_TRACE = "trace_smollm2.csv"
 FIT_COLUMNS: tuple[str, ...] = ("job_type", "input_tokens", "output_tokens", "seconds")
 """The columns a service-time fit needs."""
 
+_NUMERIC_COLUMNS = ("M", "k", "layer", "device", "input_tokens", "output_tokens", "seconds")
+"""Columns that must hold finite non-negative numbers (``seconds`` > 0)."""
+
 
 def validate_trace(trace: Any, columns: Sequence[str] = FIT_COLUMNS) -> pd.DataFrame:
     """Check that a trace has ``columns``, known job types and sane values; return it.
@@ -62,8 +66,8 @@ def validate_trace(trace: Any, columns: Sequence[str] = FIT_COLUMNS) -> pd.DataF
     Raises
     ------
     ValueError
-        On a missing column, an empty trace, an unknown job type, negative token counts or
-        seconds that are not > 0.
+        On a missing column, an empty trace, an unknown job type, a numeric column holding
+        text, NaN, inf or negative values, or seconds that are not > 0.
     """
     unknown_columns = [c for c in columns if c not in TRACE_COLUMNS]
     if unknown_columns:
@@ -83,16 +87,20 @@ def validate_trace(trace: Any, columns: Sequence[str] = FIT_COLUMNS) -> pd.DataF
         )
     if len(trace) == 0:
         raise ValueError("trace=(0 rows): the trace is empty; pass a trace with rows")
-    unknown = sorted(set(trace["job_type"]) - set(JOB_TYPES))
+    unknown = sorted(map(str, set(trace["job_type"]) - set(JOB_TYPES)))
     if unknown:
         raise ValueError(f"job_type={unknown}: unknown job types; use those of {JOB_TYPES}")
-    for c in ("input_tokens", "output_tokens"):
-        if c in columns and (trace[c] < 0).any():
-            raise ValueError(f"{c}={trace[c].min()}: negative token count in the trace; fix it")
-    if "seconds" in columns and not (trace["seconds"] > 0).all():
-        raise ValueError(
-            f"seconds={trace['seconds'].min()}: trace seconds must be > 0; drop those rows"
-        )
+    for c in (c for c in columns if c in _NUMERIC_COLUMNS):
+        column = trace[c]
+        # Text, booleans and NaN would turn into wrong numbers or an SVD that does not converge.
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            raise ValueError(f"trace[{c!r}]={column.dtype}: not numeric; give numbers")
+        values = column.to_numpy(float)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"trace[{c!r}]: contains NaN or inf; drop or fix those rows")
+        if np.any(values < 0) or (c == "seconds" and np.any(values <= 0)):
+            bound = "> 0" if c == "seconds" else ">= 0"
+            raise ValueError(f"trace[{c!r}]: has an entry outside {bound}; fix those rows")
     return trace
 
 

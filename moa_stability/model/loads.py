@@ -26,7 +26,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .display import html_summary
-from .network import AGGREGATE, JOB_TYPES, PROPOSE, REFINE, MoANetwork
+from .network import (
+    AGGREGATE,
+    JOB_TYPES,
+    PROPOSE,
+    REFINE,
+    MoANetwork,
+    count_field,
+    network_field,
+)
 
 
 def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
@@ -36,6 +44,10 @@ def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
     Uniform selection never builds ``pi``: it is :math:`A^\top (\lambda k_m / d)` on a sparse
     graph and :math:`k_m (\Lambda - \lambda_i)/(n-1)` on the complete graph.
     """
+    net = network_field(net)
+    if net.M == 0:
+        raise ValueError(f"layer={layer!r}: M=0 has no helper layers; use a network with M >= 1")
+    layer = count_field("layer", layer, 0, net.M - 1)
     lam, km = net.arrival_rate, net.k[layer]
     if net.selection is not None:
         return net.selection[layer].T @ lam
@@ -48,7 +60,7 @@ def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
 
 def job_rates(net: MoANetwork) -> np.ndarray:
     """Jobs per second of each type at each device, shape ``(3, n)``, rows in ``JOB_TYPES``."""
-    lam = net.arrival_rate
+    lam = network_field(net).arrival_rate
     rates = np.zeros((len(JOB_TYPES), net.n))
     rates[PROPOSE] = lam
     if net.M >= 1:

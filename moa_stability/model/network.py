@@ -15,6 +15,7 @@ can rely on normalised fields:
 from __future__ import annotations
 
 import math
+import numbers
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -37,26 +38,73 @@ _ROW_SUM_RTOL = 1e-9
 
 
 def _fail(field: str, value: Any, problem: str, fix: str) -> ValueError:
-    shown = np.array2string(np.asarray(value), threshold=8) if not isinstance(value, str) else value
-    return ValueError(f"{field}={shown}: {problem}; {fix}")
+    return ValueError(f"{field}={_shown(value)}: {problem}; {fix}")
 
 
-def count_field(field: str, value: Any, minimum: int) -> int:
-    """``value`` as an int ``>= minimum``, else a ValueError naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _fail(field, value, "must be an integer", f"pass a whole number >= {minimum}")
-    if value < minimum:
-        raise _fail(field, value, f"must be >= {minimum}", f"pass a whole number >= {minimum}")
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value: it may be ragged or of any type, so never raise."""
+    if isinstance(value, str):
+        return value
+    try:
+        return np.array2string(np.asarray(value), threshold=8)
+    except (TypeError, ValueError):
+        text = repr(value)
+        return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+MAX_COUNT = 2**31 - 1
+"""Largest device, layer or proposer count: arrays and numba kernels index with it."""
+
+
+def count_field(field: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int ``>= minimum`` (and ``<= maximum`` if given), else a ValueError
+    naming ``field``."""
+    bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    fix = f"pass a whole number {bounds}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _fail(field, repr(value), "must be an integer", fix)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise _fail(field, value, f"must be {bounds}", fix)
     return int(value)
+
+
+def seed_field(field: str, value: Any) -> int | None:
+    """A seed: ``None`` (fresh entropy) or an int ``>= 0``, else a ValueError naming ``field``."""
+    return None if value is None else count_field(field, value, 0, 2**63 - 1)
+
+
+def network_field(value: Any, field: str = "net") -> MoANetwork:
+    """``value`` if it is a :class:`MoANetwork`, else a ValueError naming ``field``."""
+    if not isinstance(value, MoANetwork):
+        raise _fail(
+            field, type(value).__name__, "is not a MoANetwork", "build one with MoANetwork(...)"
+        )
+    return value
+
+
+def number_field(field: str, value: Any, fix: str) -> float:
+    """``value`` as a finite float (a Python or numpy real; not a bool), else a ValueError
+    naming ``field``; ``fix`` says what to pass instead."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise _fail(field, repr(value), "must be a real number", fix)
+    if not math.isfinite(value):
+        raise _fail(field, value, "must be finite", fix)
+    return float(value)
 
 
 def per_device_field(field: str, value: Any, n: int, positive: bool = False) -> np.ndarray:
     """A scalar or length-``n`` vector of finite non-negative floats, as a read-only array
     (``positive``: strictly positive); else a ValueError naming ``field``."""
     try:
-        arr = np.array(value, dtype=float)
-    except (TypeError, ValueError) as err:
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nesting
         raise _fail(field, value, "is not numeric", "pass a number or a length-n array") from err
+    # Strings, booleans, complex numbers and objects would convert, or half-convert, silently.
+    if raw.dtype.kind not in "iuf":
+        raise _fail(
+            field, value, f"has {raw.dtype} entries, not numbers", "pass real numbers, not text"
+        )
+    arr = raw.astype(float)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
@@ -131,7 +179,7 @@ def _service_times(value: Any, n: int, M: int) -> np.ndarray:
     """Mean service seconds as a read-only ``(3, n)`` array, rows in :data:`JOB_TYPES` order."""
     used = job_types_used(M)
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(JOB_TYPES))
+        unknown = sorted(map(str, set(value) - set(JOB_TYPES)))
         if unknown:
             raise _fail(
                 "service_time",
@@ -155,18 +203,17 @@ def _service_times(value: Any, n: int, M: int) -> np.ndarray:
                 for c, r in zip(JOB_TYPES, rows, strict=True)
             ]
         )
+    elif is_rectangular(value) and np.shape(value) == (3, n):
+        arr = np.asarray(value)
+        table = np.vstack(
+            [
+                per_device_field(f"service_time[{c!r}]", arr[i], n, positive=True)
+                for i, c in enumerate(JOB_TYPES)
+            ]
+        )
     else:
-        arr = np.asarray(value, dtype=float) if not isinstance(value, str) else None
-        if arr is not None and arr.shape == (3, n):
-            table = np.vstack(
-                [
-                    per_device_field(f"service_time[{c!r}]", arr[i], n, positive=True)
-                    for i, c in enumerate(JOB_TYPES)
-                ]
-            )
-        else:
-            row = per_device_field("service_time", value, n, positive=True)
-            table = np.vstack([row, row, row])
+        row = per_device_field("service_time", value, n, positive=True)
+        table = np.vstack([row, row, row])
     table.setflags(write=False)
     return table
 
@@ -180,6 +227,15 @@ _CONNECTED_GRAPHS: weakref.WeakValueDictionary[int, sp.csr_array] = weakref.Weak
 
 def _known(registry: weakref.WeakValueDictionary, value: Any) -> bool:
     return registry.get(id(value)) is value
+
+
+def is_rectangular(value: Any) -> bool:
+    """Whether ``value`` is a scalar or a rectangular array (not ragged nesting)."""
+    try:
+        np.shape(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _adjacency(value: Any, n: int) -> str | sp.csr_array:
@@ -212,7 +268,16 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
                 f"does not have n={n} nodes",
                 "make the graph's node count equal n",
             )
-        value = nx.to_scipy_sparse_array(value, nodelist=sorted(value.nodes()), format="csr")
+        try:
+            order = sorted(value.nodes())
+        except TypeError as err:
+            raise _fail(
+                "topology",
+                "graph with node labels of mixed types",
+                "cannot order its nodes as devices 0..n-1",
+                "relabel it, e.g. networkx.convert_node_labels_to_integers(graph)",
+            ) from err
+        value = nx.to_scipy_sparse_array(value, nodelist=order, format="csr")
     try:
         # A copy: the validated matrix is made read-only, the caller's must stay writable.
         adj = sp.csr_array(value, dtype=float, copy=True)
@@ -313,7 +378,11 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
     random edge ``(c, e)`` become ``(a, c), (b, e)``, which keeps every degree. The result is
     uniform up to the switched edges, a vanishing fraction at large ``n``.
     """
-    n, degree = count_field("n", n, 1), count_field("degree", degree, 0)
+    import networkx as nx
+
+    n = count_field("n", n, 1, MAX_COUNT)
+    degree = count_field("degree", degree, 0, MAX_COUNT)
+    seed = seed_field("seed", seed)
     if degree >= n or (n * degree) % 2:
         raise _fail(
             "degree",
@@ -422,8 +491,8 @@ class MoANetwork:
     selection: Any = None
 
     def __post_init__(self) -> None:
-        n = count_field("n", self.n, 1)
-        M = count_field("M", self.M, 0)
+        n = count_field("n", self.n, 1, MAX_COUNT)
+        M = count_field("M", self.M, 0, MAX_COUNT)
         k = self._layer_counts(self.k, M)
         topology = _adjacency(self.topology, n)
         fields = {
@@ -442,7 +511,7 @@ class MoANetwork:
     @staticmethod
     def _layer_counts(value: Any, M: int) -> tuple[int, ...]:
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return (count_field("k", value, 0),) * M
+            return (count_field("k", value, 0, MAX_COUNT),) * M
         try:
             counts = tuple(value)
         except TypeError as err:
@@ -456,7 +525,7 @@ class MoANetwork:
                 f"has {len(counts)} entries but M={M}",
                 "give one proposer count per layer, or a single int",
             )
-        return tuple(count_field(f"k[{m}]", c, 0) for m, c in enumerate(counts))
+        return tuple(count_field(f"k[{m}]", c, 0, MAX_COUNT) for m, c in enumerate(counts))
 
     def _check_graph_supports_k(self) -> None:
         kmax = max(self.k, default=0)
@@ -495,8 +564,16 @@ class MoANetwork:
                 "use None/'uniform' or inclusion probabilities pi[j, i]",
             )
         if self.M == 0:
-            return None
-        if sp.issparse(value) or np.ndim(value) == 2:
+            raise _fail(
+                "selection",
+                type(value).__name__,
+                "M=0 has no helpers to select",
+                "drop selection (or pass None) when M=0",
+            )
+        # One matrix for every layer, or a sequence of them (a list may be ragged: per-layer
+        # sparse matrices, or nested lists of different shapes, are checked one by one).
+        one = sp.issparse(value) or (is_rectangular(value) and np.ndim(value) == 2)
+        if one:
             if len(set(self.k)) > 1:
                 raise _fail(
                     "selection",
@@ -505,20 +582,38 @@ class MoANetwork:
                     "give one inclusion matrix per layer",
                 )
             layers = [value] * self.M
-        else:
+        elif isinstance(value, (list, tuple)) or (is_rectangular(value) and np.ndim(value) == 3):
             layers = list(value)
-            if len(layers) != self.M:
-                raise _fail(
-                    "selection",
-                    f"{len(layers)} matrices",
-                    f"M={self.M} layers",
-                    "give one (n, n) matrix per layer or a single one",
-                )
+        else:
+            raise _fail(
+                "selection",
+                type(value).__name__,
+                "is not inclusion probabilities",
+                "pass None/'uniform', one (n, n) matrix or one per layer",
+            )
+        if len(layers) != self.M:
+            raise _fail(
+                "selection",
+                f"{len(layers)} matrices",
+                f"M={self.M} layers",
+                "give one (n, n) matrix per layer or a single one",
+            )
         return tuple(self._check_inclusion(m, pi) for m, pi in enumerate(layers))
 
     def _check_inclusion(self, m: int, value: Any) -> sp.csr_array:
         field, n = f"selection[{m}]", self.n
-        pi = sp.csr_array(value, dtype=float)
+        try:
+            raw = value if sp.issparse(value) else np.asarray(value)
+            if raw.dtype.kind not in "iuf":
+                raise TypeError(f"{raw.dtype} entries")
+            pi = sp.csr_array(raw, dtype=float)
+        except (TypeError, ValueError) as err:
+            raise _fail(
+                field,
+                type(value).__name__,
+                f"is not a numeric matrix ({err})",
+                "pass an (n, n) array or scipy.sparse matrix of probabilities",
+            ) from err
         if pi.shape != (n, n):
             raise _fail(
                 field, f"shape {pi.shape}", f"expected ({n}, {n})", "index it as pi[origin, helper]"
@@ -579,8 +674,9 @@ class MoANetwork:
 
     def inclusion(self, layer: int) -> sp.csr_array:
         """Inclusion probabilities ``pi[j, i]`` of layer ``layer`` (0-based), as CSR."""
-        if not 0 <= layer < self.M:
-            raise _fail("layer", layer, f"must be in [0, {self.M - 1}]", "use a 0-based layer")
+        if self.M == 0:
+            raise _fail("layer", layer, "M=0 has no layers", "use a network with M >= 1")
+        layer = count_field("layer", layer, 0, self.M - 1)
         if self.selection is not None:
             return self.selection[layer]
         share = self.k[layer] / np.maximum(self.degrees, 1)
@@ -604,8 +700,9 @@ class MoANetwork:
 
     def scaled(self, theta: float) -> MoANetwork:
         """The same network with every arrival rate multiplied by ``theta``."""
-        if not (math.isfinite(theta) and theta >= 0):
-            raise _fail("theta", theta, "must be finite and >= 0", "pass a non-negative scale")
+        fix = "pass a non-negative scale"
+        if number_field("theta", theta, fix) < 0:
+            raise _fail("theta", theta, "must be >= 0", fix)
         return self.replace(arrival_rate=self.arrival_rate * theta)
 
     def at_load(self, rho: float) -> MoANetwork:
@@ -681,14 +778,44 @@ class MoANetwork:
         )
 
 
+def _edge_list(value: Any, n: int) -> sp.csr_array:
+    """A symmetric adjacency from ``[[a, b], ...]`` pairs of device indices."""
+    field, fix = "topology.edges", "give pairs [[a, b], ...] of device indices 0..n-1"
+    try:
+        raw = np.asarray(value)
+    except ValueError as err:  # ragged nesting
+        raise _fail(field, value, "is not a list of pairs", fix) from err
+    if raw.size == 0:
+        raw = raw.reshape(0, 2)
+    if raw.ndim != 2 or raw.shape[1] != 2:
+        raise _fail(field, value, f"has shape {raw.shape}, not (edges, 2)", fix)
+    # Floats such as 1.5 would truncate to another device: only whole numbers name one.
+    if raw.dtype.kind not in "iuf" or (
+        raw.dtype.kind == "f" and not np.all(np.isfinite(raw) & (raw == np.round(raw)))
+    ):
+        raise _fail(field, value, "contains entries that are not device indices", fix)
+    if raw.size and (raw.min() < 0 or raw.max() >= n):
+        raise _fail(field, "edges", f"name devices outside 0..{n - 1}", "number devices from 0")
+    edges = raw.astype(np.int64)
+    a = sp.coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return sp.csr_array(((a + a.T) > 0).astype(float))
+
+
 def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:
     """Build a network from a mapping as read from JSON/TOML.
 
     Keys are the :class:`MoANetwork` fields. ``topology`` may be a name, ``{"edges": [[a, b],
     ...]}`` or ``{"random_regular": d, "seed": s}``; ``service_time`` may be a table by job type.
     """
+    if not isinstance(spec, Mapping):
+        raise _fail(
+            "spec",
+            type(spec).__name__,
+            "a network description is a mapping of MoANetwork fields",
+            "pass e.g. {'n': 4, 'M': 2, 'k': 2}",
+        )
     allowed = {"n", "M", "k", "arrival_rate", "service_time", "topology", "selection"}
-    unknown = sorted(set(spec) - allowed)
+    unknown = sorted(map(str, set(spec) - allowed))
     if unknown:
         raise _fail("network", ", ".join(unknown), "unknown field(s)", f"use {sorted(allowed)}")
     if "n" not in spec:
@@ -697,20 +824,14 @@ def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:
     topo = fields.get("topology")
     if isinstance(topo, Mapping):
         n = count_field("n", fields["n"], 1)
-        if "edges" in topo:
-            edges = np.asarray(topo["edges"], dtype=int).reshape(-1, 2)
-            if edges.size and (edges.min() < 0 or edges.max() >= n):
-                raise _fail(
-                    "topology.edges",
-                    "edges",
-                    f"name devices outside 0..{n - 1}",
-                    "number devices from 0",
-                )
-            a = sp.coo_array((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-            fields["topology"] = ((a + a.T) > 0).astype(float)
-        elif "random_regular" in topo:
+        keys = set(topo)
+        if keys == {"edges"}:
+            fields["topology"] = _edge_list(topo["edges"], n)
+        elif "random_regular" in keys and keys <= {"random_regular", "seed"}:
             fields["topology"] = random_regular_graph(
-                n, int(topo["random_regular"]), seed=topo.get("seed")
+                n,
+                count_field("topology.random_regular", topo["random_regular"], 0, MAX_COUNT),
+                seed=seed_field("topology.seed", topo.get("seed")),
             )
         else:
             raise _fail(

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from ..model.display import html_summary, tqdm
 from ..model.loads import job_rates, load_profile, loads
-from ..model.network import JOB_TYPES, MoANetwork, count_field
+from ..model.network import JOB_TYPES, MoANetwork, count_field, number_field
 from . import kernels as kern
 from .statistics import (
     MAX_BATCHES,
@@ -367,11 +367,8 @@ def _fmt(values: np.ndarray) -> str:
 
 # ---- validation and input preparation ---------------------------------------------------------
 def _positive(name: str, value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}={value!r}: is not a number; pass a positive number") from err
-    if not (math.isfinite(x) and x > 0):
+    x = number_field(name, value, "pass a positive number")
+    if not x > 0:
         raise ValueError(f"{name}={value!r}: must be finite and > 0; pass a positive number")
     return x
 
@@ -437,7 +434,7 @@ def _service(
     net: MoANetwork, service: str, scv: float, samples: Any, unit_s: float, slotted: bool
 ) -> kern.Service:
     """The service description for the kernels (means in clock units)."""
-    if service not in SERVICES:
+    if not (isinstance(service, str) and service in SERVICES):
         raise ValueError(
             f"service={service!r}: unknown service distribution; use one of {sorted(SERVICES)}"
         )
@@ -517,13 +514,7 @@ def _cumulative(pi: sp.csr_array, k: int) -> np.ndarray:
 
 def _warmup_bin(warmup: float, horizon: float, bins: int) -> int:
     """First bin after the warm-up (rounded up to a bin edge)."""
-    try:
-        w = float(warmup)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"warmup={warmup!r}: is not a number; pass a fraction in [0, 1) of "
-            "the horizon or seconds (>= 1)"
-        ) from err
+    w = number_field("warmup", warmup, "pass a fraction in [0, 1) of the horizon or seconds (>= 1)")
     if not (math.isfinite(w) and w >= 0):
         raise ValueError(f"warmup={warmup!r}: must be >= 0; pass a fraction in [0, 1) or seconds")
     fraction = w if w < 1 else w / horizon
@@ -571,7 +562,7 @@ def _plan(
 ) -> _Plan:
     if not isinstance(net, MoANetwork):
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
-    if method not in METHODS:
+    if not (isinstance(method, str) and method in METHODS):
         raise ValueError(f"method={method!r}: unknown simulator; use one of {METHODS}")
     seed = count_field("seed", seed, 0)
     replications = count_field("replications", replications, 1)
@@ -1097,6 +1088,8 @@ def simulate(
     >>> r.verdict
     'stable'
     """
+    if not isinstance(record_paths, (bool, np.bool_)):
+        raise ValueError(f"record_paths={record_paths!r}: must be True or False; pass a bool")
     plan = _plan(
         net,
         method,

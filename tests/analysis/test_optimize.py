@@ -199,7 +199,9 @@ def _lp_optimum(net, objective, optimise, cap, upper, weights=None) -> float:
         "min": lambda: -np.eye(L.shape[1])[-1],
         "weighted": lambda: -weights @ L,
     }[objective]()
-    out = linprog(c, A_ub=A_ub, b_ub=b_ub, **eq, bounds=(0, None), method="highs-ipm")
+    # Dual simplex to a vertex, with feasibility tolerances well below the 1e-9 compared.
+    tight = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+    out = linprog(c, A_ub=A_ub, b_ub=b_ub, **eq, bounds=(0, None), method="highs-ds", options=tight)
     assert out.status == 0
     return -out.fun
 
@@ -431,3 +433,148 @@ def test_selection_of_fixed_result_is_the_networks_own():
         assert sp.issparse(pi)
         np.testing.assert_allclose(pi.toarray(), net.inclusion(m).toarray())
     assert res.network.selection is None
+
+
+# ---- magnitudes, the feasibility check and the solver name -----------------------------------
+def _magnified(net: MoANetwork, rate_factor: float, time_factor: float) -> MoANetwork:
+    """Rates times ``rate_factor``, service times times ``time_factor``: the same loads up to
+    the factor ``rate_factor * time_factor``, so optima move by exact factors."""
+    return net.replace(
+        arrival_rate=net.arrival_rate * rate_factor, service_time=net.service_time * time_factor
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    networks(max_n=5, max_M=2, positive_rates=True),
+    st.booleans(),
+    st.sampled_from(["scale", "sum", "min", "proportional"]),
+    st.integers(-12, 12),
+    st.integers(-6, 6),
+    st.booleans(),
+)
+def test_every_magnitude_gives_the_optimum_of_the_order_one_problem(
+    net, optimise, objective, rate_exp, time_exp, bounded
+):
+    # The reference is scipy's HiGHS on the O(1) network; the magnified network's optimum is
+    # that, moved by the exact factor: theta / (a b), total and min rates / b, sum of logs
+    # - n log b (a: rate factor, b: time factor).
+    a, b = 10.0**rate_exp, 10.0**time_exp
+    upper = np.full(net.n, np.inf)
+    if bounded:
+        upper[0] = 0.3 / (np.sum(net.service_time) / net.n)
+    big = _magnified(net, a, b)
+    res = max_stable_rate(
+        big, objective, optimise_selection=optimise, rate_upper=upper / b if bounded else None
+    )
+    # Never past the cap: an interior point's overshoot is pulled back inside.
+    assert loads(res.network).max() <= 1 + 1e-12
+    np.testing.assert_allclose(res.loads, loads(res.network), rtol=1e-12)
+    if objective == "proportional":
+        small = max_stable_rate(
+            net, objective, optimise_selection=optimise, rate_upper=upper if bounded else None
+        )
+        # The sum of logs is flat at its optimum, so the values agree far better than the
+        # rates (which an interior point gets to ~1e-5).
+        assert res.value == pytest.approx(small.value - net.n * np.log(b), rel=1e-9, abs=1e-9)
+        return
+    expected = _lp_optimum(net, objective, optimise, 1.0, upper)
+    factor = 1 / (a * b) if objective == "scale" else 1 / b
+    assert res.value == pytest.approx(expected * factor, rel=1e-9)
+
+
+@pytest.mark.parametrize("rate", [1e-12, 1e-3, 1e12])
+@pytest.mark.parametrize("alpha", [1e-6, 1.0, 1e6])
+@pytest.mark.parametrize("optimise", [False, True])
+def test_theorem_1_at_every_magnitude_and_objective(rate, alpha, optimise):
+    # Homogeneous complete graph: every device carries alpha ((k+1)M + 1) times the common
+    # rate, and total work forbids any selection or unequal rates from doing better.
+    n, M, k = 5, 2, 2
+    per_device = 1 / (alpha * ((k + 1) * M + 1))
+    net = MoANetwork(n=n, M=M, k=k, arrival_rate=rate, service_time=alpha)
+    expected = {
+        "scale": per_device / rate,
+        "sum": n * per_device,
+        "min": per_device,
+        "proportional": n * np.log(per_device),
+    }
+    for objective, value in expected.items():
+        res = max_stable_rate(net, objective, optimise_selection=optimise)
+        if objective == "proportional":
+            assert res.value == pytest.approx(value, rel=1e-9, abs=1e-9)
+        else:
+            assert res.value == pytest.approx(value, rel=1e-9)
+
+
+def test_the_issue_examples_are_exact():
+    net = MoANetwork(n=4, M=2, k=2, arrival_rate=1e9, service_time=[1, 1, 1, 4])
+    assert max_stable_rate(net).value == pytest.approx(1 / 28e9, rel=1e-12)
+    small = net.replace(arrival_rate=1e-9)
+    assert max_stable_rate(small, optimise_selection=True).value == pytest.approx(
+        1e9 / 12, rel=1e-9
+    )
+    assert max_stable_rate(net.replace(arrival_rate=1e-12)).value == pytest.approx(
+        1e12 / 28, rel=1e-12
+    )
+
+
+def test_large_complete_graph_stays_implicit():
+    # n = 10^5: the dense load matrix alone would be 80 GB.
+    import tracemalloc
+
+    n, M, k, alpha = 100_000, 2, 3, 2.0
+    net = MoANetwork(n=n, M=M, k=k, arrival_rate=1e-6, service_time=alpha)
+    tracemalloc.start()
+    try:
+        res = max_stable_rate(net, margin=0.1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.value == pytest.approx(0.9 / (alpha * ((k + 1) * M + 1) * 1e-6), rel=1e-12)
+    assert peak < 200e6
+
+
+@pytest.mark.parametrize("tamper", ["double", "zero"])
+def test_a_solver_answer_that_fails_its_check_is_an_error(monkeypatch, tamper):
+    from moa_stability.analysis import optimize
+
+    real = optimize._run_solver
+
+    def wrong(problem, name):
+        real(problem, name)
+        for var in problem.variables():
+            var.value = var.value * (2.0 if tamper == "double" else 0.0)
+
+    monkeypatch.setattr(optimize, "_run_solver", wrong)
+    match = "fails the feasibility check" if tamper == "double" else "below"
+    with pytest.raises(ValueError, match=match):
+        max_stable_rate(MoANetwork(**HETERO), "sum", optimise_selection=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(solver="NOPE"), "solver"),
+        (dict(solver=5), "solver"),
+        (dict(solver="HIGHS", objective="proportional"), "solver"),
+        (dict(margin=np.float32(1.5)), "margin"),
+        (dict(margin="0.1"), "margin"),
+        (dict(optimise_selection="yes"), "optimise_selection"),
+        (dict(objective=np.array(["sum"])), "objective"),
+    ],
+)
+def test_bad_solver_margin_and_flags_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"^{field}="):
+        max_stable_rate(MoANetwork(**HETERO), **kwargs)
+
+
+def test_numpy_scalars_are_valid_margins():
+    res = max_stable_rate(MoANetwork(**HETERO), margin=np.float32(0.1))
+    assert res.value == pytest.approx((1 - float(np.float32(0.1))) / 28, rel=1e-12)
+
+
+def test_scale_bounds_with_no_common_scale_are_an_error():
+    # Equal rates: device 0 needs theta >= 0.02, device 1 allows theta <= 0.01.
+    net = MoANetwork(n=4, M=1, k=1, arrival_rate=1.0, service_time=0.1)
+    with pytest.raises(ValueError, match="no common scale"):
+        max_stable_rate(net, rate_lower=[0.02, 0, 0, 0], rate_upper=[1, 0.01, 1, 1])

@@ -20,7 +20,7 @@ import pytest
 from distributed import LocalCluster
 
 from moa_stability import MoANetwork, loads
-from moa_stability.experiments.sweep import sweep
+from moa_stability.experiments.sweep import CacheWarning, sweep
 
 TESTS_DIR = Path(__file__).parent
 
@@ -205,6 +205,76 @@ def test_cache_loads_finished_points_and_computes_only_missing(tmp_path):
     assert sorted(recomputed) == sorted((e["network"]["arrival_rate"][0], e["seed"]) for e in lost)
 
 
+DAMAGE = {
+    "truncated": lambda text: text[: len(text) // 2],
+    "empty": lambda text: "",
+    "garbage": lambda text: b"\x00\xff\xfe not json {",
+    "no result key": lambda text: json.dumps(
+        {k: v for k, v in json.loads(text).items() if k != "result"}
+    ),
+    "result not a mapping": lambda text: json.dumps({**json.loads(text), "result": 5}),
+    "a list": lambda text: "[1, 2]",
+    "another seed": lambda text: json.dumps({**json.loads(text), "seed": 99}),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_cache_entries_are_named_and_recomputed(tmp_path, damage):
+    cache, markers = tmp_path / "cache", tmp_path / "markers"
+    markers.mkdir()
+    first = run_marked(cache, markers)
+    victims = sorted(cache.glob("*.json"))[:2]
+    intact = {p: p.read_text() for p in victims}
+    for p in victims:
+        bad = DAMAGE[damage](intact[p])
+        p.write_bytes(bad if isinstance(bad, bytes) else bad.encode())
+    with pytest.warns(CacheWarning) as caught:
+        again = run_marked(cache, markers)
+    pd.testing.assert_frame_equal(first, again)
+    named = " ".join(str(w.message) for w in caught)
+    assert all(str(p) in named for p in victims)
+    # Exactly the damaged points ran again, and their entries are whole again.
+    recomputed = calls(markers) - Counter({k: 1 for k in calls(markers)})
+    lost = [json.loads(intact[p]) for p in victims]
+    assert sorted(recomputed) == sorted((e["network"]["arrival_rate"][0], e["seed"]) for e in lost)
+    assert {p: json.loads(p.read_text()) for p in victims} == {
+        p: json.loads(intact[p]) for p in victims
+    }
+
+
+def _a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    return tmp_path / "afile"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda tmp_path: _a_file(tmp_path) / "sub",
+        _a_file,
+        lambda tmp_path: 123,
+        lambda tmp_path: "",
+    ],
+    ids=["under a file", "a file", "a number", "empty"],
+)
+def test_unusable_cache_fails_before_any_work(tmp_path, where):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with pytest.raises(ValueError, match=r"^cache=.*; pass a"):
+        run_marked(where(tmp_path), markers)
+    assert not any(markers.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_unwritable_cache_fails_before_any_work(tmp_path):
+    cache, markers = tmp_path / "cache", tmp_path / "markers"
+    markers.mkdir()
+    cache.mkdir(mode=0o500)
+    with pytest.raises(ValueError, match=r"^cache=.*cannot be created or written"):
+        run_marked(cache, markers)
+    assert not any(markers.iterdir())
+
+
 def test_sweep_killed_midway_resumes_without_recomputing(tmp_path, scheduler):
     cache, markers = tmp_path / "cache", tmp_path / "markers"
     markers.mkdir()
@@ -212,7 +282,8 @@ def test_sweep_killed_midway_resumes_without_recomputing(tmp_path, scheduler):
     script.write_text(
         textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(TESTS_DIR)!r})
+        # This checkout's package, not whichever one the interpreter has installed.
+        sys.path[:0] = [{str(TESTS_DIR)!r}, {str(TESTS_DIR.parents[1])!r}]
         from test_sweep import run_marked
 
         if __name__ == "__main__":
