@@ -74,6 +74,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numba import njit
 from scipy import special
 
 from ..model.loads import job_rates
@@ -103,22 +104,23 @@ def _second_moment(service: str, scv: float, mean: np.ndarray) -> np.ndarray:
 
 
 def _partial_moments(
-    service: str, scv: float, mean: float, x: np.ndarray
+    service: str, scv: float, mean: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r""":math:`P(S \le x)`, :math:`E[S; S \le x]` and :math:`E[S^2; S \le x]` for one law of mean
-    ``mean`` (gamma with shape :math:`a`: :math:`E[S^p; S \le x] = E[S^p] P(a + p, x/\theta)`;
-    lognormal: :math:`E[S^p] \Phi((\ln x - \mu - p\sigma^2)/\sigma)`)."""
+    r""":math:`P(S \le x)`, :math:`E[S; S \le x]` and :math:`E[S^2; S \le x]` for laws of mean
+    ``mean`` (broadcast against ``x``; gamma with shape :math:`a`:
+    :math:`E[S^p; S \le x] = E[S^p] P(a + p, x/\theta)`; lognormal:
+    :math:`E[S^p] \Phi((\ln x - \mu - p\sigma^2)/\sigma)`)."""
     x = np.maximum(x, 0.0)
-    second = float(_second_moment(service, scv, np.float64(mean)))
+    second = _second_moment(service, scv, mean)
     if service == "deterministic":
         step = (x >= mean).astype(float)
         return step, mean * step, second * step
     if service == "lognormal":
         sigma = math.sqrt(math.log1p(scv))
         with np.errstate(divide="ignore"):
-            z = (np.log(x) - math.log(mean) + sigma**2 / 2) / sigma
+            z = (np.log(x) - np.log(mean) + sigma**2 / 2) / sigma
         return special.ndtr(z), mean * special.ndtr(z - sigma), second * special.ndtr(z - 2 * sigma)
-    shape = 1.0 if service == "exponential" else 1.0 / scv
+    shape = 1.0 / scv
     z = x / (mean / shape)
     return (
         special.gammainc(shape, z),
@@ -129,19 +131,20 @@ def _partial_moments(
 
 def _disperse(lev: np.ndarray, h: float) -> np.ndarray:
     r"""Mass at :math:`0, h, 2h, \dots` from :math:`\ell(x) = E[\min(X, x)]` at
-    :math:`x = -h, 0, h, \dots`: :math:`p_0 = 1 - \ell(h)/h`,
+    :math:`x = -h, 0, h, \dots` (last axis): :math:`p_0 = 1 - \ell(h)/h`,
     :math:`p_j = (2\ell(jh) - \ell((j-1)h) - \ell((j+1)h))/h` (mass dispersal: the mean is
     kept exactly, however coarse the grid)."""
-    pmf = (2 * lev[1:-1] - lev[:-2] - lev[2:]) / h
-    pmf[0] = 1.0 - lev[2] / h
+    pmf = (2 * lev[..., 1:-1] - lev[..., :-2] - lev[..., 2:]) / h
+    pmf[..., 0] = 1.0 - lev[..., 2] / h
     return np.maximum(pmf, 0.0)
 
 
 def _grid_laws(
-    service: str, scv: float, mean: float, h: float, L: int
+    service: str, scv: float, mean: np.ndarray, h: float, L: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""The service law and its equilibrium law :math:`B_e` on the grid, both by mass dispersal
-    from their limited expectations (one evaluation of the partial moments for both):
+    r"""The service laws of means ``mean`` (shape ``(V,)``) and their equilibrium laws
+    :math:`B_e` on the grid, ``(V, L)`` each, by mass dispersal from their limited expectations
+    (one evaluation of the partial moments for both):
 
     .. math::
 
@@ -149,9 +152,15 @@ def _grid_laws(
         E[\min(Y, x)] = \int_0^x (1 - B_e) = \frac{E[S^2; S \le x]/2 + x E[S; S > x]
         - x^2 P(S > x)/2}{E[S]}.
 
-    Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when the step exceeds the
-    service time (loads near 1)."""
+    Exponential service is its own equilibrium law, with
+    :math:`E[\min(S, x)] = E[S](1 - e^{-x/E[S]})` (one exponential per point instead of three
+    incomplete gamma functions). Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when
+    the step exceeds the service time (loads near 1)."""
     x = np.maximum(h * np.arange(-1, L + 1), 0.0)
+    mean = np.asarray(mean, dtype=float)[:, None]
+    if service == "exponential":
+        job = _disperse(-mean * np.expm1(-x / mean), h)
+        return job, job
     cdf, m1, m2 = _partial_moments(service, scv, mean, x)
     tail = 1.0 - cdf
     job = _disperse(m1 + x * tail, h)
@@ -173,7 +182,10 @@ class _Classes:
 
 def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _Classes:
     key = np.vstack([rates, net.service_time])
-    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
+    if (key == key[:, :1]).all():  # one class (homogeneous networks): skip the sort
+        uniq, inverse = key[:, :1], np.zeros(net.n, np.int64)
+    else:
+        uniq, inverse = np.unique(key, axis=1, return_inverse=True)
     r, s = uniq[:3], uniq[3:]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
@@ -182,21 +194,32 @@ def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _C
 
 
 def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> np.ndarray:
-    """``[u, c, j]`` = P(sojourn of a type-c job at class u <= (j + 1/2) h)."""
+    """``[u, c, j]`` = P(sojourn of a type-c job at class u <= (j + 1/2) h), all classes at once:
+    the laws of the distinct service means, then batched FFTs over the classes."""
     U = cls.load.size
     out = np.ones((U, len(JOB_TYPES), L))
-    for u in range(U):
-        busy = cls.rates[:, u] > 0
-        if not busy.any():
-            continue
-        work = cls.rates[:, u] * cls.means[:, u]
-        types = np.flatnonzero(busy)
-        laws = {c: _grid_laws(service, scv, cls.means[c, u], h, L) for c in types}
-        be = sum((work[c] / cls.load[u]) * laws[c][1] for c in types)
-        wait_hat = (1.0 - cls.load[u]) / (1.0 - cls.load[u] * np.fft.rfft(be))
-        for c in types:
-            pmf = np.fft.irfft(wait_hat * np.fft.rfft(laws[c][0]), L)
-            out[u, c] = np.minimum(np.maximum.accumulate(np.cumsum(pmf)), 1.0)
+    busy = cls.rates > 0  # (3, U)
+    if not busy.any():
+        return out
+    distinct, index = np.unique(cls.means[busy], return_inverse=True)
+    law = np.full(busy.shape, -1)
+    law[busy] = index.ravel()
+    job, equilibrium = _grid_laws(service, scv, distinct, h, L)
+    active = busy.any(axis=0)
+    load = cls.load[active]
+    share = np.where(busy, cls.rates * cls.means, 0.0)[:, active] / load
+    be = np.zeros((load.size, L))
+    for c in range(len(JOB_TYPES)):
+        on = busy[c, active]
+        be[on] += share[c, on, None] * equilibrium[law[c, active][on]]
+    wait_hat = (1.0 - load)[:, None] / (1.0 - load[:, None] * np.fft.rfft(be, axis=1))
+    job_hat = np.fft.rfft(job, axis=1)
+    rows = np.flatnonzero(active)
+    for c in range(len(JOB_TYPES)):
+        on = busy[c, active]
+        pmf = np.fft.irfft(wait_hat[on] * job_hat[law[c, rows[on]]], L, axis=1)
+        cdf = np.maximum.accumulate(np.cumsum(pmf, axis=1), axis=1)
+        out[rows[on], c] = np.minimum(cdf, 1.0)
     return out
 
 
@@ -244,42 +267,68 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
     return np.minimum(out, 1.0)
 
 
-def _harmonic(a: float) -> float:
+def _harmonic(a: np.ndarray) -> np.ndarray:
     """:math:`H(a) = \\psi(a + 1) + \\gamma`, the harmonic numbers extended to real ``a``."""
-    return float(special.digamma(a + 1.0)) + np.euler_gamma
+    return special.psi(a + 1.0) + np.euler_gamma
 
 
-def _effective_siblings(K: int, rho: float, q: float) -> float:
+def _effective_siblings(K: int, rho: np.ndarray, q: np.ndarray) -> np.ndarray:
     r"""Independent copies :math:`a` whose maximum matches the Nelson-Tantawi join, blended with
-    the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)`."""
-    HK = _harmonic(float(K))
+    the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)` (elementwise)."""
+    HK = float(_harmonic(np.float64(K)))
     target = (HK / 1.5 + (4.0 / 11.0) * (1.0 - HK / 1.5) * rho) * (12.0 - rho) / 8.0
     # Newton from a = 1 (H(1) = 1 <= target): H is increasing and concave, so the iterates
     # rise monotonically to the root without overshooting.
-    a = 1.0
+    a = np.ones(np.shape(target))
     for _ in range(100):
-        step = (target - _harmonic(a)) / float(special.polygamma(1, a + 1.0))
-        a += step
-        if step <= 1e-13 * a:
+        step = (target - _harmonic(a)) / special.polygamma(1, a + 1.0)
+        a = a + step
+        if np.all(step <= 1e-13 * a):
             break
     return K - q * (K - a)
 
 
 # ---- joins --------------------------------------------------------------------------------------
-def _uniform_join(F: np.ndarray, counts: dict[int, int], k: int) -> np.ndarray:
-    r""":math:`E_H[\prod_{i \in H} F_i]` over uniform k-subsets: :math:`e_k/\binom{d}{k}`,
-    with the neighbours grouped into classes of equal ``F`` (``counts``: class -> how many)."""
-    d = sum(counts.values())
-    poly = [np.ones(F.shape[1])] + [np.zeros(F.shape[1]) for _ in range(k)]
-    for u, c in counts.items():
-        powers = [np.ones(F.shape[1])]
-        for _ in range(min(c, k)):
-            powers.append(powers[-1] * F[u])
-        poly = [
-            sum(math.comb(c, b) * powers[b] * poly[a - b] for b in range(min(a, c) + 1))
-            for a in range(k + 1)
-        ]
-    return poly[k] / math.comb(d, k)
+def _add_copies(e: list[np.ndarray], F: np.ndarray, copies: int) -> list[np.ndarray]:
+    r"""Elementary symmetric polynomials :math:`e_0..e_k` after adding ``copies`` elements equal
+    to ``F``: :math:`e_a \leftarrow \sum_b \binom{c}{b} F^b e_{a-b}`."""
+    k = len(e) - 1
+    powers = [np.ones_like(F)]
+    for _ in range(min(copies, k)):
+        powers.append(powers[-1] * F)
+    return [
+        sum(math.comb(copies, b) * powers[b] * e[a - b] for b in range(min(a, copies) + 1))
+        for a in range(k + 1)
+    ]
+
+
+def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k: int):
+    r""":math:`e_k` of the CDFs of all devices but one of class ``owners[r]`` (rows ``r``):
+    :math:`e_j` of all devices (classes with multiplicities), then one device of the owner's
+    class removed by :math:`e'_j = e_j - F e'_{j-1}` (no cancellation worth a bit: every term
+    is non-negative and :math:`e'_j \le e_j`)."""
+    e = [np.ones(Fc.shape[1])] + [np.zeros(Fc.shape[1]) for _ in range(k)]
+    for u in np.flatnonzero(counts):
+        e = _add_copies(e, Fc[u], int(counts[u]))
+    F = Fc[owners]
+    removed = np.ones_like(F)
+    for j in range(1, k + 1):
+        removed = e[j] - F * removed
+    return removed
+
+
+def _graph_helpers(Fz: np.ndarray, neighbours: np.ndarray, k: int) -> np.ndarray:
+    r""":math:`e_k` of the neighbours' CDFs per row, by the recurrence
+    :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbour axis, all rows at once
+    (``neighbours`` pads with the last row of ``Fz``, all zeros, which leaves :math:`e_j`
+    unchanged)."""
+    R, L = neighbours.shape[0], Fz.shape[1]
+    e = [np.ones((R, L))] + [np.zeros((R, L)) for _ in range(k)]
+    for t in range(neighbours.shape[1]):
+        F = Fz[neighbours[:, t]]
+        for j in range(k, 0, -1):
+            e[j] += F * e[j - 1]
+    return e[k]
 
 
 def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k: int):
@@ -300,76 +349,133 @@ def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k:
     return result
 
 
+def _padded_neighbours(adj: sp.csr_array, own: np.ndarray, pad: int) -> np.ndarray:
+    """``(n, max degree)``: each row its neighbours' classes, sorted, padded with ``pad``."""
+    degree = np.diff(adj.indptr)
+    width = int(degree.max(initial=0))
+    out = np.full((adj.shape[0], width), pad, dtype=np.int64)
+    rows = np.repeat(np.arange(adj.shape[0]), degree)
+    cols = np.arange(adj.indices.size) - np.repeat(adj.indptr[:-1], degree)
+    out[rows, cols] = own[adj.indices]
+    return np.sort(out, axis=1)
+
+
 def _layer_joins(
     net: MoANetwork, cls: _Classes, F: np.ndarray, m: int, q: np.ndarray, method: str
-) -> tuple[np.ndarray, bool, list[np.ndarray]]:
+) -> tuple[np.ndarray, bool, np.ndarray]:
     """Per origin the group of its layer-``m`` join law; whether each join is a single job's
-    sojourn (``k_m = 0``, so its P-K mean is exact); per group the join CDF. Origins with the
-    same own class, helper classes/probabilities (and overlap) share one join, which is what
-    keeps large homogeneous networks cheap."""
+    sojourn (``k_m = 0``, so its P-K mean is exact); per group the join CDF (rows). Origins with
+    the same own class, helper classes/probabilities (and overlap) share one join, which keeps
+    large homogeneous networks cheap; the distinct joins of uniform selection are computed all
+    at once (no loop over devices), so heterogeneous networks stay cheap too."""
     c = PROPOSE if m == 0 else REFINE
     k = net.k[m]
     Fc = F[:, c]
+    own = cls.of_device
+    if k == 0:
+        return own, True, Fc
+    rho = cls.load[own]
+    q_m = np.round(q[m], 9) if method == "estimate" else np.zeros(net.n)
+    if net.selection is not None:
+        return _systematic_joins(net, cls, Fc, m, q_m, method)
+    if net.is_complete:
+        signature = np.column_stack([own, q_m])
+        helpers_rho = (rho.sum() - rho) / (net.n - 1)
+        d = net.n - 1
+    else:
+        adj = net.topology
+        neighbours = _padded_neighbours(adj, own, Fc.shape[0])
+        signature = np.column_stack([own, q_m, neighbours])
+        helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
+        d = net.degrees
+    _, first, group = np.unique(signature, axis=0, return_index=True, return_inverse=True)
+    group = group.ravel()
+    if net.is_complete:
+        counts = np.bincount(own, minlength=Fc.shape[0])
+        helper_part = _complete_helpers(Fc, counts, own[first], k)
+    else:
+        Fz = np.vstack([Fc, np.zeros(Fc.shape[1])])
+        helper_part = _graph_helpers(Fz, neighbours[first], k)
+    choices = np.array([math.comb(int(v), k) for v in np.broadcast_to(d, own.shape)[first]])
+    joins = Fc[own[first]] * helper_part / choices[:, None]
+    if method == "estimate":
+        sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
+        a = _effective_siblings(k + 1, sib_rho, q_m[first])
+        joins = joins ** (a / (k + 1))[:, None]
+    return group, False, joins
+
+
+def _systematic_joins(
+    net: MoANetwork, cls: _Classes, Fc: np.ndarray, m: int, q_m: np.ndarray, method: str
+) -> tuple[np.ndarray, bool, np.ndarray]:
+    """:func:`_layer_joins` for inclusion probabilities: one systematic-sampling average per
+    distinct (own class, helper classes, probabilities, overlap)."""
+    k = net.k[m]
+    own = cls.of_device
+    rho = cls.load[own]
+    pi = net.inclusion(m)
     group = np.empty(net.n, np.int64)
     joins: list[np.ndarray] = []
     seen: dict[tuple, int] = {}
-    own = cls.of_device
-    if k == 0:
-        for u in np.unique(own):
-            group[own == u] = len(joins)
-            joins.append(Fc[u])
-        return group, True, joins
-    pi = net.inclusion(m) if net.selection is not None else None
-    adj = None if net.is_complete else net.topology
-    all_counts = np.bincount(own, minlength=Fc.shape[0]) if net.is_complete else None
-    rho = cls.load[own]
     for j in range(net.n):
-        if pi is not None:
-            lo, hi = pi.indptr[j], pi.indptr[j + 1]
-            helpers, probs = pi.indices[lo:hi], pi.data[lo:hi]
-            sig = (own[j], own[helpers].tobytes(), probs.round(12).tobytes())
-        elif adj is None:
-            helpers = None
-            sig = (own[j],)
-        else:
-            helpers = adj.indices[adj.indptr[j] : adj.indptr[j + 1]]
-            sig = (own[j], np.bincount(own[helpers]).tobytes())
-        if method == "estimate":
-            sig += (round(float(q[m, j]), 9),)
+        lo, hi = pi.indptr[j], pi.indptr[j + 1]
+        helpers, probs = pi.indices[lo:hi], pi.data[lo:hi]
+        sig = (own[j], own[helpers].tobytes(), probs.round(12).tobytes(), q_m[j])
         if sig in seen:
             group[j] = seen[sig]
             continue
-        if pi is not None:
-            helper_part = _systematic_join(Fc, own[helpers], probs, k)
-            sib_rho = (rho[j] + probs @ rho[helpers]) / (k + 1)
-        else:
-            if adj is None:
-                counts = all_counts.copy()
-                counts[own[j]] -= 1
-                sib_rho = (rho[j] + k * (counts @ cls.load) / (net.n - 1)) / (k + 1)
-            else:
-                counts = np.bincount(own[helpers], minlength=Fc.shape[0])
-                sib_rho = (rho[j] + k * rho[helpers].mean()) / (k + 1)
-            helper_part = _uniform_join(Fc, {int(u): int(v) for u, v in enumerate(counts) if v}, k)
-        join = Fc[own[j]] * helper_part
+        join = Fc[own[j]] * _systematic_join(Fc, own[helpers], probs, k)
         if method == "estimate":
-            a = _effective_siblings(k + 1, float(sib_rho), float(q[m, j]))
-            join = join ** (a / (k + 1))
+            sib_rho = (rho[j] + probs @ rho[helpers]) / (k + 1)
+            join = join ** (_effective_siblings(k + 1, sib_rho, q_m[j]) / (k + 1))
         seen[sig] = group[j] = len(joins)
         joins.append(join)
-    return group, False, joins
+    return group, False, np.array(joins)
+
+
+@njit(cache=True)
+def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
+    r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
+    ``stage_cdfs[stage_of[g, s]]`` its stage ``s`` law, ``rho[g]`` its origin's load; writes
+    the corrected law to ``out[g]`` and returns the mean stretch factors."""
+    G, L = cdf.shape
+    mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
+    u = mid / L
+    damp = 2.0 / (1.0 + scv)
+    stretch = np.empty(G)
+    for g in range(G):
+        total = np.zeros(L)
+        for s in range(stage_of.shape[1]):
+            c = stage_cdfs[stage_of[g, s]].copy()
+            for j in range(1, L):
+                c[j] = max(c[j], c[j - 1])
+            total += np.interp(u, c, mid)
+        como = np.interp(mid, total, u)
+        w = min(c_w * damp * rho[g], 1.0)
+        mixed = np.empty(L)
+        for j in range(L):
+            # np.interp's left=0 and right=1 for the comonotone law
+            v = 0.0 if mid[j] < total[0] else (1.0 if mid[j] > total[L - 1] else como[j])
+            mixed[j] = (1.0 - w) * cdf[g, j] + w * v
+        stretch[g] = 1.0 + c_mu * damp * M * rho[g] ** 2
+        squeezed = mid / stretch[g]
+        out[g] = np.interp(squeezed, mid, mixed)
+        for j in range(L):
+            if squeezed[j] < mid[0]:
+                out[g, j] = 0.0
+    return stretch
 
 
 def _cross_stage(
     cdf: np.ndarray,
-    mean: float,
-    stages: list[np.ndarray],
-    rho: float,
+    stage_cdfs: np.ndarray,
+    stage_of: np.ndarray,
+    rho: np.ndarray,
     M: int,
-    h: float,
     scv: float,
-) -> tuple[np.ndarray, float]:
-    r"""The estimate's correction for the positive correlation of a prompt's stages.
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""The estimate's correction for the positive correlation of a prompt's stages, for every
+    origin group (row of ``cdf``) at once; returns the corrected laws and the mean factors.
 
     A prompt revisits its origin in every stage, and a join tends to end late when the
     origin is congested, so its next stage starts in a congested queue. Two fitted terms
@@ -379,16 +485,11 @@ def _cross_stage(
     :math:`w = c_w g \rho_j` of the law is the comonotone sum :math:`\sum_s Q_s(U)` of the
     stage quantile functions instead of their convolution (same mean, wider spread).
     """
-    L = cdf.size
-    mid = h * (np.arange(L) + 0.5)
-    u = (np.arange(L) + 0.5) / L
-    total = sum(np.interp(u, np.maximum.accumulate(c), mid) for c in stages)
-    como = np.interp(mid, total, u, left=0.0, right=1.0)
-    damp = 2.0 / (1.0 + scv)
-    w = min(CROSS_STAGE_SPREAD * damp * rho, 1.0)
-    mixed = (1.0 - w) * cdf + w * como
-    stretch = 1.0 + CROSS_STAGE_MEAN * damp * M * rho**2
-    return np.interp(mid / stretch, mid, mixed, left=0.0), mean * stretch
+    out = np.empty_like(cdf)
+    stretch = _cross_stage_kernel(
+        cdf, stage_cdfs, stage_of, rho, M, scv, CROSS_STAGE_MEAN, CROSS_STAGE_SPREAD, out
+    )
+    return out, stretch
 
 
 # ---- the result ---------------------------------------------------------------------------------
@@ -466,13 +567,19 @@ def _quantile(cdf: np.ndarray, h: float, q: Any) -> float | np.ndarray:
         raise _fail(
             "q", q, f"is beyond the grid (its CDF ends at {cdf[-1]:.12g})", "ask a lower quantile"
         )
-    j = np.searchsorted(cdf, arr, side="left")
-    before = np.where(j > 0, cdf[np.maximum(j - 1, 0)], 0.0)
-    width = np.maximum(cdf[j] - before, 1e-300)
-    # The CDF is known at (j + 1/2) h and linear between (mass spread over each cell).
-    x = h * (j - 0.5 + (arr - before) / width)
-    x = np.maximum(x, 0.0)
+    x = _row_quantiles(cdf[None, :], h, arr.ravel())[0].reshape(arr.shape)
     return float(x) if x.ndim == 0 else x
+
+
+def _row_quantiles(cdf: np.ndarray, h: float, q: np.ndarray) -> np.ndarray:
+    """``(rows, len(q))`` quantiles of the monotone CDF rows ``cdf`` (each reaching every q)."""
+    # Count of entries below q = searchsorted(side="left") on a monotone row, for all rows.
+    j = (cdf[:, :, None] < q).sum(axis=1)
+    rows = np.arange(cdf.shape[0])[:, None]
+    before = np.where(j > 0, cdf[rows, np.maximum(j - 1, 0)], 0.0)
+    width = np.maximum(cdf[rows, j] - before, 1e-300)
+    # The CDF is known at (j + 1/2) h and linear between (mass spread over each cell).
+    return np.maximum(h * (j - 0.5 + (q - before) / width), 0.0)
 
 
 # ---- the public function ------------------------------------------------------------------------
@@ -593,72 +700,66 @@ def _compute(
     q: np.ndarray,
     method: str,
 ) -> LatencyResult | None:
-    """The result on a grid of ``L`` steps of ``h`` seconds, or ``None`` if its tail is cut."""
+    """The result on a grid of ``L`` steps of ``h`` seconds, or ``None`` if its tail is cut.
+    Every step works on all distinct laws at once (rows), never per device."""
     F = _sojourn_cdfs(cls, service, scv, h, L)
     if np.any(1.0 - F[:, :, -1] > TAIL_TOLERANCE):
         return None
     own = cls.of_device
     x = h * np.arange(L)
-    stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
-    for m in range(net.M):
-        group, single, joins = _layer_joins(net, cls, F, m, q, method)
-        pmfs = [np.diff(J, prepend=0.0) for J in joins]
-        means = [pmf @ x for pmf in pmfs]
-        if single:  # k_m = 0: one job, its exact P-K mean
-            c = PROPOSE if m == 0 else REFINE
-            means = [
-                cls.wait_mean[u] + cls.means[c, u] for u in np.unique(own)
-            ]  # same order as the groups built for k = 0
-        stage_groups.append(group)
-        stage_hats.append([np.fft.rfft(p) for p in pmfs])
-        stage_cdfs.append(joins)
-        stage_means.append(np.asarray(means))
     last = AGGREGATE if net.M else PROPOSE
-    uniq = np.unique(own)
-    final_group = np.searchsorted(uniq, own)
-    stage_groups.append(final_group)
-    stage_hats.append([np.fft.rfft(np.diff(F[u, last], prepend=0.0)) for u in uniq])
-    stage_means.append(cls.wait_mean[uniq] + cls.means[last, uniq])
-    stage_cdfs.append([F[u, last] for u in uniq])
+    stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
+    for m in range(net.M + 1):
+        if m < net.M:
+            group, single, joins = _layer_joins(net, cls, F, m, q, method)
+            c = PROPOSE if m == 0 else REFINE
+        else:  # the aggregate (M = 0: the only job), one law per class
+            group, single, joins, c = own, True, F[:, last], last
+        pmfs = np.diff(joins, axis=1, prepend=0.0)
+        # A single job's sojourn has its exact P-K mean (the groups are then the classes).
+        means = cls.wait_mean + cls.means[c] if single else pmfs @ x
+        stage_groups.append(group)
+        stage_hats.append(np.fft.rfft(pmfs, axis=1))
+        stage_cdfs.append(joins)
+        stage_means.append(means)
 
     keys = np.stack(stage_groups, axis=1)
-    origin_key, origin_group = np.unique(keys, axis=0, return_inverse=True)
-    origin_group = origin_group.ravel()
+    if (keys == keys[:1]).all():  # every origin alike (homogeneous networks): skip the sort
+        origin_key, origin_group = keys[:1], np.zeros(net.n, np.int64)
+    else:
+        origin_key, origin_group = np.unique(keys, axis=0, return_inverse=True)
+        origin_group = origin_group.ravel()
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
-    # Origin load of each group (the estimate's cross-stage correction depends on it).
-    group_load = np.zeros(len(origin_key))
-    group_load[origin_group] = cls.load[own]
-    total_cdf = np.zeros(L)
-    group_mean = np.empty(len(origin_key))
-    group_quant = np.empty((len(origin_key), len(_QUANTILES)))
-    for g, key in enumerate(origin_key):
-        hat = np.ones(L // 2 + 1, complex)
-        for s, idx in enumerate(key):
-            hat = hat * stage_hats[s][idx]
-        # FFT round-off can dent the CDF by ~1e-16: keep it monotone for the quantile search.
-        cdf = np.minimum(np.maximum.accumulate(np.cumsum(np.fft.irfft(hat, L))), 1.0)
-        mean = sum(stage_means[s][idx] for s, idx in enumerate(key))
-        if method == "estimate" and net.M:
-            stages = [stage_cdfs[s][idx] for s, idx in enumerate(key)]
-            cdf, mean = _cross_stage(cdf, mean, stages, float(group_load[g]), net.M, h, scv)
-        if 1.0 - cdf[-1] > TAIL_TOLERANCE:  # (after the estimate's stretch)
-            return None
-        group_mean[g] = mean
-        group_quant[g] = _quantile(cdf, h, np.array(_QUANTILES))
-        total_cdf += weights[g] * cdf
-    total_cdf /= weights.sum()
+    hat = stage_hats[0][origin_key[:, 0]]
+    mean = stage_means[0][origin_key[:, 0]]
+    for s in range(1, len(stage_hats)):
+        hat = hat * stage_hats[s][origin_key[:, s]]
+        mean = mean + stage_means[s][origin_key[:, s]]
+    # FFT round-off can dent the CDF by ~1e-16: keep it monotone for the quantile search.
+    cdf = np.cumsum(np.fft.irfft(hat, L, axis=1), axis=1)
+    cdf = np.minimum(np.maximum.accumulate(cdf, axis=1), 1.0)
+    if method == "estimate" and net.M:
+        # Origin load of each group (the cross-stage correction depends on it).
+        group_load = np.zeros(len(origin_key))
+        group_load[origin_group] = cls.load[own]
+        offsets = np.cumsum([0] + [len(c) for c in stage_cdfs[:-1]])
+        cdf, stretch = _cross_stage(
+            cdf, np.vstack(stage_cdfs), origin_key + offsets, group_load, net.M, scv
+        )
+        mean = mean * stretch
+    if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):  # (after the estimate's stretch)
+        return None
+    quantiles = _row_quantiles(cdf, h, np.array(_QUANTILES))
     born = net.arrival_rate > 0
-    origin_mean = np.where(born, group_mean[origin_group], np.nan)
-    origin_quant = np.where(born[:, None], group_quant[origin_group], np.nan)
     return LatencyResult(
         method=method,
         service=service,
         scv=scv,
-        mean_s=float(weights @ group_mean / weights.sum()),
-        origin_mean_s=origin_mean,
-        origin_quantiles_s=origin_quant,
+        mean_s=float(weights @ mean / weights.sum()),
+        origin_mean_s=np.where(born, mean[origin_group], np.nan),
+        origin_quantiles_s=np.where(born[:, None], quantiles[origin_group], np.nan),
         arrival_rate=net.arrival_rate,
-        loads=(cls.rates * cls.means).sum(axis=0)[own],
+        loads=cls.load[own],
         grid_step_s=h,
-        cdf=total_cdf,
+        cdf=weights @ cdf / weights.sum(),
     )
