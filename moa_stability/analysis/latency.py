@@ -199,35 +199,49 @@ def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _C
     return _Classes(inverse.ravel(), r, s, load, wait)
 
 
-def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> np.ndarray:
-    """``[u, c, j]`` = P(sojourn of a type-c job at class u <= (j + 1/2) h), all classes at once:
-    the laws of the distinct service means, then batched FFTs over the classes."""
-    U = cls.load.size
+@dataclass(frozen=True)
+class _Sojourns:
+    """The distinct sojourn laws on the grid: one row per (class, service mean) pair in use,
+    plus a last row of ones for the types a class never serves."""
+
+    cdf: np.ndarray  # (P + 1, L): P(sojourn <= (j + 1/2) h)
+    of_class: np.ndarray  # (U, 3): row of each class's type-c law
+    mean: np.ndarray  # (P + 1,): exact mean sojourn (P-K); 0 for the last row (no sojourn)
+
+
+def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> _Sojourns:
+    """The sojourn laws of every class and job type, all at once: the laws of the distinct
+    service means, the classes' waits by batched FFTs, and one sojourn per distinct (class,
+    mean) pair (types of equal mean share it, so a class with one mean costs one law)."""
+    U, T = cls.load.size, len(JOB_TYPES)
     busy = cls.rates > 0  # (3, U)
-    out = np.empty((U, len(JOB_TYPES), L))
-    out[~busy.T] = 1.0  # a type a class never serves: it enters only joins bearing no prompts
-    if not busy.any():
-        return out
     distinct, index = np.unique(cls.means[busy], return_inverse=True)
     law = np.full(busy.shape, -1)
     law[busy] = index.ravel()
     job, equilibrium = _grid_laws(service, scv, distinct, h, L)
-    active = busy.any(axis=0)
+    active = np.flatnonzero(busy.any(axis=0))
     load = cls.load[active]
     share = np.where(busy, cls.rates * cls.means, 0.0)[:, active] / load
-    be = np.zeros((load.size, L))
-    for c in range(len(JOB_TYPES)):
+    be = np.zeros((active.size, L))
+    for c in range(T):
         on = busy[c, active]
-        be[on] += share[c, on, None] * equilibrium[law[c, active][on]]
+        be[on] += share[c, on, None] * equilibrium[law[c, active[on]]]
     wait_hat = (1.0 - load)[:, None] / (1.0 - load[:, None] * np.fft.rfft(be, axis=1))
-    job_hat = np.fft.rfft(job, axis=1)
-    rows = np.flatnonzero(active)
-    for c in range(len(JOB_TYPES)):
-        on = busy[c, active]
-        pmf = np.fft.irfft(wait_hat[on] * job_hat[law[c, rows[on]]], L, axis=1)
-        cdf = np.maximum.accumulate(np.cumsum(pmf, axis=1), axis=1)
-        out[rows[on], c] = np.minimum(cdf, 1.0)
-    return out
+    position = np.full(U, -1)
+    position[active] = np.arange(active.size)
+    # Distinct (class, mean) pairs in use: each is one sojourn law.
+    pairs, pair_of = np.unique(
+        np.stack([np.broadcast_to(np.arange(U), busy.shape)[busy], law[busy]]),
+        axis=1,
+        return_inverse=True,
+    )
+    pmf = np.fft.irfft(wait_hat[position[pairs[0]]] * np.fft.rfft(job, axis=1)[pairs[1]], L)
+    cdf = np.ones((pairs.shape[1] + 1, L))
+    cdf[:-1] = np.minimum(np.maximum.accumulate(np.cumsum(pmf, axis=1), axis=1), 1.0)
+    of_class = np.full((T, U), pairs.shape[1])
+    of_class[busy] = pair_of.ravel()
+    mean = np.append(cls.wait_mean[pairs[0]] + distinct[pairs[1]], 0.0)
+    return _Sojourns(cdf, of_class.T, mean)
 
 
 # ---- sibling overlap (for the estimate) ---------------------------------------------------------
@@ -375,23 +389,20 @@ def _padded_neighbours(adj: sp.csr_array, own: np.ndarray, pad: int) -> np.ndarr
 
 
 def _layer_joins(
-    net: MoANetwork, cls: _Classes, F: np.ndarray, m: int, q: np.ndarray, method: str
-) -> tuple[np.ndarray, bool, np.ndarray]:
-    """Per origin the group of its layer-``m`` join law; whether each join is a single job's
-    sojourn (``k_m = 0``, so its P-K mean is exact); per group the join CDF (rows). Origins with
-    the same own class, helper classes/probabilities (and overlap) share one join, which keeps
-    large homogeneous networks cheap; the distinct joins of uniform selection are computed all
-    at once (no loop over devices), so heterogeneous networks stay cheap too."""
-    c = PROPOSE if m == 0 else REFINE
+    net: MoANetwork, cls: _Classes, soj: _Sojourns, m: int, q: np.ndarray, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Layer ``m`` (``k_m >= 1``): per origin the group of its join law, per group the join
+    CDF (rows). Origins with the same own law, helper laws/probabilities (and overlap) share
+    one join, which keeps large homogeneous networks cheap; the distinct joins of uniform
+    selection are computed all at once (no loop over devices), so heterogeneous networks stay
+    cheap too."""
     k = net.k[m]
-    Fc = F[:, c]
-    own = cls.of_device
-    if k == 0:
-        return own, True, Fc
-    rho = cls.load[own]
+    Fc = soj.cdf
+    own = soj.of_class[cls.of_device, PROPOSE if m == 0 else REFINE]  # law row per device
+    rho = cls.load[cls.of_device]
     q_m = np.round(q[m], 9) if method == "estimate" else np.zeros(net.n)
     if net.selection is not None:
-        return _systematic_joins(net, cls, Fc, m, q_m, method)
+        return _systematic_joins(net, own, rho, Fc, m, q_m, method)
     if net.is_complete:
         signature = np.column_stack([own, q_m])
         helpers_rho = (rho.sum() - rho) / (net.n - 1)
@@ -416,17 +427,21 @@ def _layer_joins(
         sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
         a = _effective_siblings(k + 1, sib_rho, q_m[first])
         joins = joins ** (a / (k + 1))[:, None]
-    return group, False, joins
+    return group, joins
 
 
 def _systematic_joins(
-    net: MoANetwork, cls: _Classes, Fc: np.ndarray, m: int, q_m: np.ndarray, method: str
-) -> tuple[np.ndarray, bool, np.ndarray]:
+    net: MoANetwork,
+    own: np.ndarray,
+    rho: np.ndarray,
+    Fc: np.ndarray,
+    m: int,
+    q_m: np.ndarray,
+    method: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_layer_joins` for inclusion probabilities: one systematic-sampling average per
-    distinct (own class, helper classes, probabilities, overlap)."""
+    distinct (own law, helper laws, probabilities, overlap)."""
     k = net.k[m]
-    own = cls.of_device
-    rho = cls.load[own]
     pi = net.inclusion(m)
     group = np.empty(net.n, np.int64)
     joins: list[np.ndarray] = []
@@ -444,7 +459,7 @@ def _systematic_joins(
             join = join ** (_effective_siblings(k + 1, sib_rho, q_m[j]) / (k + 1))
         seen[sig] = group[j] = len(joins)
         joins.append(join)
-    return group, False, np.array(joins)
+    return group, np.array(joins)
 
 
 @njit(cache=True)
@@ -727,23 +742,24 @@ def _compute(
 ) -> LatencyResult | None:
     """The result on a grid of ``L`` steps of ``h`` seconds, or ``None`` if its tail is cut.
     Every step works on all distinct laws at once (rows), never per device."""
-    F = _sojourn_cdfs(cls, service, scv, h, L)
-    if np.any(1.0 - F[:, :, -1] > TAIL_TOLERANCE):
+    soj = _sojourn_cdfs(cls, service, scv, h, L)
+    if np.any(1.0 - soj.cdf[:, -1] > TAIL_TOLERANCE):
         return None
     own = cls.of_device
     x = h * np.arange(L)
     last = AGGREGATE if net.M else PROPOSE
     stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
     for m in range(net.M + 1):
-        if m < net.M:
-            group, single, joins = _layer_joins(net, cls, F, m, q, method)
-            c = PROPOSE if m == 0 else REFINE
-        else:  # the aggregate (M = 0: the only job), one law per class
-            group, single, joins, c = own, True, F[:, last], last
-        pmfs = np.diff(joins, axis=1, prepend=0.0)
-        # A single job's sojourn has its exact P-K mean (the groups are then the classes).
-        means = cls.wait_mean + cls.means[c] if single else pmfs @ x
-        stage_groups.append(group)
+        if m < net.M and net.k[m]:
+            group, joins = _layer_joins(net, cls, soj, m, q, method)
+            pmfs = np.diff(joins, axis=1, prepend=0.0)
+            means = pmfs @ x
+        else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
+            c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
+            rows, group = np.unique(soj.of_class[own, c], return_inverse=True)
+            joins, means = soj.cdf[rows], soj.mean[rows]
+            pmfs = np.diff(joins, axis=1, prepend=0.0)
+        stage_groups.append(group.ravel())
         stage_hats.append(np.fft.rfft(pmfs, axis=1))
         stage_cdfs.append(joins)
         stage_means.append(means)
