@@ -186,17 +186,24 @@ class _Classes:
     wait_mean: np.ndarray  # (U,) exact P-K mean wait
 
 
+def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first occurrence of each distinct row of ``keys`` (in sorted order) and
+    each row's group, as :func:`numpy.unique`; all rows alike (homogeneous networks, the
+    common case) skips the sort."""
+    if (keys == keys[:1]).all():
+        return np.zeros(1, np.int64), np.zeros(keys.shape[0], np.int64)
+    _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first, group.ravel()
+
+
 def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _Classes:
     key = np.vstack([rates, net.service_time])
-    if (key == key[:, :1]).all():  # one class (homogeneous networks): skip the sort
-        uniq, inverse = key[:, :1], np.zeros(net.n, np.int64)
-    else:
-        uniq, inverse = np.unique(key, axis=1, return_inverse=True)
-    r, s = uniq[:3], uniq[3:]
+    first, inverse = _distinct_rows(key.T)
+    r, s = key[:3, first], key[3:, first]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
     wait = second / (2.0 * (1.0 - load))
-    return _Classes(inverse.ravel(), r, s, load, wait)
+    return _Classes(inverse, r, s, load, wait)
 
 
 @dataclass(frozen=True)
@@ -302,7 +309,7 @@ def _effective_siblings(K: int, rho: np.ndarray, q: np.ndarray) -> np.ndarray:
     # rise monotonically to the root without overshooting.
     a = np.ones(np.shape(target))
     for _ in range(100):
-        step = (target - _harmonic(a)) / special.polygamma(1, a + 1.0)
+        step = (target - _harmonic(a)) / special.zeta(2.0, a + 1.0)  # H'(a) = psi'(a+1)
         a = a + step
         if np.all(step <= 1e-13 * a):
             break
@@ -413,8 +420,7 @@ def _layer_joins(
         signature = np.column_stack([own, q_m, neighbours])
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
-    _, first, group = np.unique(signature, axis=0, return_index=True, return_inverse=True)
-    group = group.ravel()
+    first, group = _distinct_rows(signature)
     if net.is_complete:
         counts = np.bincount(own, minlength=Fc.shape[0])
         helper_part = _complete_helpers(Fc, counts, own[first], k)
@@ -756,20 +762,18 @@ def _compute(
             means = pmfs @ x
         else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
             c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
-            rows, group = np.unique(soj.of_class[own, c], return_inverse=True)
-            joins, means = soj.cdf[rows], soj.mean[rows]
+            law = soj.of_class[own, c]
+            first, group = _distinct_rows(law[:, None])
+            joins, means = soj.cdf[law[first]], soj.mean[law[first]]
             pmfs = np.diff(joins, axis=1, prepend=0.0)
-        stage_groups.append(group.ravel())
+        stage_groups.append(group)
         stage_hats.append(np.fft.rfft(pmfs, axis=1))
         stage_cdfs.append(joins)
         stage_means.append(means)
 
     keys = np.stack(stage_groups, axis=1)
-    if (keys == keys[:1]).all():  # every origin alike (homogeneous networks): skip the sort
-        origin_key, origin_group = keys[:1], np.zeros(net.n, np.int64)
-    else:
-        origin_key, origin_group = np.unique(keys, axis=0, return_inverse=True)
-        origin_group = origin_group.ravel()
+    first, origin_group = _distinct_rows(keys)
+    origin_key = keys[first]
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
     hat = stage_hats[0][origin_key[:, 0]]
     mean = stage_means[0][origin_key[:, 0]]
