@@ -174,6 +174,21 @@ def _grid_laws(
     return job, equilibrium
 
 
+@njit(cache=True)
+def _cdf_rows(pmf, out):  # pragma: no cover - numba
+    """``out[r]`` = the running sum of ``pmf[r]``, made monotone and capped at 1 (FFT round-off
+    dents a CDF by ~1e-16; the quantile search needs it monotone), in one pass; returns
+    ``out``."""
+    for r in range(pmf.shape[0]):
+        total = 0.0
+        top = -np.inf
+        for j in range(pmf.shape[1]):
+            total += pmf[r, j]
+            top = max(top, total)
+            out[r, j] = min(top, 1.0)
+    return out
+
+
 # ---- per-device queues --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Classes:
@@ -228,25 +243,28 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     job, equilibrium = _grid_laws(service, scv, distinct, h, L)
     active = np.flatnonzero(busy.any(axis=0))
     load = cls.load[active]
-    share = np.where(busy, cls.rates * cls.means, 0.0)[:, active] / load
-    be = np.zeros((active.size, L))
-    for c in range(T):
-        on = busy[c, active]
-        be[on] += share[c, on, None] * equilibrium[law[c, active[on]]]
-    wait_hat = (1.0 - load)[:, None] / (1.0 - load[:, None] * np.fft.rfft(be, axis=1))
     position = np.full(U, -1)
     position[active] = np.arange(active.size)
-    # Distinct (class, mean) pairs in use: each is one sojourn law.
-    pairs, pair_of = np.unique(
-        np.stack([np.broadcast_to(np.arange(U), busy.shape)[busy], law[busy]]),
-        axis=1,
-        return_inverse=True,
+    class_of = np.broadcast_to(np.arange(U), busy.shape)[busy]
+    # B_e of each class: its types' equilibrium laws weighted by their shares of the work, as
+    # one sparse (classes x distinct means) product (duplicate means are summed).
+    share = (cls.rates * cls.means)[busy] / cls.load[class_of]
+    mixture = sp.csr_array(
+        (share, (position[class_of], law[busy])), shape=(active.size, distinct.size)
     )
+    be_hat = np.fft.rfft(mixture @ equilibrium, axis=1)
+    be_hat *= -load[:, None]
+    be_hat += 1.0
+    wait_hat = (1.0 - load)[:, None] / be_hat
+    # Distinct (class, mean) pairs in use: each is one sojourn law.
+    pair_key = np.stack([class_of, law[busy]])
+    first, pair_of = _distinct_rows(pair_key.T)
+    pairs = pair_key[:, first]
     pmf = np.fft.irfft(wait_hat[position[pairs[0]]] * np.fft.rfft(job, axis=1)[pairs[1]], L)
     cdf = np.ones((pairs.shape[1] + 1, L))
-    cdf[:-1] = np.minimum(np.maximum.accumulate(np.cumsum(pmf, axis=1), axis=1), 1.0)
+    _cdf_rows(pmf, cdf[:-1])
     of_class = np.full((T, U), pairs.shape[1])
-    of_class[busy] = pair_of.ravel()
+    of_class[busy] = pair_of
     mean = np.append(cls.wait_mean[pairs[0]] + distinct[pairs[1]], 0.0)
     return _Sojourns(cdf, of_class.T, mean)
 
@@ -780,9 +798,7 @@ def _compute(
     for s in range(1, len(stage_hats)):
         hat = hat * stage_hats[s][origin_key[:, s]]
         mean = mean + stage_means[s][origin_key[:, s]]
-    # FFT round-off can dent the CDF by ~1e-16: keep it monotone for the quantile search.
-    cdf = np.cumsum(np.fft.irfft(hat, L, axis=1), axis=1)
-    cdf = np.minimum(np.maximum.accumulate(cdf, axis=1), 1.0)
+    cdf = _cdf_rows(np.fft.irfft(hat, L, axis=1), np.empty((hat.shape[0], L)))
     if method == "estimate" and net.M:
         # Origin load of each group (the cross-stage correction depends on it).
         group_load = np.zeros(len(origin_key))
