@@ -140,9 +140,12 @@ def _disperse(lev: np.ndarray, h: float) -> np.ndarray:
     :math:`x = -h, 0, h, \dots` (last axis): :math:`p_0 = 1 - \ell(h)/h`,
     :math:`p_j = (2\ell(jh) - \ell((j-1)h) - \ell((j+1)h))/h` (mass dispersal: the mean is
     kept exactly, however coarse the grid)."""
-    pmf = (2 * lev[..., 1:-1] - lev[..., :-2] - lev[..., 2:]) / h
+    pmf = 2 * lev[..., 1:-1]  # in place from here: these arrays are classes x grid points
+    pmf -= lev[..., :-2]
+    pmf -= lev[..., 2:]
+    pmf /= h
     pmf[..., 0] = 1.0 - lev[..., 2] / h
-    return np.maximum(pmf, 0.0)
+    return np.maximum(pmf, 0.0, out=pmf)
 
 
 def _grid_laws(
@@ -172,6 +175,13 @@ def _grid_laws(
     job = _disperse(m1 + x * tail, h)
     equilibrium = _disperse((m2 / 2 + x * (mean - m1) - x**2 * tail / 2) / mean, h)
     return job, equilibrium
+
+
+def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
+    """Mass of each grid cell from CDF rows (``np.diff`` with a leading 0, one allocation)."""
+    pmf = cdf.copy()
+    pmf[:, 1:] -= cdf[:, :-1]
+    return pmf
 
 
 @njit(cache=True)
@@ -364,22 +374,24 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_helpers(Fz, neighbours, k):  # pragma: no cover - numba
+def _graph_helpers(F, neighbours, k):  # pragma: no cover - numba
     r""":math:`e_k` of the neighbours' CDFs per row, by the recurrence
-    :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbour axis (``neighbours`` pads with
-    the last row of ``Fz``, all zeros, which leaves :math:`e_j` unchanged). A kernel: the
-    gathered neighbour rows are never materialised, so memory traffic stays at one pass."""
-    R, L = neighbours.shape[0], Fz.shape[1]
+    :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbour axis (``neighbours`` pads
+    with -1, skipped). A kernel: the gathered neighbour rows are never materialised, so memory
+    traffic stays at one pass."""
+    R, L = neighbours.shape[0], F.shape[1]
     out = np.empty((R, L))
     e = np.empty((k + 1, L))
     for r in range(R):
         e[0] = 1.0
         e[1:] = 0.0
         for t in range(neighbours.shape[1]):
-            F = Fz[neighbours[r, t]]
+            if neighbours[r, t] < 0:
+                continue
+            row = F[neighbours[r, t]]
             for j in range(k, 0, -1):
                 for x in range(L):
-                    e[j, x] += F[x] * e[j - 1, x]
+                    e[j, x] += row[x] * e[j - 1, x]
         out[r] = e[k]
     return out
 
@@ -434,7 +446,7 @@ def _layer_joins(
         d = net.n - 1
     else:
         adj = net.topology
-        neighbours = _padded_neighbours(adj, own, Fc.shape[0])
+        neighbours = _padded_neighbours(adj, own, -1)
         signature = np.column_stack([own, q_m, neighbours])
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
@@ -443,8 +455,7 @@ def _layer_joins(
         counts = np.bincount(own, minlength=Fc.shape[0])
         helper_part = _complete_helpers(Fc, counts, own[first], k)
     else:
-        Fz = np.vstack([Fc, np.zeros(Fc.shape[1])])
-        helper_part = _graph_helpers(Fz, neighbours[first], k)
+        helper_part = _graph_helpers(Fc, neighbours[first], k)
     choices = np.array([math.comb(int(v), k) for v in np.broadcast_to(d, own.shape)[first]])
     joins = Fc[own[first]] * helper_part / choices[:, None]
     if method == "estimate":
@@ -487,6 +498,29 @@ def _systematic_joins(
 
 
 @njit(cache=True)
+def _interp_sorted(x, xp, fp, left, right, out):  # pragma: no cover - numba
+    """``np.interp(x, xp, fp, left, right)`` for ascending ``x`` and non-decreasing ``xp``, by
+    one merge pass instead of a binary search per point (same formula, same ties: the last
+    ``xp[j] <= x``); writes ``out``."""
+    n = xp.size
+    j = 0
+    for i in range(x.size):
+        v = x[i]
+        if v < xp[0]:
+            out[i] = left
+        elif v > xp[n - 1]:
+            out[i] = right
+        else:
+            while j + 1 < n and xp[j + 1] <= v:
+                j += 1
+            if j == n - 1:
+                out[i] = fp[n - 1]
+            else:
+                slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+                out[i] = slope * (v - xp[j]) + fp[j]
+
+
+@njit(cache=True)
 def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
     r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
     ``stage_cdfs[stage_of[g, s]]`` its stage ``s`` law, ``rho[g]`` its origin's load; writes
@@ -496,26 +530,20 @@ def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):
     u = mid / L
     damp = 2.0 / (1.0 + scv)
     stretch = np.empty(G)
+    total, part, c, como = np.empty(L), np.empty(L), np.empty(L), np.empty(L)
     for g in range(G):
-        total = np.zeros(L)
+        total[:] = 0.0
         for s in range(stage_of.shape[1]):
-            c = stage_cdfs[stage_of[g, s]].copy()
+            c[:] = stage_cdfs[stage_of[g, s]]
             for j in range(1, L):
                 c[j] = max(c[j], c[j - 1])
-            total += np.interp(u, c, mid)
-        como = np.interp(mid, total, u)
+            _interp_sorted(u, c, mid, mid[0], mid[L - 1], part)
+            total += part
+        _interp_sorted(mid, total, u, 0.0, 1.0, como)
         w = min(c_w * damp * rho[g], 1.0)
-        mixed = np.empty(L)
-        for j in range(L):
-            # np.interp's left=0 and right=1 for the comonotone law
-            v = 0.0 if mid[j] < total[0] else (1.0 if mid[j] > total[L - 1] else como[j])
-            mixed[j] = (1.0 - w) * cdf[g, j] + w * v
+        mixed = (1.0 - w) * cdf[g] + w * como
         stretch[g] = 1.0 + c_mu * damp * M * rho[g] ** 2
-        squeezed = mid / stretch[g]
-        out[g] = np.interp(squeezed, mid, mixed)
-        for j in range(L):
-            if squeezed[j] < mid[0]:
-                out[g, j] = 0.0
+        _interp_sorted(mid / stretch[g], mid, mixed, 0.0, mixed[L - 1], out[g])
     return stretch
 
 
@@ -776,14 +804,14 @@ def _compute(
     for m in range(net.M + 1):
         if m < net.M and net.k[m]:
             group, joins = _layer_joins(net, cls, soj, m, q, method)
-            pmfs = np.diff(joins, axis=1, prepend=0.0)
+            pmfs = _pmf_rows(joins)
             means = pmfs @ x
         else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
             c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
             law = soj.of_class[own, c]
             first, group = _distinct_rows(law[:, None])
             joins, means = soj.cdf[law[first]], soj.mean[law[first]]
-            pmfs = np.diff(joins, axis=1, prepend=0.0)
+            pmfs = _pmf_rows(joins)
         stage_groups.append(group)
         stage_hats.append(np.fft.rfft(pmfs, axis=1))
         stage_cdfs.append(joins)
