@@ -523,8 +523,8 @@ def _interp_sorted(x, xp, fp, left, right, out):  # pragma: no cover - numba
 @njit(cache=True)
 def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
     r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
-    ``stage_cdfs[stage_of[g, s]]`` its stage ``s`` law, ``rho[g]`` its origin's load; writes
-    the corrected law to ``out[g]`` and returns the mean stretch factors."""
+    ``stage_cdfs[s][stage_of[g, s]]`` its stage ``s`` law (a tuple of arrays), ``rho[g]`` its
+    origin's load; writes the corrected law to ``out[g]`` and returns the stretch factors."""
     G, L = cdf.shape
     mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
     u = mid / L
@@ -534,7 +534,7 @@ def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):
     for g in range(G):
         total[:] = 0.0
         for s in range(stage_of.shape[1]):
-            c[:] = stage_cdfs[stage_of[g, s]]
+            c[:] = stage_cdfs[s][stage_of[g, s]]
             for j in range(1, L):
                 c[j] = max(c[j], c[j - 1])
             _interp_sorted(u, c, mid, mid[0], mid[L - 1], part)
@@ -549,7 +549,7 @@ def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):
 
 def _cross_stage(
     cdf: np.ndarray,
-    stage_cdfs: np.ndarray,
+    stage_cdfs: list[np.ndarray],
     stage_of: np.ndarray,
     rho: np.ndarray,
     M: int,
@@ -567,8 +567,9 @@ def _cross_stage(
     stage quantile functions instead of their convolution (same mean, wider spread).
     """
     out = np.empty_like(cdf)
+    stages = tuple(np.ascontiguousarray(c) for c in stage_cdfs)  # one numba type for all
     stretch = _cross_stage_kernel(
-        cdf, stage_cdfs, stage_of, rho, M, scv, CROSS_STAGE_MEAN, CROSS_STAGE_SPREAD, out
+        cdf, stages, stage_of, rho, M, scv, CROSS_STAGE_MEAN, CROSS_STAGE_SPREAD, out
     )
     return out, stretch
 
@@ -831,10 +832,7 @@ def _compute(
         # Origin load of each group (the cross-stage correction depends on it).
         group_load = np.zeros(len(origin_key))
         group_load[origin_group] = cls.load[own]
-        offsets = np.cumsum([0] + [len(c) for c in stage_cdfs[:-1]])
-        cdf, stretch = _cross_stage(
-            cdf, np.vstack(stage_cdfs), origin_key + offsets, group_load, net.M, scv
-        )
+        cdf, stretch = _cross_stage(cdf, stage_cdfs, origin_key, group_load, net.M, scv)
         mean = mean * stretch
     if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):  # (after the estimate's stretch)
         return None
