@@ -374,21 +374,19 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_helpers(F, neighbours, k):  # pragma: no cover - numba
-    r""":math:`e_k` of the neighbours' CDFs per row, by the recurrence
-    :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbour axis (``neighbours`` pads
-    with -1, skipped). A kernel: the gathered neighbour rows are never materialised, so memory
-    traffic stays at one pass."""
-    R, L = neighbours.shape[0], F.shape[1]
+def _graph_helpers(F, start, stop, laws, k):  # pragma: no cover - numba
+    r""":math:`e_k` of the neighbours' CDFs per row ``r`` (neighbours: the law rows
+    ``laws[start[r]:stop[r]]``, a CSR slice), by the recurrence
+    :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbours. A kernel: the gathered
+    neighbour rows are never materialised, so memory traffic stays at one pass."""
+    R, L = start.size, F.shape[1]
     out = np.empty((R, L))
     e = np.empty((k + 1, L))
     for r in range(R):
         e[0] = 1.0
         e[1:] = 0.0
-        for t in range(neighbours.shape[1]):
-            if neighbours[r, t] < 0:
-                continue
-            row = F[neighbours[r, t]]
+        for t in range(start[r], stop[r]):
+            row = F[laws[t]]
             for j in range(k, 0, -1):
                 for x in range(L):
                     e[j, x] += row[x] * e[j - 1, x]
@@ -414,15 +412,30 @@ def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k:
     return result
 
 
-def _padded_neighbours(adj: sp.csr_array, own: np.ndarray, pad: int) -> np.ndarray:
-    """``(n, max degree)``: each row its neighbours' classes, sorted, padded with ``pad``."""
-    degree = np.diff(adj.indptr)
+def _neighbour_groups(
+    adj: sp.csr_array, own: np.ndarray, key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_distinct_rows` of (``key`` row, the multiset of the neighbours' laws ``own``) per
+    device: rows of sorted neighbour laws padded to the largest degree where that is compact
+    (near-regular graphs), else one dictionary key per device (a star's hub would pad every
+    row to n)."""
+    n, degree = adj.shape[0], np.diff(adj.indptr)
+    edge_row = np.repeat(np.arange(n), degree)
+    laws = own[adj.indices][np.lexsort((own[adj.indices], edge_row))]  # sorted within rows
     width = int(degree.max(initial=0))
-    out = np.full((adj.shape[0], width), pad, dtype=np.int64)
-    rows = np.repeat(np.arange(adj.shape[0]), degree)
-    cols = np.arange(adj.indices.size) - np.repeat(adj.indptr[:-1], degree)
-    out[rows, cols] = own[adj.indices]
-    return np.sort(out, axis=1)
+    if n * width <= 4 * laws.size + n:
+        padded = np.full((n, width), -1, dtype=np.int64)
+        padded[edge_row, np.arange(laws.size) - adj.indptr[edge_row]] = laws
+        return _distinct_rows(np.column_stack([key, padded]))
+    seen: dict[tuple[bytes, bytes], int] = {}
+    group, first = np.empty(n, np.int64), []
+    for j in range(n):
+        sig = (key[j].tobytes(), laws[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
+        if sig not in seen:
+            seen[sig] = len(first)
+            first.append(j)
+        group[j] = seen[sig]
+    return np.array(first, np.int64), group
 
 
 def _layer_joins(
@@ -441,21 +454,18 @@ def _layer_joins(
     if net.selection is not None:
         return _systematic_joins(net, own, rho, Fc, m, q_m, method)
     if net.is_complete:
-        signature = np.column_stack([own, q_m])
+        first, group = _distinct_rows(np.column_stack([own, q_m]))
+        counts = np.bincount(own, minlength=Fc.shape[0])
+        helper_part = _complete_helpers(Fc, counts, own[first], k)
         helpers_rho = (rho.sum() - rho) / (net.n - 1)
         d = net.n - 1
     else:
         adj = net.topology
-        neighbours = _padded_neighbours(adj, own, -1)
-        signature = np.column_stack([own, q_m, neighbours])
+        first, group = _neighbour_groups(adj, own, np.column_stack([own, q_m]))
+        start, stop = adj.indptr[first], adj.indptr[first + 1]
+        helper_part = _graph_helpers(Fc, start, stop, own[adj.indices], k)
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
-    first, group = _distinct_rows(signature)
-    if net.is_complete:
-        counts = np.bincount(own, minlength=Fc.shape[0])
-        helper_part = _complete_helpers(Fc, counts, own[first], k)
-    else:
-        helper_part = _graph_helpers(Fc, neighbours[first], k)
     choices = np.array([math.comb(int(v), k) for v in np.broadcast_to(d, own.shape)[first]])
     joins = Fc[own[first]] * helper_part / choices[:, None]
     if method == "estimate":
