@@ -1,0 +1,81 @@
+"""Benchmark: the analytic latency (``moa_stability.latency``), issue 11 item 3.
+
+* evaluations per second on the paper network (n = 4, M = 2, k = 2, complete graph): a sweep
+  of distinct networks (max load 0.1..0.95), so no result is reused; goal >= 10^4 /s for
+  ``estimate`` and ``bound`` (mean and p50/p95/p99 of each);
+* seconds for n = 10^4 devices on a random 8-regular graph (M = 2, k = 2, max load 0.8),
+  homogeneous and with heterogeneous per-device service means ``uniform(0.5, 2)``; goal < 1 s.
+
+The first call of each shape (numba compilation, imports) is excluded. Timings on a busy
+machine are meaningless, so it refuses to run at a 1-minute load average above 0.3 unless
+``--force``.
+
+    .venv/bin/python benchmarks/bench_latency.py [--n 10000] [--sweep 2000] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from moa_stability import MoANetwork, latency, paper_network, random_regular_graph
+
+MAX_LOAD_AVERAGE = 0.3
+DEGREE = 8
+
+
+def paper_rate(sweep: int, method: str) -> float:
+    """Evaluations/s over ``sweep`` paper networks at distinct loads (mean and quantiles)."""
+    base = paper_network(arrival_rate=1.0)
+    nets = [base.at_load(rho) for rho in np.linspace(0.1, 0.95, sweep)]
+    latency(nets[0], method=method).quantile(np.array([0.5, 0.95, 0.99]))
+    start = time.perf_counter()
+    for net in nets:
+        res = latency(net, method=method)
+        res.mean_s, res.quantile(np.array([0.5, 0.95, 0.99]))
+    return sweep / (time.perf_counter() - start)
+
+
+def large(n: int, heterogeneous: bool, method: str) -> float:
+    """Seconds for one evaluation at ``n`` devices on a random 8-regular graph."""
+    rng = np.random.default_rng(0)
+    service = rng.uniform(0.5, 2.0, n) if heterogeneous else 1.0
+    net = MoANetwork(
+        n=n,
+        M=2,
+        k=2,
+        arrival_rate=1.0,
+        service_time=service,
+        topology=random_regular_graph(n, DEGREE, seed=0),
+    ).at_load(0.8)
+    latency(MoANetwork(n=64, M=2, k=2, arrival_rate=0.01, topology="ring"), method=method)
+    start = time.perf_counter()
+    latency(net, method=method).quantile(0.95)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--sweep", type=int, default=2000, help="paper networks timed")
+    parser.add_argument("--force", action="store_true", help="run on a busy machine anyway")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    if load > MAX_LOAD_AVERAGE and not args.force:
+        sys.exit(f"load average {load:.2f} > {MAX_LOAD_AVERAGE}: timings would be wrong (--force)")
+    for method in ("estimate", "bound"):
+        rate = paper_rate(args.sweep, method)
+        print(f"paper network, {method:8s}: {rate:9.0f} evaluations/s (goal >= 10000)")
+        for heterogeneous in (False, True):
+            kind = "heterogeneous" if heterogeneous else "homogeneous  "
+            seconds = large(args.n, heterogeneous, method)
+            print(f"n={args.n} 8-regular {kind} {method:8s}: {seconds:7.3f} s (goal < 1 s)")
+    print(f"(1-minute load average at start {load:.2f})")
+
+
+if __name__ == "__main__":
+    main()
