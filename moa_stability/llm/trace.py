@@ -94,15 +94,15 @@ def validate_trace(trace: Any, columns: Sequence[str] = FIT_COLUMNS) -> pd.DataF
         column = trace[c]
         # Text, booleans and NaN would turn into wrong numbers or an SVD that does not converge.
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            raise ValueError(f"{c}={column.dtype}: the trace column is not numeric; give numbers")
+            raise ValueError(f"trace[{c!r}]={column.dtype}: not numeric; give numbers")
         values = column.to_numpy(float)
         bad = values[~np.isfinite(values)]
         if bad.size:
-            raise ValueError(f"{c}={bad[0]}: NaN or inf in the trace; drop or fix those rows")
+            raise ValueError(f"trace[{c!r}]={bad[0]}: NaN or inf; drop or fix those rows")
         if c == "seconds" and np.any(values <= 0):
-            raise ValueError(f"seconds={values.min()}: trace seconds must be > 0; drop those rows")
+            raise ValueError(f"trace['seconds']={values.min():g}: must be > 0; drop those rows")
         if np.any(values < 0):
-            raise ValueError(f"{c}={values.min():g}: negative value in the trace; fix those rows")
+            raise ValueError(f"trace[{c!r}]={values.min():g}: negative; fix those rows")
     return trace
 
 
