@@ -301,9 +301,12 @@ def stability_certificate(
     # A stable fluid drains in about its initial work over the spare capacity: try 5 times that.
     work = max(np.bincount(fluid.station, fluid.mean_s * x0).max() for x0 in states)
     horizon = 5 * float(work) / (1.0 - peak)
+    # At most 2e4 steps: a drain or a growth shows at this resolution, and near rho = 1 the
+    # horizon is long.
+    step = max(float(fluid.mean_s.min()) / 20, horizon / 2e4)
     growth, drained, grew = -math.inf, True, False
     for x0 in states:
-        path = integrate_fluid(fluid, x0, horizon_s=horizon, priority=priority)
+        path = integrate_fluid(fluid, x0, horizon_s=horizon, step_s=step, priority=priority)
         growth = max(growth, path.growth_rate_per_s)
         drained &= path.drained
         grew |= bool(path.total[-1] > path.total[0] and path.growth_rate_per_s > 0)

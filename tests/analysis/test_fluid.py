@@ -114,3 +114,15 @@ def test_kelly_type_fcfs_fluid_drains_below_capacity():
 def test_bad_fluid_input_names_the_field(call, field):
     with pytest.raises(ValueError, match=field):
         call()
+
+
+def test_join_of_uniform_helpers_is_the_expected_minimum_over_subsets():
+    # Origin 0 of a complete graph on 4 devices, k = 2 helpers of 3: the prompts through the
+    # join are the mean over the 3 equally likely helper pairs of min(own, pair).
+    net = MoANetwork(n=4, M=1, k=2, arrival_rate=0.01)
+    fluid = moa_fluid_network(net)
+    done = {(0, 0, 0): 5.0, (1, 0, 0): 1.0 * 2 / 3, (2, 0, 0): 3.0 * 2 / 3, (3, 0, 0): 4.0 * 2 / 3}
+    D = np.array([done.get(c, 0.0) for c in fluid.classes])
+    expected = np.mean([min(5.0, a, b) for a, b in [(1, 3), (1, 4), (3, 4)]])
+    released = fluid.release(D)
+    assert released[fluid.classes.index((0, 0, 1))] == pytest.approx(expected)
