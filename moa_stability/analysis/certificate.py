@@ -247,9 +247,9 @@ def stability_certificate(
     work-conserving discipline (certified)``; a Kelly-type network under FCFS is ``stable
     (Kelly-type FCFS)`` (Bramson 1996; fork-join: Baccelli & Makowski 1989); otherwise the MoA
     fluid model runs under ``discipline`` from one prompt per origin at each stage and from
-    all stages at once, and a fluid that ends above where it started and grows is ``unstable
-    (fluid model)``, else ``undetermined`` (a fluid that drains from a few states proves
-    nothing).
+    all stages at once, and a fluid that ends above where it started and grows by more than a
+    thousandth of the job arrival rate is ``unstable (fluid model)``, else ``undetermined`` (a
+    fluid that drains from a few states proves nothing).
 
     Parameters
     ----------
@@ -304,12 +304,15 @@ def stability_certificate(
     # At most 2e4 steps: a drain or a growth shows at this resolution, and near rho = 1 the
     # horizon is long.
     step = max(float(fluid.mean_s.min()) / 20, horizon / 2e4)
+    # Growth counts when it is relevant: a thousandth of the jobs arriving per second, far
+    # above the rounding of a fluid that is stuck.
+    relevant = 1e-3 * float(profile.job_rates_per_s.sum())
     growth, drained, grew = -math.inf, True, False
     for x0 in states:
         path = integrate_fluid(fluid, x0, horizon_s=horizon, step_s=step, priority=priority)
         growth = max(growth, path.growth_rate_per_s)
         drained &= path.drained
-        grew |= bool(path.total[-1] > path.total[0] and path.growth_rate_per_s > 0)
+        grew |= bool(path.total[-1] > path.total[0] and path.growth_rate_per_s > relevant)
     if grew:
         status = STATUSES[3]
         reason = f"the fluid grows (slope {growth:.4g} jobs/s) although every rho_i < 1"

@@ -341,7 +341,8 @@ def _slotted_lambdas() -> dict[str, Callable[[float, float], float]]:
 def network_drift() -> Derivation:
     r"""The one-slot drift of the slotted symmetric network (complete graph, uniform selection,
     per-device prompt probability :math:`p`, service probabilities :math:`q_p, q_r, q_a` by job
-    type), derived from the slot's events (docs/stability.md).
+    type), derived from the slot's events (docs/stability.md); :math:`M \ge 1` (:math:`M = 0` is
+    :func:`slotted_queue`).
 
     **State.** Per device :math:`i`: the jobs :math:`N_{i,c}` of each type queued there (in
     service included); per origin :math:`j` and stage :math:`m` (layer :math:`1..M`, then the
