@@ -4,7 +4,7 @@ piecewise-linear paths, the closed form and the Lu-Kumar network."""
 import numpy as np
 import pytest
 
-from moa_stability import MoANetwork, fluid_growth_rate
+from moa_stability import MoANetwork, fluid_growth_rate, simulate
 from moa_stability.analysis.fluid import (
     integrate_fluid,
     moa_fluid_network,
@@ -126,3 +126,19 @@ def test_join_of_uniform_helpers_is_the_expected_minimum_over_subsets():
     expected = np.mean([min(5.0, a, b) for a, b in [(1, 3), (1, 4), (3, 4)]])
     released = fluid.release(D)
     assert released[fluid.classes.index((0, 0, 1))] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fluid_growth_matches_the_simulator_on_a_network_with_type_means(seed):
+    # Not Kelly-type (means 1, 2, 1.5 s), load 1.2, from empty queues: the FCFS fluid's growth
+    # against the event simulator's slope over 1e5 s (an independent engine). The fluid is the
+    # limit, so allow the run's 95% interval twice plus 3% for the finite horizon.
+    means = {"propose": 1.0, "refine": 2.0, "aggregate": 1.5}
+    net = MoANetwork(n=4, M=2, k=2, arrival_rate=1.0, service_time=means).at_load(1.2)
+    fluid = integrate_fluid(moa_fluid_network(net), 0.0, horizon_s=200, step_s=0.05)
+    run = simulate(net, method="events", horizon=1e5, seed=seed)
+    tolerance = 2 * run.growth_slope_ci + 0.03 * fluid.growth_rate_per_s
+    assert abs(run.growth_slope - fluid.growth_rate_per_s) <= tolerance
+    # Below the excess rate sum_i (rho_i - 1) sum_c r_ic / rho_i (docs/model.md section 5a).
+    lam = 1.2 / (3 * 1.0 + 3 * 2.0 + 1.5)
+    assert fluid.growth_rate_per_s < 4 * (1.2 - 1) * 7 * lam / 1.2
