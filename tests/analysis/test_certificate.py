@@ -20,10 +20,15 @@ def _lu_kumar(means):
     return multiclass_network([0, 1, 1, 0], means, [1.0, 0, 0, 0], P)
 
 
-def test_lp_never_certifies_lu_kumar_when_a_priority_makes_it_unstable():
-    # m2 + m4 = 1.2 > 1: unstable under priority to classes 4 and 2 with both loads 0.7.
+def test_lp_never_certifies_a_network_that_a_priority_makes_unstable():
+    # Lu-Kumar, m2 + m4 = 1.2 > 1: unstable under priority to classes 4 and 2, loads 0.7.
     status, weights = linear_lyapunov_certificate(_lu_kumar([0.1, 0.6, 0.1, 0.6]))
     assert status == "no linear certificate" and weights is None
+    # Rybko-Stolyar, two routes 0 -> 1 and 2 -> 3, m1 + m3 = 1.2 > 1, loads 0.7.
+    P = np.zeros((4, 4))
+    P[0, 1] = P[2, 3] = 1.0
+    rs = multiclass_network([0, 1, 1, 0], [0.1, 0.6, 0.1, 0.6], [1.0, 0, 1.0, 0], P)
+    assert linear_lyapunov_certificate(rs) == ("no linear certificate", None)
 
 
 @pytest.mark.parametrize("priority", [None, [1, 0, 1, 0], [0, 0, 1, 1], [0, 1, 1, 0]])

@@ -142,3 +142,16 @@ def test_fluid_growth_matches_the_simulator_on_a_network_with_type_means(seed):
     # Below the excess rate sum_i (rho_i - 1) sum_c r_ic / rho_i (docs/model.md section 5a).
     lam = 1.2 / (3 * 1.0 + 3 * 2.0 + 1.5)
     assert fluid.growth_rate_per_s < 4 * (1.2 - 1) * 7 * lam / 1.2
+
+
+def test_rybko_stolyar_is_unstable_under_the_bad_priority_below_capacity():
+    # Two routes, one arrival per s each: 0 (station 0) -> 1 (station 1), 2 (station 1) -> 3
+    # (station 0). Means 0.1, 0.6, 0.1, 0.6: loads 0.7, but priority to the exiting classes 3
+    # and 1 is unstable since m1 + m3 = 1.2 > 1 (Rybko & Stolyar 1992).
+    P = np.zeros((4, 4))
+    P[0, 1] = P[2, 3] = 1.0
+    net = multiclass_network([0, 1, 1, 0], [0.1, 0.6, 0.1, 0.6], [1.0, 0, 1.0, 0], P)
+    run = {"initial": [1.0, 0, 0.5, 0], "horizon_s": 100, "step_s": 0.01}
+    bad = integrate_fluid(net, **run, priority=[1, 0, 1, 0])
+    assert bad.growth_rate_per_s > 0.1 and not bad.drained
+    assert bad.total[-1] > 10 * bad.total[0]
