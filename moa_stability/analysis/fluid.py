@@ -37,6 +37,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from math import comb
 
 import numpy as np
@@ -210,16 +211,19 @@ def _mean_by_stage(net: MoANetwork, stage: int) -> np.ndarray:
     return net.service_time[AGGREGATE if stage == net.M else REFINE]
 
 
+@cache
+def _order_weights(d: int, k: int) -> np.ndarray:
+    """Chance that the ``r``-th smallest of ``d`` helpers is the smallest of a uniform
+    ``k``-subset: :math:`\\binom{d-r}{k-1}/\\binom{d}{k}`, ``r = 1..d``."""
+    return np.array([comb(d - r, k - 1) for r in range(1, d + 1)], dtype=float) / comb(d, k)
+
+
 def _expected_min(own: float, helpers: np.ndarray, k: int) -> float:
     r""":math:`E[\min(x_j, \min_{i \in S} x_i)]` over a uniform ``k``-subset :math:`S` of the
-    helpers: the :math:`r`-th smallest of :math:`d` is the minimum with probability
-    :math:`\binom{d-r}{k-1}/\binom{d}{k}`."""
+    helpers (:func:`_order_weights`)."""
     if k == 0:
         return own
-    xs = np.minimum(np.sort(helpers), own)
-    d = xs.size
-    weights = np.array([comb(d - r, k - 1) for r in range(1, d + 1)], dtype=float) / comb(d, k)
-    return float(weights @ xs)
+    return float(_order_weights(helpers.size, k) @ np.minimum(np.sort(helpers), own))
 
 
 def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
@@ -256,9 +260,8 @@ def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
     for m in range(M):
         for j in range(n):
             helpers = [i for i in range(n) if i != j and w[m][j, i] > 0]
-            nxt = [
-                (index[(i, j, m + 1)], w[m + 1][j, i]) for i in range(n) if (i, j, m + 1) in index
-            ]
+            after = [i for i in range(n) if (i, j, m + 1) in index]
+            nxt = (np.array([index[(i, j, m + 1)] for i in after]), w[m + 1][j, after])
             groups.append((index[(j, j, m)], np.array([index[(i, j, m)] for i in helpers], int),
                            np.array([w[m][j, i] for i in helpers]), net.k[m], nxt))  # fmt: skip
 
@@ -269,8 +272,7 @@ def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
             joined = (
                 _expected_min(D[own], xs, km) if uniform else min(D[own], xs.min(initial=np.inf))
             )
-            for cls, weight in nxt:
-                out[cls] += weight * joined
+            out[nxt[0]] += nxt[1] * joined
         return out
 
     labels = tuple(f"device {i} origin {j} stage {m}" for i, j, m in classes)
