@@ -12,6 +12,9 @@ Each function derives its result from first principles rather than typing it in,
   :func:`load_function` lambdifies them.
 * :func:`slotted_queue` — the single slotted queue: quadratic Lyapunov drift, Foster's
   condition, the drift threshold and the stationary law from the balance equations.
+* :func:`network_drift` — the slotted symmetric network: a quadratic Lyapunov function of the
+  per-device workloads including the work prompts will still bring, its one-slot drift, the
+  constant :math:`B`, the type-aware condition, and the join state where the drift is positive.
 """
 
 from __future__ import annotations
@@ -335,10 +338,111 @@ def _slotted_lambdas() -> dict[str, Callable[[float, float], float]]:
     }
 
 
+def network_drift() -> Derivation:
+    r"""The one-slot drift of the slotted symmetric network (complete graph, uniform selection,
+    per-device prompt probability :math:`p`, service probabilities :math:`q_p, q_r, q_a` by job
+    type), derived from the slot's events (docs/stability.md); :math:`M \ge 1` (:math:`M = 0` is
+    :func:`slotted_queue`).
+
+    **State.** Per device :math:`i`: the jobs :math:`N_{i,c}` of each type queued there (in
+    service included); per origin :math:`j` and stage :math:`m` (layer :math:`1..M`, then the
+    aggregate): the prompts :math:`P_{j,m}` at that stage. **Workload** in slots, counting the
+    jobs prompts will still create (:math:`\kappa = k/(n-1)` the chance a device helps):
+
+    .. math:: W_i = \sum_c \frac{N_{i,c}}{q_c} + \sum_m P_{i,m} f_{own}(m)
+        + \sum_{j \ne i}\sum_m P_{j,m} f_{help}(m), \quad
+        f_{own}(m) = \frac{M-m}{q_r} + \frac{1}{q_a}, \ f_{help}(m) = \frac{(M-m)\kappa}{q_r}
+
+    (:math:`f = 0` at the aggregate stage). A queued job's expected remaining slots are
+    :math:`1/q_c` (geometric service is memoryless), so a completion removes :math:`1/q_c` with
+    probability :math:`q_c`: :math:`-b_i` in expectation, :math:`b_i = [N_i \ge 1]`, whatever
+    the type served. A join that closes only replaces expected future work by placed jobs (zero
+    mean), and a prompt adds its whole expected work. Hence, for **every** discipline,
+
+    .. math:: E[W_i' - W_i \mid X] = \rho - b_i, \qquad
+        \rho = p\Big(\frac{k+1}{q_p} + \frac{(k+1)(M-1)}{q_r} + \frac{1}{q_a}\Big),
+
+    and with :math:`V = \tfrac12\sum_i W_i^2`,
+    :math:`E[V' - V \mid X] = \sum_i W_i(\rho - b_i) + \tfrac12\sum_i E[(W_i'-W_i)^2 \mid X]
+    \le \sum_i W_i(\rho - b_i) + B`, :math:`B = nD^2/2` with :math:`D` a bound on
+    :math:`|W_i' - W_i|` (one completion and up to :math:`n` join closures at most :math:`1/q`
+    each, one prompt per origin).
+
+    If a work-conserving device is never idle while :math:`W_i > 0` (:math:`k = 0`, or
+    :math:`M = 0`), the drift is :math:`\le -(1-\rho)\sum_i W_i + B`: negative outside the
+    finite set :math:`\sum_i W_i \le B/(1-\rho)` iff :math:`\rho < 1` (Foster). With
+    :math:`k, M \ge 1` a device can be idle while its future work waits upstream at a join, and
+    the drift can be positive below capacity: ``join_state_drift`` (:math:`n = 2, M = k = 1`,
+    :math:`N` prompts of origin 0 whose helper job waits at device 1 while device 0 is empty).
+
+    Returns
+    -------
+    Derivation
+        ``P_chosen``, ``own_future_work``, ``helper_future_work``, ``closure_change_own``,
+        ``closure_change_helper`` (both 0), ``expected_increment`` (:math:`\rho - b_i`),
+        ``load`` (:math:`\rho`), ``first_order_drift``, ``D``, ``B``, ``condition``,
+        ``finite_set_bound``, ``join_state_drift``, ``join_state_positive_if``.
+    """
+    n, k, M, _, _ = _symmetric_symbols()
+    p, b, N = sp.Symbol("p", positive=True), sp.Symbol("b_i"), sp.Symbol("N", positive=True)
+    q_p, q_r, q_a = sp.symbols("q_p q_r q_a", positive=True)
+    m = sp.Symbol("m", positive=True, integer=True)
+    chosen = _per_layer_rates(n, k, p)["P_chosen"]
+
+    def f_own(stage: sp.Basic) -> sp.Basic:
+        return (M - stage) / q_r + 1 / q_a
+
+    def f_help(stage: sp.Basic) -> sp.Basic:
+        return (M - stage) * chosen / q_r
+
+    # A closing join of stage m < M places the next layer's jobs where the future work expected
+    # them; closing stage M places the aggregate (f_own(M) = 1/q_a).
+    closure_own = sp.simplify(1 / q_r + f_own(m + 1) - f_own(m))
+    closure_own_last = sp.simplify(1 / q_a - f_own(M))
+    closure_help = sp.simplify(chosen / q_r + f_help(m + 1) - f_help(m))
+    own_arrival = 1 / q_p + f_own(1)
+    other_arrival = chosen / q_p + f_help(1)
+    completion = -b * q_p * (1 / q_p)  # the same for every type: q_c * (1/q_c)
+    per_prompt = sp.expand(sp.cancel(own_arrival + (n - 1) * other_arrival))
+    load = p * sp.collect(per_prompt, [1 / q_p, 1 / q_r, 1 / q_a], func=sp.factor)
+    increment = load + completion
+    i = sp.Symbol("i", positive=True, integer=True)
+    W, bi = sp.IndexedBase("W"), sp.IndexedBase("b")
+    first_order = sp.Sum(W[i] * (load - bi[i]), (i, 1, n))
+    up = own_arrival + (n - 1) * (1 / q_p + f_help(1)) + n / q_r
+    down = sp.Max(1 / q_p, 1 / q_r, 1 / q_a) + n / q_r
+    D = sp.collect(sp.expand(up + down), [1 / q_p, 1 / q_r, 1 / q_a], func=sp.factor)
+    B = n * D**2 / 2
+    # The join state: W_0 = N / q_a (aggregates still to come), device 0 idle; W_1 = N / q_p.
+    small = {n: 2, M: 1, k: 1}
+    rho_small = load.subs(small)
+    join_drift = sp.factor(N / q_a * rho_small + N / q_p * (rho_small - 1))
+    rho = sp.Symbol("rho", positive=True)
+    positive_if = sp.solve(N / q_a * rho + N / q_p * (rho - 1) > 0, rho)
+    results = {
+        "P_chosen": chosen,
+        "own_future_work": f_own(m),
+        "helper_future_work": f_help(m),
+        "closure_change_own": sp.simplify(closure_own + closure_own_last),
+        "closure_change_helper": closure_help,
+        "expected_increment": increment,
+        "load": load,
+        "first_order_drift": first_order,
+        "D": D,
+        "B": B,
+        "condition": sp.StrictLessThan(load, 1),
+        "finite_set_bound": B / (1 - load),
+        "join_state_drift": join_drift,
+        "join_state_positive_if": positive_if,
+    }
+    return Derivation("Slotted symmetric network: workload drift", results)
+
+
 __all__ = [
     "Derivation",
     "device_loads",
     "load_function",
+    "network_drift",
     "slotted_empty_probability",
     "slotted_mean_queue",
     "slotted_queue",

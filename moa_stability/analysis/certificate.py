@@ -1,0 +1,339 @@
+r"""Stability certificates: a linear program for every work-conserving discipline, and the
+fluid model for one discipline.
+
+**The linear program** (:func:`linear_lyapunov_certificate`). A multiclass fluid network with
+Markov routing (:func:`.fluid.multiclass_network`) has, at regular times,
+
+.. math:: \dot x = \alpha - (I - P^\top) v, \qquad v_c = \mu_c u_c,
+
+with the effort :math:`u \ge 0` constrained by :math:`\sum_{c \in s} u_c = 1` at every station
+:math:`s` that holds fluid (work conservation, whatever the discipline), :math:`\le 1` at the
+others, and :math:`\dot x_c = 0` for every empty class. A linear Lyapunov function
+:math:`V(x) = \gamma^\top x` with :math:`\gamma \ge 1` certifies stability of the fluid model
+under *every* work-conserving discipline if :math:`\dot V \le -1` for every non-empty support
+:math:`Z = \{c : x_c > 0\}` and every feasible effort: the worst effort of each support is a
+small linear program, and its dual turns "the worst drift is :math:`\le -1`" into linear
+constraints on :math:`\gamma` and the dual variables, so one linear program (HiGHS) over all
+:math:`2^K - 1` supports decides whether such a :math:`\gamma` exists. This is the linear case
+of the piecewise-linear Lyapunov functions of Bertsimas, Gamarnik & Tsitsiklis (1996) and Down &
+Meyn (1997); fluid stability implies positive Harris recurrence of the queueing network (Dai
+1995). Infeasible means "no *linear* certificate", not instability.
+
+**MoA networks.** Forks are routing rows summing to more than 1; joins are not Markov routing.
+The linear program runs on the *join-free relaxation* (:func:`moa_relaxation`): classes device
+x stage, and each stage-:math:`m` completion releases :math:`1/(k_m+1)` of its prompt's next
+stage at once, with the origin mixed by rate. It has the network's traffic equations (the same
+:math:`\rho_i`), but a join only ever delays the release, and the relaxation forgets the origin,
+so its certificate is evidence for the MoA network, not a proof: docs/stability.md.
+
+:func:`stability_certificate` combines this with the loads, the Kelly-type case and the MoA fluid
+model (:func:`.fluid.moa_fluid_network`) under the chosen discipline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from ..model.loads import load_profile
+from ..model.network import MoANetwork, _fail, count_field
+from .fluid import (
+    FluidNetwork,
+    _mean_by_stage,
+    _stage_weights,
+    integrate_fluid,
+    moa_fluid_network,
+    moa_priority,
+    multiclass_network,
+)
+
+STATUSES = (
+    "stable under every work-conserving discipline (certified)",
+    "stable (Kelly-type FCFS)",
+    "undetermined",
+    "unstable (fluid model)",
+)
+"""The statuses :func:`stability_certificate` returns, strongest claim of stability first."""
+
+
+def moa_relaxation(net: MoANetwork) -> FluidNetwork:
+    r"""The join-free Markov relaxation of an MoA network: classes (device :math:`i`, stage
+    :math:`m`), stages the layers then the aggregate.
+
+    With :math:`w_m[j, i]` the stage-:math:`m` jobs a prompt of origin :math:`j` puts on
+    :math:`i` and :math:`r_{i,m} = \sum_j \lambda_j w_m[j, i]`, a stage-:math:`m` completion at
+    :math:`i` belongs to origin :math:`j` with probability :math:`\lambda_j w_m[j,i] / r_{i,m}`
+    and creates :math:`w_{m+1}[j, i'] / (k_m + 1)` stage-:math:`(m+1)` jobs at :math:`i'`:
+
+    .. math:: P[(i, m), (i', m+1)] = \sum_j \frac{\lambda_j w_m[j, i]}{r_{i,m}}
+              \frac{w_{m+1}[j, i']}{k_m + 1}.
+
+    Its traffic equations give the MoA rates :math:`r_{i,m}`, so its loads are the network's.
+    """
+    n, M = net.n, net.M
+    w = _stage_weights(net)
+    lam = net.arrival_rate
+    K = n * (M + 1)
+    P = np.zeros((K, K))
+    for m in range(M):
+        rate = lam @ w[m]  # r_{i,m}
+        share = (lam[:, None] * w[m]) / np.where(rate > 0, rate, 1.0)  # [j, i]
+        P[m * n : (m + 1) * n, (m + 1) * n : (m + 2) * n] = share.T @ w[m + 1] / (net.k[m] + 1)
+    arrivals = np.concatenate([lam @ w[0], np.zeros(K - n)])
+    mean = np.concatenate([_mean_by_stage(net, m) for m in range(M + 1)])
+    station = np.tile(np.arange(n), M + 1)
+    return multiclass_network(station, mean, arrivals, P)
+
+
+def linear_lyapunov_certificate(
+    fluid: FluidNetwork, max_classes: int = 12
+) -> tuple[str, np.ndarray | None]:
+    r"""Search for :math:`\gamma \ge 1` with :math:`\dot V \le -1` under every work-conserving
+    allocation, for :math:`V = \gamma^\top x` (module docstring).
+
+    For a support :math:`Z`, with :math:`g = -(I - P)\gamma` the worst drift is
+    :math:`\gamma^\top\alpha + \max\{g^\top v : A_{=} v = 1, A_{\le} v \le 1,
+    v_r - (P^\top v)_r = \alpha_r\ (r \notin Z), v \ge 0\}`, where :math:`A` sums
+    :math:`m_c v_c` over a station's classes (equality where :math:`Z` meets the station). By
+    duality the maximum is :math:`\le -1 - \gamma^\top\alpha` iff some :math:`y` (free on the
+    equalities, :math:`\ge 0` on the inequalities) has
+    :math:`\mathbf 1^\top y_{st} + \alpha_{Z^c}^\top y_{fl} \le -1 - \gamma^\top\alpha` and
+    :math:`A^\top y_{st} + F^\top y_{fl} + (I - P)\gamma \ge 0`.
+
+    Parameters
+    ----------
+    fluid : FluidNetwork
+        A network with a routing matrix (:func:`.fluid.multiclass_network`).
+    max_classes : int
+        Largest :math:`K` tried (the program has :math:`2^K - 1` blocks).
+
+    Returns
+    -------
+    status : {"certified", "no linear certificate", "skipped"}
+    weights : ndarray or None
+        :math:`\gamma` when certified.
+    """
+    max_classes = count_field("max_classes", max_classes, 1)
+    if fluid.routing is None:
+        raise _fail("fluid", repr(fluid), "has no routing matrix (joins)", "use moa_relaxation")
+    K, S = fluid.n_classes, fluid.n_stations
+    if max_classes < K:
+        return "skipped", None
+    P, m, alpha = fluid.routing, fluid.mean_s, fluid.arrival_rate_per_s
+    I_P = np.eye(K) - P
+    member = np.zeros((S, K))
+    member[fluid.station, np.arange(K)] = m  # A[s, c] = m_c on c's station
+    rows, cols, vals, bounds = [], [], [], [(1.0, None)] * K
+    b_ub: list[float] = []
+    n_vars, n_rows = K, 0
+    for size in range(1, K + 1):
+        for Z in itertools.combinations(range(K), size):
+            empty = np.setdiff1d(np.arange(K), Z)
+            busy = set(fluid.station[list(Z)].tolist())
+            # Dual variables: one per station, then one per empty class.
+            st = np.arange(n_vars, n_vars + S)
+            fl = np.arange(n_vars + S, n_vars + S + empty.size)
+            bounds += [(None, None) if s in busy else (0.0, None) for s in range(S)]
+            bounds += [(None, None)] * empty.size
+            n_vars += S + empty.size
+            # Objective row: gamma . alpha + 1 . y_st + alpha_empty . y_fl <= -1.
+            block = [(np.arange(K), alpha), (st, np.ones(S)), (fl, alpha[empty])]
+            for c_idx, v in block:
+                rows += [np.full(c_idx.size, n_rows)]
+                cols += [c_idx]
+                vals += [v]
+            b_ub.append(-1.0)
+            n_rows += 1
+            # Dual feasibility, one row per class c, negated into <= 0:
+            # -(A^T y_st)_c - (F^T y_fl)_c - ((I - P) gamma)_c <= 0, F[r, c] = I[r, c] - P[c, r].
+            F = np.eye(K)[empty] - P[:, empty].T
+            for c in range(K):
+                idx = np.concatenate([np.arange(K), st, fl])
+                v = -np.concatenate([I_P[c], member[:, c], F[:, c]])
+                keep = v != 0
+                rows += [np.full(int(keep.sum()), n_rows)]
+                cols += [idx[keep]]
+                vals += [v[keep]]
+                b_ub.append(0.0)
+                n_rows += 1
+    A = sp.csr_array(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_rows, n_vars),
+    )
+    cost = np.zeros(n_vars)
+    cost[:K] = 1.0  # the smallest certificate: keeps the weights bounded and readable
+    res = linprog(cost, A_ub=A, b_ub=np.array(b_ub), bounds=bounds, method="highs")
+    if res.status == 0:
+        return "certified", res.x[:K].copy()
+    return "no linear certificate", None
+
+
+@dataclass(frozen=True, eq=False)
+class Certificate:
+    """What is known about the stability of one network under one discipline, and why.
+
+    Attributes
+    ----------
+    status : str
+        One of :data:`STATUSES`.
+    discipline : str
+        The discipline the fluid check used (the certificate covers all work-conserving ones).
+    max_load : float
+        :math:`\\max_i \\rho_i`.
+    kelly_type : bool
+        Whether every device serves its job types with one mean.
+    lp_status : str
+        ``certified``, ``no linear certificate``, ``skipped`` (too many classes) or
+        ``not run`` (some :math:`\\rho_i \\ge 1`).
+    lp_weights : ndarray or None
+        The Lyapunov weights :math:`\\gamma` per class (device x stage, stage-major) when
+        certified.
+    fluid_growth_rate_per_s : float
+        Largest growth slope of the total MoA fluid over the initial states tried, jobs/s
+        (``nan`` when the fluid check did not run).
+    fluid_drained : bool or None
+        Whether the MoA fluid drained from every initial state tried within the horizon.
+    fluid_horizon_s : float
+        The horizon of the fluid check, seconds.
+    reason : str
+        One sentence: what the status rests on.
+    """
+
+    status: str
+    discipline: str
+    max_load: float
+    kelly_type: bool
+    lp_status: str
+    lp_weights: np.ndarray | None = field(repr=False)
+    fluid_growth_rate_per_s: float
+    fluid_drained: bool | None
+    fluid_horizon_s: float
+    reason: str
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: the status and its evidence."""
+        row = {k: v for k, v in self.__dict__.items() if k != "lp_weights"}
+        return pd.DataFrame([row])
+
+    def __str__(self) -> str:
+        return (
+            f"{self.status} [{self.discipline}]: {self.reason} (max load {self.max_load:.4g}, "
+            f"LP {self.lp_status}, fluid growth {self.fluid_growth_rate_per_s:.4g} jobs/s)"
+        )
+
+
+def _prompt_state(fluid: FluidNetwork, prompts: np.ndarray) -> np.ndarray:
+    """Class contents of ``prompts[j, m]`` origin-``j`` prompts at stage ``m``, every job of
+    the stage still queued (consistent with the joins of :func:`.fluid.moa_fluid_network`)."""
+    weights = np.zeros(fluid.n_classes)
+    for a, (_, j, m) in enumerate(fluid.classes):
+        weights[a] = prompts[j, m]
+    return weights
+
+
+def stability_certificate(
+    net: MoANetwork, discipline: str = "fcfs", max_classes: int = 10
+) -> Certificate:
+    r"""The strongest stability statement the theory supports for ``net`` under ``discipline``.
+
+    In order: some :math:`\rho_i \ge 1` is ``unstable (fluid model)`` (work arrives faster than
+    it can be served); the linear program on :func:`moa_relaxation` gives ``stable under every
+    work-conserving discipline (certified)``; a Kelly-type network under FCFS is ``stable
+    (Kelly-type FCFS)`` (Bramson 1996; fork-join: Baccelli & Makowski 1989); otherwise the MoA
+    fluid model runs under ``discipline`` from one prompt per origin at each stage and from
+    all stages at once, and a fluid that ends above where it started and grows by more than a
+    thousandth of the job arrival rate is ``unstable (fluid model)``, else ``undetermined`` (a
+    fluid that drains from a few states proves nothing).
+
+    Parameters
+    ----------
+    net : MoANetwork
+        The network.
+    discipline : str
+        One of :data:`.fluid.MOA_DISCIPLINES`.
+    max_classes : int
+        Largest number of relaxation classes :math:`n(M+1)` for the linear program (it has
+        :math:`2^{n(M+1)} - 1` blocks: about 0.1 s at 8 classes, 5 s at 12).
+
+    Examples
+    --------
+    >>> from moa_stability import MoANetwork
+    >>> stability_certificate(MoANetwork(n=4, M=2, k=2, arrival_rate=0.1)).status
+    'stable (Kelly-type FCFS)'
+    """
+    fluid = moa_fluid_network(net)
+    priority = moa_priority(net, fluid, discipline)  # validates the name
+    profile = load_profile(net)
+    peak, kelly = profile.max_load, profile.kelly_type
+    common = {"discipline": discipline, "max_load": peak, "kelly_type": kelly}
+    if peak >= 1:
+        path = integrate_fluid(fluid, 0.0, horizon_s=200 * float(net.service_time.max()))
+        return Certificate(
+            "unstable (fluid model)", **common, lp_status="not run", lp_weights=None,
+            fluid_growth_rate_per_s=path.growth_rate_per_s, fluid_drained=path.drained,
+            fluid_horizon_s=float(path.times_s[-1]),
+            reason=f"device load {peak:.4g} >= 1: work arrives at least as fast as it is served",
+        )  # fmt: skip
+    lp_status, weights = linear_lyapunov_certificate(moa_relaxation(net), max_classes)
+    if lp_status == "certified":
+        return Certificate(
+            STATUSES[0], **common, lp_status=lp_status, lp_weights=weights,
+            fluid_growth_rate_per_s=math.nan, fluid_drained=None, fluid_horizon_s=0.0,
+            reason="a linear Lyapunov function of the join-free relaxation decreases",
+        )  # fmt: skip
+    if kelly and discipline == "fcfs":
+        return Certificate(
+            STATUSES[1], **common, lp_status=lp_status, lp_weights=None,
+            fluid_growth_rate_per_s=math.nan, fluid_drained=None, fluid_horizon_s=0.0,
+            reason="every rho_i < 1 and each device serves its job types with one mean, FCFS",
+        )  # fmt: skip
+    states = []
+    for stage in [*range(net.M + 1), None]:
+        prompts = np.zeros((net.n, net.M + 1))
+        prompts[:, slice(None) if stage is None else stage] = 1.0
+        states.append(_prompt_state(fluid, prompts))
+    # A stable fluid drains in about its initial work over the spare capacity: try 5 times that.
+    work = max(np.bincount(fluid.station, fluid.mean_s * x0).max() for x0 in states)
+    horizon = 5 * float(work) / (1.0 - peak)
+    # At most 2e4 steps: a drain or a growth shows at this resolution, and near rho = 1 the
+    # horizon is long.
+    step = max(float(fluid.mean_s.min()) / 20, horizon / 2e4)
+    # Growth counts when it is relevant: a thousandth of the jobs arriving per second, far
+    # above the rounding of a fluid that is stuck.
+    relevant = 1e-3 * float(profile.job_rates_per_s.sum())
+    growth, drained, grew = -math.inf, True, False
+    for x0 in states:
+        path = integrate_fluid(fluid, x0, horizon_s=horizon, step_s=step, priority=priority)
+        growth = max(growth, path.growth_rate_per_s)
+        drained &= path.drained
+        grew |= bool(path.total[-1] > path.total[0] and path.growth_rate_per_s > relevant)
+    if grew:
+        status = STATUSES[3]
+        reason = f"the fluid grows (slope {growth:.4g} jobs/s) although every rho_i < 1"
+    else:
+        status = STATUSES[2]
+        reason = "every rho_i < 1; the fluid " + (
+            "drained from the states tried, which proves nothing"
+            if drained
+            else "neither drained nor grew within the horizon"
+        )
+    return Certificate(
+        status, **common, lp_status=lp_status, lp_weights=weights,
+        fluid_growth_rate_per_s=growth, fluid_drained=drained, fluid_horizon_s=horizon,
+        reason=reason,
+    )  # fmt: skip
+
+
+__all__ = [
+    "STATUSES",
+    "Certificate",
+    "linear_lyapunov_certificate",
+    "moa_relaxation",
+    "stability_certificate",
+]
