@@ -80,7 +80,8 @@ start = time.perf_counter()
 res = max_stable_rate(net, optimise_selection=True)
 wall = time.perf_counter() - start
 emit(task="optimise/" + rows, n=n, seconds=wall, graph_s=graph_s, path=res.solver_path,
-     gap=res.dual_bound / res.value - 1, peak_rss_mib=rss_mib())
+     gap=np.nan if res.dual_bound is None else res.dual_bound / res.value - 1,  # cvxpy: none
+     peak_rss_mib=rss_mib())
 """
 
 _MILLION = """
