@@ -132,14 +132,8 @@ def job_types_used(M: int) -> tuple[str, ...]:
 def inferences_per_prompt(M: int, k: int | Sequence[int]) -> int:
     r"""Inferences one prompt causes with ``M`` layers of ``k`` extra proposers:
     :math:`\sum_{m=1}^{M} (k_m + 1) + 1`, i.e. :math:`(k+1)M + 1` for one ``k`` (``M + 1`` of
-    them on the prompt's own device).
-
-    Parameters
-    ----------
-    M : int
-        MoA layers, ``>= 0``.
-    k : int or sequence of int
-        Extra proposers per layer, ``>= 0``: one for every layer or one per layer (length ``M``).
+    them on the prompt's own device): the sum of :func:`inferences_by_type`, which takes the
+    same parameters.
 
     Examples
     --------
