@@ -37,6 +37,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", default=None, help="GGUF file (default: SmolLM2-135M wheel)")
     p.add_argument("--out", default="trace.csv", help="output CSV (metadata beside as .json)")
     p.add_argument("--note", default="", help="free text stored in the metadata")
+    p.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help="quiet-machine guard: refuse to start above this 1-minute load average and pause "
+        "while it exceeds it plus --threads (0.3 for a trace meant to be shipped)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -53,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         n_devices=args.devices,
         n_ctx=args.ctx,
         progress=not args.no_progress,
+        max_load=args.max_load,
         out=args.out,
         note=args.note,
     )

@@ -406,6 +406,7 @@ def _regenerating_command(
     n_ctx: int,
     out: str,
     note: str,
+    max_load: float | None,
 ) -> str:
     args = [
         "moa-stability", "measure",
@@ -414,6 +415,8 @@ def _regenerating_command(
         "--threads", str(n_threads), "--seed", str(seed),
         "--devices", str(n_devices), "--ctx", str(n_ctx), "--out", out,
     ]  # fmt: skip
+    if max_load is not None:
+        args += ["--max-load", f"{max_load:g}"]
     if note:
         args += ["--note", note]
     return shlex.join(args)
@@ -565,7 +568,16 @@ def measure(
             "note": note,
             "max_load": max_load,
             "command": _regenerating_command(
-                checked, n_prompts, max_tokens, n_threads, seed, n_devices, n_ctx, out, note
+                checked,
+                n_prompts,
+                max_tokens,
+                n_threads,
+                seed,
+                n_devices,
+                n_ctx,
+                out,
+                note,
+                max_load,
             ),
             "argv": shlex.join(sys.argv),
         }
