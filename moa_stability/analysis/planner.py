@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..model.network import MoANetwork, _fail, count_field
+from ..model.network import MoANetwork, _fail, count_field, number_field
 from ..model.paper import reported_tables
 from .latency import METHODS, latency
 from .optimize import max_stable_rate
@@ -105,10 +105,7 @@ class PlanResult:
 
 
 def _probability(name: str, value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError) as err:
-        raise _fail(name, repr(value), "is not a number", "pass a number in (0, 1)") from err
+    x = number_field(name, value, "pass a number in (0, 1)")
     if not 0 < x < 1:
         raise _fail(name, repr(value), "must lie in (0, 1)", "pass e.g. 0.95")
     return x
@@ -199,13 +196,11 @@ def plan(
     """
     n = count_field("n", n, 1)
     quantile = _probability("quantile", quantile)
-    if slo_s is not None:
-        slo = float(slo_s)
-        if not (math.isfinite(slo) and slo > 0):
-            raise _fail("slo_s", repr(slo_s), "must be finite and > 0", "pass seconds, e.g. 60")
+    if slo_s is not None and not number_field("slo_s", slo_s, "pass seconds, e.g. 60") > 0:
+        raise _fail("slo_s", repr(slo_s), "must be finite and > 0", "pass seconds, e.g. 60")
     if method not in METHODS:
         raise _fail("method", method, "unknown method", f"use one of {METHODS}")
-    margin_f = float(margin)
+    margin_f = number_field("margin", margin, "pass e.g. 0.1")
     if not 0 <= margin_f < 1:
         raise _fail("margin", repr(margin), "must lie in [0, 1)", "pass e.g. 0.1")
     table = _quality_table(quality)
