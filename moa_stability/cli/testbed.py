@@ -8,13 +8,20 @@ from typing import Any
 
 from ..llm.measure import QUIET_LOAD
 from ..llm.replay import replay
+from ..llm.service import ContextService, mean_service_times
 from ..llm.testbed import run_testbed
+from ..llm.trace import load_default_trace
+from ..model.network import MoANetwork
 from .network import add_network_arguments, network_from_args, output_path
 
 EPILOG = """\
 examples:
   moa-stability testbed --n 2 --M 1 --k 1 --rate 0.01 --duration 60 --max-tokens 16
   moa-stability testbed --n 2 --M 1 --k 1 --rate 0.02 --duration 1800 --out live.csv
+  moa-stability testbed --n 2 --M 1 --k 1 --load 0.6 --max-tokens 32 --duration 300
+
+With --load RHO the rates are set for a predicted busiest-device load RHO: service times
+predicted by ContextService fitted to the shipped trace, with outputs capped at --max-tokens.
 
 Each device is a process with its own SmolLM2 model and FCFS queue, talking to the others
 over 127.0.0.1. Service times come from the model, not from --service-time. It refuses to
@@ -53,10 +60,29 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def predicted_network(net: MoANetwork, max_tokens: int) -> MoANetwork:
+    """``net`` with the service times :class:`ContextService` (fitted to the shipped trace)
+    predicts for its ``(M, k)`` at the output cap ``max_tokens``."""
+    if len(set(net.k)) > 1:
+        raise ValueError(
+            f"--k={','.join(map(str, net.k))}: --load needs one k for every layer (the service "
+            "model is per (M, k)); pass --rate instead"
+        )
+    trace = load_default_trace()
+    k = net.k[0] if net.M else 0
+    service = mean_service_times(
+        net.M, k, model=ContextService.fit(trace), trace=trace, max_tokens=max_tokens
+    )
+    return net.replace(service_time=service)
+
+
 def run(args: argparse.Namespace) -> int:
     out = output_path(args.out, (".csv",))
+    net = network_from_args(args)
+    if args.load is not None:
+        net = predicted_network(net, args.max_tokens).at_load(args.load)
     result = run_testbed(
-        network_from_args(args),
+        net,
         duration_s=args.duration,
         max_tokens=args.max_tokens,
         threads=args.threads,

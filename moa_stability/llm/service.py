@@ -35,7 +35,7 @@ each job type for any ``(M, k)`` (:func:`mean_service_times`), which is what
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
@@ -674,6 +674,20 @@ class LengthModel:
             jobs["aggregate"] = (overhead + out.sum(axis=1), draw("aggregate", n))
         return jobs
 
+    def capped(self, max_tokens: int | None) -> LengthModel:
+        """The same model when every inference stops at ``max_tokens`` output tokens.
+
+        Generation is the same token by token up to the cap, so a capped output length is
+        :math:`\\min(L_{out}, \\text{max\\_tokens})`; augmented prompts shrink with it.
+        ``None`` returns the model unchanged.
+        """
+        if max_tokens is None:
+            return self
+        cap = count_field("max_tokens", max_tokens, 1)
+        return replace(
+            self, output_tokens={c: np.minimum(v, cap) for c, v in self.output_tokens.items()}
+        )
+
     def _drawer(self, rng: np.random.Generator) -> Any:
         def draw(job_type: str, size: Any) -> np.ndarray:
             return rng.choice(self.output_tokens[job_type], size=size)
@@ -765,6 +779,7 @@ def mean_service_times(
     trace: pd.DataFrame | None = None,
     n: int = 20_000,
     seed: int = 0,
+    max_tokens: int | None = None,
 ) -> dict[str, float]:
     """Mean service seconds of each job type that occurs at ``(M, k)``.
 
@@ -790,10 +805,13 @@ def mean_service_times(
         Prompts drawn, ``>= 1``.
     seed : int
         Seeds the draws.
+    max_tokens : int, optional
+        Output token cap of the deployment (:meth:`LengthModel.capped`); default the
+        trace's own lengths.
     """
     _check_shape(M, k)
     service, lengths = _resolve(model, trace)
-    jobs = lengths.sample(M, k, _check_n(n), _rng(seed))
+    jobs = lengths.capped(max_tokens).sample(M, k, _check_n(n), _rng(seed))
     return {c: float(np.mean(service.mean(l_in, l_out))) for c, (l_in, l_out) in jobs.items()}
 
 
@@ -806,6 +824,7 @@ def service_samples(
     trace: pd.DataFrame | None = None,
     n: int = 20_000,
     seed: int = 0,
+    max_tokens: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Service seconds per job type at ``(M, k)``, for an empirical service distribution.
 
@@ -825,6 +844,8 @@ def service_samples(
         Prompts drawn for ``"model"``, ``>= 1``.
     seed : int
         Seeds the draws.
+    max_tokens : int, optional
+        For ``"model"``: the deployment's output token cap (:meth:`LengthModel.capped`).
 
     Returns
     -------
@@ -838,7 +859,7 @@ def service_samples(
         raise ValueError(f"source={source!r}: unknown source; use 'model' or 'trace'")
     service, lengths = _resolve(model, trace)
     rng = _rng(seed)
-    jobs = lengths.sample(M, k, _check_n(n), rng)
+    jobs = lengths.capped(max_tokens).sample(M, k, _check_n(n), rng)
     return {c: np.asarray(service.sample(l_in, l_out, rng), float)
             for c, (l_in, l_out) in jobs.items()}  # fmt: skip
 

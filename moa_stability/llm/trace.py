@@ -37,7 +37,7 @@ TRACE_COLUMNS: tuple[str, ...] = (
 )
 """The columns of a trace, in order (a measured trace adds ``request`` and ``order``)."""
 
-DEFAULT_TRACE = "trace_smollm2.csv"
+DEFAULT_TRACE = "trace_smollm2_quiet.csv"
 """The shipped SmolLM2-135M trace, in ``moa_stability/data``."""
 
 FIT_COLUMNS: tuple[str, ...] = ("job_type", "input_tokens", "output_tokens", "seconds")
