@@ -57,6 +57,7 @@ __all__ = [
     "latency",
     "load_matrix",
     "load_profile",
+    "live_comparison",
     "loads",
     "max_stable_rate",
     "max_uniform_scale",
@@ -83,6 +84,7 @@ _LAZY = {
     "capacity_region": "analysis.optimize",
     "StableRateResult": "analysis.optimize",
     "cross_check": "experiments.crosscheck",
+    "live_comparison": "experiments.live_comparison",
 }
 
 

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model.network import MoANetwork, _fail, count_field
+from ..model.network import MoANetwork, _fail, count_field, network_from_dict
 from .measure import (
     QUIET_LOAD,
     _augmented_messages,
@@ -69,9 +69,16 @@ from .measure import (
     default_model_path,
     load_prompts,
 )
-from .trace import TRACE_COLUMNS, save_trace
+from .trace import TRACE_COLUMNS, load_trace, save_trace
 
-__all__ = ["JOB_LOG_COLUMNS", "PROMPT_LOG_COLUMNS", "TestbedResult", "draw_helpers", "run_testbed"]
+__all__ = [
+    "JOB_LOG_COLUMNS",
+    "PROMPT_LOG_COLUMNS",
+    "TestbedResult",
+    "draw_helpers",
+    "load_testbed",
+    "run_testbed",
+]
 
 JOB_LOG_COLUMNS: tuple[str, ...] = (
     *TRACE_COLUMNS,
@@ -673,6 +680,34 @@ def run_testbed(
     return _result(net, born, answers, rows, cfg, out, started, wall, load_start, max_load)
 
 
+def _prompts_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}_prompts.csv")
+
+
+def load_testbed(path: str | os.PathLike[str]) -> TestbedResult:
+    """A live run saved by :func:`run_testbed` (``out=path``): the job log, its metadata
+    (``.json`` beside it, with the network) and the prompt log (``<stem>_prompts.csv``).
+
+    Raises
+    ------
+    ValueError
+        If a file is missing or the metadata has no network.
+    """
+    path = Path(path)
+    prompts_path = _prompts_path(path)
+    if not prompts_path.is_file():
+        raise _fail("path", str(path), f"has no prompt log {prompts_path.name} beside it",
+                    "pass the job log CSV that run_testbed(out=...) wrote")  # fmt: skip
+    jobs = load_trace(path)
+    if "network" not in jobs.attrs:
+        raise _fail("path", str(path), "its metadata has no network",
+                    "pass a job log written by run_testbed")  # fmt: skip
+    prompts = pd.read_csv(prompts_path).set_index("prompt_id")
+    metadata = dict(jobs.attrs)
+    return TestbedResult(jobs=jobs, prompts=prompts, net=network_from_dict(metadata["network"]),
+                         metadata=metadata)  # fmt: skip
+
+
 def _result(
     net: MoANetwork,
     born: dict[int, list[Any]],
@@ -722,6 +757,5 @@ def _result(
     result = TestbedResult(jobs=jobs, prompts=prompts, net=net, metadata=metadata)
     if out is not None:
         path_out = save_trace(jobs, out)
-        prompts_path = path_out.with_name(f"{path_out.stem}_prompts.csv")
-        prompts.reset_index().to_csv(prompts_path, index=False)
+        prompts.reset_index().to_csv(_prompts_path(path_out), index=False)
     return result
