@@ -19,7 +19,7 @@ RUNS = live_runs()
 def test_the_campaign_is_committed():
     # Two MoA shapes, three stable loads and one overload each (issue 12 item 4).
     nets = [load_testbed(p).net for p in RUNS]
-    assert sorted({(net.M, net.k) for net in nets}) == [(1, (1,)), (2, (1,))]
+    assert sorted({(net.M, net.k) for net in nets}) == [(1, (1,)), (2, (1, 1))]
     assert len(RUNS) == 8
 
 
@@ -30,14 +30,20 @@ def test_live_run_metadata_and_replay(path):
     assert meta["loadavg_1min_start"] <= 0.3  # measured on a quiet machine
     assert meta["threads_per_device"] == 1 and run.net.n == 2
     assert "moa-stability testbed" in meta["argv"]
-    # Replaying the logged durations through FCFS queues with joins reproduces the live
-    # latencies (the floor: 2% on the mean; only the messaging overhead differs).
     answered = run.answered
-    assert len(answered) > 0
+    if "load1.3" in path.stem:  # overload, stopped at once: a backlog is left unanswered
+        assert len(answered) < 0.8 * len(run.prompts)
+        return
+    # Drained runs: every prompt answered, and replaying the logged durations through FCFS
+    # queues with joins reproduces the live latencies (the floor: 2% on the mean; only the
+    # messaging overhead differs).
+    assert len(answered) == len(run.prompts) > 0
     replayed = replay(run.replay_jobs, n=2)
     assert abs(replayed.mean_latency / run.mean_latency - 1) < 0.02
     per_prompt = replayed.latency.reindex(answered.index)
-    assert np.all(per_prompt <= answered["latency_s"] + 1e-9)  # overhead only adds time
+    # Prompt by prompt too (the messaging overhead can swap two near-simultaneous jobs, so
+    # not every prompt is exact).
+    assert np.median(np.abs(per_prompt / answered["latency_s"] - 1)) < 0.01
 
 
 def test_backlog_slope_of_a_constructed_run():
@@ -56,13 +62,24 @@ def test_backlog_slope_of_a_constructed_run():
 def test_comparison_of_one_stable_and_one_overloaded_run():
     stable = next(p for p in RUNS if "load0.6" in p.stem)
     over = next(p for p in RUNS if "load1.3" in p.stem)
-    table = live_comparison([stable, over], replications=1).to_frame()
+    table = live_comparison([stable, over], service_model="trace", replications=1).to_frame()
     s, o = table.loc[stable.stem], table.loc[over.stem]
     assert s.sim_verdict == "stable" and s.predicted_load < 1
     assert abs(s.replay_error) < 0.02
     assert s.sim_mean_s > 0 and s.latency_mean_s > 0
     assert o.predicted_load > 1 and o.live_backlog_slope_per_s > 0
-    assert o.sim_backlog_slope_per_s > 0
+    # In overload every device is busy: the model's prompt throughput must match the live one
+    # (the issue's floor for growth is 25%; the throughput is what the model predicts).
+    assert abs(o.throughput_error) < 0.25 and abs(o.growth_error) < 0.25
+    assert o.sim_fluid_slope_per_s > 0
+
+
+def test_cross_fitting_needs_another_shape():
+    one_shape = [p for p in RUNS if p.stem.startswith("live_1x1")]
+    with pytest.raises(ValueError, match="service_model='cross-fitted'.*another"):
+        live_comparison(one_shape, replications=1)
+    with pytest.raises(ValueError, match="service_model='bogus'"):
+        live_comparison(one_shape, service_model="bogus")
 
 
 def test_a_job_log_without_its_prompt_log_is_refused(tmp_path):
