@@ -840,6 +840,25 @@ def latency(
     )
 
 
+def _twin_layer(
+    net: MoANetwork, soj: _Sojourns, q: np.ndarray, m: int, done: dict[int, int]
+) -> int | None:
+    """An earlier layer whose join law is layer ``m``'s (uniform selection, same ``k``, same
+    overlap, same job law at every device), or ``None``. A selection may differ per layer."""
+    if m == net.M or not net.k[m] or net.selection is not None:
+        return None
+    law = soj.of_class[:, PROPOSE if m == 0 else REFINE]
+    for prev in done:
+        prev_law = soj.of_class[:, PROPOSE if prev == 0 else REFINE]
+        if (
+            net.k[prev] == net.k[m]
+            and np.array_equal(prev_law, law)
+            and np.array_equal(q[prev], q[m])
+        ):
+            return done[prev]
+    return None
+
+
 def _compute(
     net: MoANetwork,
     cls: _Classes,
@@ -859,11 +878,21 @@ def _compute(
     x = h * np.arange(L)
     last = AGGREGATE if net.M else PROPOSE
     stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
+    # Layers whose joins have the same inputs (k, the job laws of every device, the overlap)
+    # have the same law: computed once (typically refine layers, and the propose layer when
+    # propose and refine jobs take equally long). Keyed by layer, valued by stage index.
+    done: dict[int, int] = {}
     for m in range(net.M + 1):
+        twin = _twin_layer(net, soj, q, m, done)
+        if twin is not None:
+            for stage in (stage_groups, stage_hats, stage_cdfs, stage_means):
+                stage.append(stage[twin])
+            continue
         if m < net.M and net.k[m]:
             group, joins = _layer_joins(net, cls, soj, m, q, method)
             pmfs = _pmf_rows(joins)
             means = pmfs @ x
+            done[m] = m
         else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
             c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
             law = soj.of_class[own, c]
