@@ -256,13 +256,15 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     position = np.full(U, -1)
     position[active] = np.arange(active.size)
     class_of = np.broadcast_to(np.arange(U), busy.shape)[busy]
-    # B_e of each class: its types' equilibrium laws weighted by their shares of the work, as
-    # one sparse (classes x distinct means) product (duplicate means are summed).
-    share = (cls.rates * cls.means)[busy] / cls.load[class_of]
-    mixture = sp.csr_array(
-        (share, (position[class_of], law[busy])), shape=(active.size, distinct.size)
-    )
-    be_hat = np.fft.rfft(mixture @ equilibrium, axis=1)
+    # B_e of each class: its types' equilibrium laws weighted by their shares of the work, one
+    # type at a time (a class appears once per type, so the scattered rows never collide).
+    mixture = np.zeros((active.size, L))
+    for c in range(T):
+        on = np.flatnonzero(busy[c])
+        if on.size:
+            share = cls.rates[c, on] * cls.means[c, on] / cls.load[on]
+            mixture[position[on]] += share[:, None] * equilibrium[law[c, on]]
+    be_hat = np.fft.rfft(mixture, axis=1)
     be_hat *= -load[:, None]
     be_hat += 1.0
     wait_hat = (1.0 - load)[:, None] / be_hat
@@ -421,11 +423,14 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_helpers(F, start, stop, laws, k):  # pragma: no cover - numba
-    r""":math:`e_k` of the neighbours' CDFs per row ``r`` (neighbours: the law rows
-    ``laws[start[r]:stop[r]]``, a CSR slice), by the recurrence
+def _graph_joins(F, own, start, stop, laws, k, choices, power):  # pragma: no cover - numba
+    r"""Join CDFs per row ``r``: :math:`\big(F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}
+    \big)^{p_r}` with ``choices[r]`` :math:`= \binom{d}{k}` and ``power[r]`` :math:`= p_r`
+    (1: no power taken), where :math:`e_k` of the neighbours' CDFs (the law rows
+    ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
     :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbours. A kernel: the gathered
-    neighbour rows are never materialised, so memory traffic stays at one pass."""
+    neighbour rows and the intermediate products are never materialised, so memory traffic
+    stays at one pass over the output."""
     R, L = start.size, F.shape[1]
     out = np.empty((R, L))
     e = np.empty((k + 1, L))
@@ -437,7 +442,10 @@ def _graph_helpers(F, start, stop, laws, k):  # pragma: no cover - numba
             for j in range(k, 0, -1):
                 for x in range(L):
                     e[j, x] += row[x] * e[j - 1, x]
-        out[r] = e[k]
+        mine, p = F[own[r]], power[r]
+        for x in range(L):
+            v = mine[x] * e[k, x] / choices[r]
+            out[r, x] = v if p == 1.0 else v**p
     return out
 
 
@@ -502,23 +510,27 @@ def _layer_joins(
         return _systematic_joins(net, own, rho, Fc, m, q_m, method)
     if net.is_complete:
         first, group = _distinct_rows(np.column_stack([own, q_m]))
-        counts = np.bincount(own, minlength=Fc.shape[0])
-        helper_part = _complete_helpers(Fc, counts, own[first], k)
         helpers_rho = (rho.sum() - rho) / (net.n - 1)
         d = net.n - 1
     else:
         adj = net.topology
         first, group = _neighbour_groups(adj, own, np.column_stack([own, q_m]))
-        start, stop = adj.indptr[first], adj.indptr[first + 1]
-        helper_part = _graph_helpers(Fc, start, stop, own[adj.indices], k)
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
-    choices = np.array([math.comb(int(v), k) for v in np.broadcast_to(d, own.shape)[first]])
-    joins = Fc[own[first]] * helper_part / choices[:, None]
+    choices = np.array(
+        [float(math.comb(int(v), k)) for v in np.broadcast_to(d, own.shape)[first]]
+    )
+    power = np.ones(first.size)
     if method == "estimate":
         sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
-        a = _effective_siblings(k + 1, sib_rho, q_m[first])
-        joins = joins ** (a / (k + 1))[:, None]
+        power = _effective_siblings(k + 1, sib_rho, q_m[first]) / (k + 1)
+    if not net.is_complete:
+        start, stop = adj.indptr[first], adj.indptr[first + 1]
+        return group, _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices, power)
+    counts = np.bincount(own, minlength=Fc.shape[0])
+    joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
+    if method == "estimate":
+        joins = joins ** power[:, None]
     return group, joins
 
 
