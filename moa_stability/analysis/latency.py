@@ -724,13 +724,24 @@ def _quantile(cdf: np.ndarray, h: float, q: Any) -> float | np.ndarray:
 
 def _row_quantiles(cdf: np.ndarray, h: float, q: np.ndarray) -> np.ndarray:
     """``(rows, len(q))`` quantiles of the monotone CDF rows ``cdf`` (each reaching every q)."""
-    # Count of entries below q = searchsorted(side="left") on a monotone row, for all rows.
-    j = (cdf[:, :, None] < q).sum(axis=1)
-    rows = np.arange(cdf.shape[0])[:, None]
-    before = np.where(j > 0, cdf[rows, np.maximum(j - 1, 0)], 0.0)
-    width = np.maximum(cdf[rows, j] - before, 1e-300)
-    # The CDF is known at (j + 1/2) h and linear between (mass spread over each cell).
-    return np.maximum(h * (j - 0.5 + (q - before) / width), 0.0)
+    return _row_quantiles_kernel(np.ascontiguousarray(cdf), h, np.ascontiguousarray(q, float))
+
+
+@njit(cache=True)
+def _row_quantiles_kernel(cdf, h, q):  # pragma: no cover - numba
+    """:func:`_row_quantiles` by one binary search per row and probability (no rows x grid x
+    probabilities temporary)."""
+    out = np.empty((cdf.shape[0], q.size))
+    for r in range(cdf.shape[0]):
+        row = cdf[r]
+        for i in range(q.size):
+            # Count of entries below q = searchsorted(side="left") on a monotone row.
+            j = np.searchsorted(row, q[i])
+            before = row[j - 1] if j > 0 else 0.0
+            width = max(row[j] - before, 1e-300)
+            # The CDF is known at (j + 1/2) h and linear between (mass spread over each cell).
+            out[r, i] = max(h * (j - 0.5 + (q[i] - before) / width), 0.0)
+    return out
 
 
 # ---- the public function ------------------------------------------------------------------------
