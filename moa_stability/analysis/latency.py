@@ -228,9 +228,13 @@ def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _Classes:
-    key = np.vstack([rates, net.service_time])
-    first, inverse = _distinct_rows(key.T)
-    r, s = key[:3, first], key[3:, first]
+    service_time = net.service_time
+    if (rates == rates[:, :1]).all() and (service_time == service_time[:, :1]).all():
+        # Homogeneous (the common case at scale): no (6, n) key to stack and compare.
+        first, inverse = np.zeros(1, np.int64), np.zeros(net.n, np.int64)
+    else:
+        first, inverse = _distinct_rows(np.vstack([rates, service_time]).T)
+    r, s = rates[:, first], service_time[:, first]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
     wait = second / (2.0 * (1.0 - load))
@@ -400,17 +404,29 @@ def _effective_siblings(K: int, rho: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 # ---- joins --------------------------------------------------------------------------------------
-def _add_copies(e: list[np.ndarray], F: np.ndarray, copies: int) -> list[np.ndarray]:
-    r"""Elementary symmetric polynomials :math:`e_0..e_k` after adding ``copies`` elements equal
-    to ``F``: :math:`e_a \leftarrow \sum_b \binom{c}{b} F^b e_{a-b}`."""
-    k = len(e) - 1
-    powers = [np.ones_like(F)]
-    for _ in range(min(copies, k)):
-        powers.append(powers[-1] * F)
-    return [
-        sum(math.comb(copies, b) * powers[b] * e[a - b] for b in range(min(a, copies) + 1))
-        for a in range(k + 1)
-    ]
+@njit(cache=True)
+def _symmetric_with_copies(Fc, counts, k):  # pragma: no cover - numba
+    r"""Elementary symmetric polynomials :math:`e_0..e_k` (rows) of the CDF rows ``Fc[u]``,
+    each taken ``counts[u]`` times: adding :math:`c` copies of :math:`F` is
+    :math:`e_a \leftarrow \sum_b \binom{c}{b} F^b e_{a-b}`, done for descending :math:`a` so
+    that the :math:`e_{a-b}` on the right are still the old ones. A kernel: on a heterogeneous
+    complete graph there is one class per device."""
+    L = Fc.shape[1]
+    e = np.zeros((k + 1, L))
+    e[0] = 1.0
+    for u in range(Fc.shape[0]):
+        c = counts[u]
+        if c == 0:
+            continue
+        for a in range(k, 0, -1):
+            for x in range(L):
+                acc, power, choose = e[a, x], 1.0, 1.0
+                for b in range(1, min(a, c) + 1):
+                    power *= Fc[u, x]
+                    choose = choose * (c - b + 1) / b  # binomial(c, b), exact below 2^53
+                    acc += choose * power * e[a - b, x]
+                e[a, x] = acc
+    return e
 
 
 def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k: int):
@@ -418,9 +434,7 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
     :math:`e_j` of all devices (classes with multiplicities), then one device of the owner's
     class removed by :math:`e'_j = e_j - F e'_{j-1}` (no cancellation worth a bit: every term
     is non-negative and :math:`e'_j \le e_j`)."""
-    e = [np.ones(Fc.shape[1])] + [np.zeros(Fc.shape[1]) for _ in range(k)]
-    for u in np.flatnonzero(counts):
-        e = _add_copies(e, Fc[u], int(counts[u]))
+    e = _symmetric_with_copies(Fc, counts.astype(np.int64), k)
     F = Fc[owners]
     removed = np.ones_like(F)
     for j in range(1, k + 1):
