@@ -251,6 +251,19 @@ class _Sojourns:
     mean: np.ndarray  # (P + 1,): exact mean sojourn (P-K); 0 for the last row (no sojourn)
 
 
+@njit(cache=True)
+def _mixture_rows(laws, law, share, position, out):  # pragma: no cover - numba
+    """``out[position[u]] += share[c, u] * laws[law[c, u]]`` over types ``c`` and classes ``u``
+    with ``law[c, u] >= 0``, in one pass (no gathered temporaries); returns ``out``."""
+    for c in range(law.shape[0]):
+        for u in range(law.shape[1]):
+            if law[c, u] >= 0:
+                row, w, src = out[position[u]], share[c, u], laws[law[c, u]]
+                for x in range(row.size):
+                    row[x] += w * src[x]
+    return out
+
+
 def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> _Sojourns:
     """The sojourn laws of every class and job type, all at once: the laws of the distinct
     service means, the classes' waits by batched FFTs, and one sojourn per distinct (class,
@@ -266,14 +279,10 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     position = np.full(U, -1)
     position[active] = np.arange(active.size)
     class_of = np.broadcast_to(np.arange(U), busy.shape)[busy]
-    # B_e of each class: its types' equilibrium laws weighted by their shares of the work, one
-    # type at a time (a class appears once per type, so the scattered rows never collide).
-    mixture = np.zeros((active.size, L))
-    for c in range(T):
-        on = np.flatnonzero(busy[c])
-        if on.size:
-            share = cls.rates[c, on] * cls.means[c, on] / cls.load[on]
-            mixture[position[on]] += share[:, None] * equilibrium[law[c, on]]
+    # B_e of each class: its types' equilibrium laws weighted by their shares of the work.
+    share = np.zeros(busy.shape)
+    share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
+    mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
     be_hat = np.fft.rfft(mixture, axis=1)
     be_hat *= -load[:, None]
     be_hat += 1.0
