@@ -324,20 +324,21 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
 @njit(cache=True)
 def _is_symmetric(indptr, indices):  # pragma: no cover - numba
     """Whether every entry ``(r, c)`` of a CSR pattern with sorted, distinct columns has its
-    mirror ``(c, r)``: a binary search per entry, no transposed copy (seconds at 10^6)."""
+    mirror ``(c, r)``, with no transposed copy.
+
+    Rows are read in increasing ``r``, so the entries of column ``c`` arrive in the order the
+    symmetric row ``c`` lists them: one cursor per row walks it, and the pattern is symmetric
+    iff every entry meets its cursor and every cursor ends at its row's end (one random read
+    per entry; a binary search per entry took several times longer at 10^6).
+    """
+    cursor = indptr[:-1].copy()
     for r in range(indptr.size - 1):
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
-            lo, hi = indptr[c], indptr[c + 1]
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if indices[mid] < r:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo == indptr[c + 1] or indices[lo] != r:
+            if cursor[c] == indptr[c + 1] or indices[cursor[c]] != r:
                 return False
-    return True
+            cursor[c] += 1
+    return np.all(cursor == indptr[1:])
 
 
 @njit(cache=True)

@@ -159,3 +159,23 @@ def test_uniform_load_matrix_on_an_irregular_graph(M: int) -> None:
             row = 0 if m == 0 else 1
             expected[:, j] += adj[j] * k[m] / deg[j] * s[row]
     np.testing.assert_allclose(A, expected, rtol=1e-13, atol=0)
+
+
+def test_symmetry_check_agrees_with_the_transpose_on_random_patterns() -> None:
+    rng = np.random.default_rng(3)
+    checked = {True: 0, False: 0}
+    for _ in range(300):
+        n = int(rng.integers(2, 9))
+        dense = rng.random((n, n)) < rng.uniform(0.1, 0.9)
+        if rng.random() < 0.5:
+            dense = dense | dense.T  # symmetric half the time
+        np.fill_diagonal(dense, False)
+        g = sp.csr_array(dense.astype(float))
+        g.sort_indices()
+        expected = bool(np.array_equal(dense, dense.T))
+        assert network_module._is_symmetric(g.indptr, g.indices) == expected
+        checked[expected] += 1
+    # A directed cycle: every row and column has one entry, yet it is not symmetric.
+    cycle = sp.csr_array((np.ones(5), (np.arange(5), (np.arange(5) + 1) % 5)), shape=(5, 5))
+    assert not network_module._is_symmetric(cycle.indptr, cycle.indices)
+    assert min(checked.values()) > 50
