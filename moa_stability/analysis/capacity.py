@@ -39,7 +39,9 @@ projected onto the constraints, loads recomputed) a proven lower bound.
 **Solver.** HiGHS's interior point (no crossover) on the sparse matrix built here directly:
 every flow column has two nonzeros (its helper's load row, its origin's balance row), so the
 build is a few array operations instead of cvxpy's canonicalisation, which dominated the
-cvxpy path's time at ``n >= 1000``.
+cvxpy path's time at ``n >= 1000``. Because the certificate is computed here, the interior
+point runs at a loose tolerance first and is tightened only when the bound misses
+``_CERTIFIED_RTOL`` (docs/scale.md has the measurements).
 """
 
 from __future__ import annotations
