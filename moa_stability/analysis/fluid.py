@@ -279,6 +279,13 @@ def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
     return FluidNetwork(station, mean, arrivals, release, None, labels, tuple(classes))
 
 
+def check_discipline(discipline: str) -> str:
+    """``discipline`` if it is one of :data:`MOA_DISCIPLINES`, else a ``ValueError``."""
+    if not isinstance(discipline, str) or discipline not in MOA_DISCIPLINES:
+        raise _fail("discipline", discipline, "unknown discipline", f"use one of {MOA_DISCIPLINES}")
+    return discipline
+
+
 def moa_priority(net: MoANetwork, fluid: FluidNetwork, discipline: str) -> np.ndarray | None:
     """Priority level of every class of :func:`moa_fluid_network` (0 served first), ``None``
     for FCFS.
@@ -287,9 +294,7 @@ def moa_priority(net: MoANetwork, fluid: FluidNetwork, discipline: str) -> np.nd
     ``aggregate-first`` puts the aggregate stage ahead of one FCFS level of the rest,
     ``own-user-first`` the device's own prompts (origin = device) ahead of helper jobs.
     """
-    if discipline not in MOA_DISCIPLINES:
-        raise _fail("discipline", discipline, "unknown discipline", f"use one of {MOA_DISCIPLINES}")
-    if discipline == "fcfs":
+    if check_discipline(discipline) == "fcfs":
         return None
     rank = {
         "later-layer-first": lambda i, j, m: net.M - m,
@@ -441,6 +446,7 @@ def integrate_fluid(
 
 __all__ = [
     "MOA_DISCIPLINES",
+    "check_discipline",
     "FluidNetwork",
     "FluidPath",
     "fluid_growth_rate",
