@@ -42,13 +42,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+from ..model.discipline import discipline_field
 from ..model.loads import LoadProfile, load_profile
 from ..model.network import MoANetwork, _fail, count_field
 from .fluid import (
     FluidNetwork,
     _mean_by_stage,
     _stage_weights,
-    check_discipline,
     integrate_fluid,
     moa_fluid_network,
     moa_priority,
@@ -288,7 +288,7 @@ def fluid_check(
         max_steps : int
             Most integration steps per state (the step is at least the shortest mean over 20).
     """
-    check_discipline(discipline)
+    discipline_field(discipline)
     profile = load_profile(net) if profile is None else profile
     peak = profile.max_load
     if not peak < 1:
@@ -359,7 +359,7 @@ def _certificate(
 ) -> Certificate:
     """:func:`stability_certificate` with the load profile given (the report has it already).
     Nothing of size :math:`n^2` is built unless the linear program or the fluid runs."""
-    check_discipline(discipline)
+    discipline_field(discipline)
     max_classes = count_field("max_classes", max_classes, 1)
     peak, kelly = profile.max_load, profile.kelly_type
     common = {"discipline": discipline, "max_load": peak, "kelly_type": kelly}

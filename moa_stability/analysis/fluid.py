@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
+from ..model.discipline import DISCIPLINES, discipline_field, priority_rank
 from ..model.network import (
     AGGREGATE,
     PROPOSE,
@@ -188,14 +189,9 @@ def multiclass_network(
 
 
 # ---- the MoA network as a fluid network ----------------------------------------------------
-MOA_DISCIPLINES = (
-    "fcfs",
-    "later-layer-first",
-    "earlier-layer-first",
-    "aggregate-first",
-    "own-user-first",
-)
-"""Disciplines :func:`moa_priority` knows (static priority by class; FCFS within a level)."""
+MOA_DISCIPLINES = DISCIPLINES
+"""Disciplines :func:`moa_priority` knows (static priority by class; FCFS within a level):
+:data:`moa_stability.model.discipline.DISCIPLINES`."""
 
 
 def _stage_weights(net: MoANetwork) -> list[np.ndarray]:
@@ -279,13 +275,6 @@ def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
     return FluidNetwork(station, mean, arrivals, release, None, labels, tuple(classes))
 
 
-def check_discipline(discipline: str) -> str:
-    """``discipline`` if it is one of :data:`MOA_DISCIPLINES`, else a ``ValueError``."""
-    if not isinstance(discipline, str) or discipline not in MOA_DISCIPLINES:
-        raise _fail("discipline", discipline, "unknown discipline", f"use one of {MOA_DISCIPLINES}")
-    return discipline
-
-
 def moa_priority(net: MoANetwork, fluid: FluidNetwork, discipline: str) -> np.ndarray | None:
     """Priority level of every class of :func:`moa_fluid_network` (0 served first), ``None``
     for FCFS.
@@ -294,15 +283,9 @@ def moa_priority(net: MoANetwork, fluid: FluidNetwork, discipline: str) -> np.nd
     ``aggregate-first`` puts the aggregate stage ahead of one FCFS level of the rest,
     ``own-user-first`` the device's own prompts (origin = device) ahead of helper jobs.
     """
-    if check_discipline(discipline) == "fcfs":
+    if discipline_field(discipline) == "fcfs":
         return None
-    rank = {
-        "later-layer-first": lambda i, j, m: net.M - m,
-        "earlier-layer-first": lambda i, j, m: m,
-        "aggregate-first": lambda i, j, m: 0 if (m == net.M and net.M) else 1,
-        "own-user-first": lambda i, j, m: 0 if i == j else 1,
-    }[discipline]
-    return np.array([rank(*c) for c in fluid.classes])
+    return np.array([priority_rank(discipline, net.M, *c) for c in fluid.classes])
 
 
 # ---- integration -----------------------------------------------------------------------------
@@ -446,7 +429,6 @@ def integrate_fluid(
 
 __all__ = [
     "MOA_DISCIPLINES",
-    "check_discipline",
     "FluidNetwork",
     "FluidPath",
     "fluid_growth_rate",

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..model.discipline import discipline_field
 from ..model.display import html_summary
 from ..model.loads import load_profile
 from ..model.network import JOB_TYPES, MoANetwork
 from .certificate import Certificate, _certificate
-from .fluid import check_discipline
 from .latency import LatencyResult
 from .latency import latency as predict_latency
 
@@ -294,7 +294,7 @@ def stability_report(
     >>> r.verdict, r.max_load
     ('unstable', 1.75)
     """
-    check_discipline(discipline)
+    discipline_field(discipline)
     profile = load_profile(net)
     rates, rho, peak, kelly = (
         profile.job_rates_per_s,

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..analysis.fluid import MOA_DISCIPLINES
 from ..analysis.report import stability_report
+from ..model.discipline import DISCIPLINES
 from ..model.network import MoANetwork
 from ..simulation.simulate import SimulationResult, simulate
 from .network import add_network_arguments, network_from_args, output_path, write_table
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--discipline",
-        choices=MOA_DISCIPLINES,
+        choices=DISCIPLINES,
         default="fcfs",
         help="scheduling discipline of every device for the stability certificate "
         "(default fcfs; the loads do not depend on it)",
