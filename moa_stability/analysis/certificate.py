@@ -24,7 +24,8 @@ The linear program runs on the *join-free relaxation* (:func:`moa_relaxation`): 
 x stage, and each stage-:math:`m` completion releases :math:`1/(k_m+1)` of its prompt's next
 stage at once, with the origin mixed by rate. It has the network's traffic equations (the same
 :math:`\rho_i`), but a join only ever delays the release, and the relaxation forgets the origin,
-so its certificate is evidence for the MoA network, not a proof: docs/stability.md.
+so its certificate is a proof only without helpers (no joins); with joins it is not even
+evidence: a priority can exploit the wait at a join (docs/model.md section 2.7).
 
 :func:`stability_certificate` combines this with the loads, the Kelly-type case and the MoA fluid
 model (:func:`.fluid.moa_fluid_network`) under the chosen discipline.
@@ -230,7 +231,7 @@ class Certificate:
         )
 
 
-def _prompt_state(fluid: FluidNetwork, prompts: np.ndarray) -> np.ndarray:
+def prompt_state(fluid: FluidNetwork, prompts: np.ndarray) -> np.ndarray:
     """Class contents of ``prompts[j, m]`` origin-``j`` prompts at stage ``m``, every job of
     the stage still queued (consistent with the joins of :func:`.fluid.moa_fluid_network`)."""
     weights = np.zeros(fluid.n_classes)
@@ -303,7 +304,7 @@ def fluid_check(
         shapes.append(prompts)
     if per_origin:
         shapes += [np.eye(net.n)[:, [j] * (net.M + 1)] for j in range(net.n)]
-    states = [_prompt_state(flu, prompts) for prompts in shapes]
+    states = [prompt_state(flu, prompts) for prompts in shapes]
     work = max(np.bincount(flu.station, flu.mean_s * x0).max() for x0 in states)
     horizon = 5 * float(work) / (1.0 - peak)
     step = max(float(flu.mean_s.min()) / 20, horizon / max_steps)
@@ -323,13 +324,17 @@ def stability_certificate(
     r"""The strongest stability statement the theory supports for ``net`` under ``discipline``.
 
     In order: some :math:`\rho_i \ge 1` is ``unstable (fluid model / simulation)`` (work arrives
-    faster than it can be served); the linear program on :func:`moa_relaxation` gives ``stable
-    under every work-conserving discipline (certified)``; a Kelly-type network under FCFS is
-    ``stable (Kelly-type FCFS)`` (Bramson 1996; fork-join: Baccelli & Makowski 1989); otherwise
-    the MoA fluid model runs under ``discipline`` from one prompt per origin at each stage and
-    from all stages at once, and a fluid that ends above where it started and grows by more than
-    a thousandth of the job arrival rate is ``unstable (fluid model / simulation)``, else
-    ``undetermined`` (a fluid that drains from a few states proves nothing).
+    faster than it can be served); for a network without helpers (:math:`M = 0` or every
+    :math:`k_m = 0`, so no joins and :func:`moa_relaxation` is exact) the linear program gives
+    ``stable under every work-conserving discipline (certified)``; with helpers the relaxation's
+    certificate does not carry over (own-user-first on two devices is unstable at load 0.6
+    where it is certified) and is only reported in ``lp_status``; a Kelly-type network under
+    FCFS is ``stable (Kelly-type FCFS)`` (Bramson 1996; fork-join: Baccelli & Makowski 1989);
+    otherwise the MoA fluid model runs under ``discipline`` from one prompt per origin at each
+    stage, from all stages at once and from each origin's prompts alone
+    (:func:`fluid_check` with ``per_origin``), and a fluid that ends above where it started and
+    grows by more than a thousandth of the job arrival rate is ``unstable (fluid model /
+    simulation)``, else ``undetermined`` (a fluid that drains from a few states proves nothing).
 
     Parameters
     ----------
@@ -382,10 +387,15 @@ def _certificate(
         lp_status, weights = "skipped", None
     else:
         lp_status, weights = linear_lyapunov_certificate(moa_relaxation(net), max_classes)
-    if lp_status == "certified":
+    # The relaxation releases each helper's share at once; a join waits for the last sibling,
+    # and a priority can exploit that wait (own-user-first on two devices is unstable at load
+    # 0.6 where the relaxation is certified: docs/model.md section 2.7). Only without helpers
+    # (M = 0 or every k_m = 0) is the relaxation the network itself, and its certificate a proof.
+    exact = net.M == 0 or not np.any(net.k)
+    if lp_status == "certified" and exact:
         return Certificate(
             STATUSES[0], **common, lp_status=lp_status, lp_weights=weights, **skipped,
-            reason="a linear Lyapunov function of the join-free relaxation decreases",
+            reason="a linear Lyapunov function decreases (no helpers, so no joins)",
         )  # fmt: skip
     if kelly and discipline == "fcfs":
         return Certificate(
@@ -395,9 +405,16 @@ def _certificate(
     if not run_fluid:
         return Certificate(
             STATUSES[2], **common, lp_status=lp_status, lp_weights=None, **skipped,
-            reason=f"every rho_i < 1; linear program {lp_status}, fluid model not run",
+            reason=f"every rho_i < 1; linear program {lp_status}"
+            + (" (join-free relaxation only)" if lp_status == "certified" else "")
+            + ", fluid model not run",
         )  # fmt: skip
-    check = fluid_check(net, discipline, profile)
+    check = fluid_check(net, discipline, profile, per_origin=True)
+    relaxed = (
+        "; the join-free relaxation is certified, which does not carry over to joins"
+        if lp_status == "certified"
+        else ""
+    )
     if check.grew:
         status = STATUSES[3]
         reason = (
@@ -405,10 +422,14 @@ def _certificate(
         )
     else:
         status = STATUSES[2]
-        reason = "every rho_i < 1; the fluid " + (
-            "drained from the states tried, which proves nothing"
-            if check.drained
-            else "neither drained nor grew within the horizon"
+        reason = (
+            "every rho_i < 1; the fluid "
+            + (
+                "drained from the states tried, which proves nothing"
+                if check.drained
+                else "neither drained nor grew within the horizon"
+            )
+            + relaxed
         )
     return Certificate(
         status, **common, lp_status=lp_status, lp_weights=weights,
@@ -422,6 +443,7 @@ __all__ = [
     "Certificate",
     "FluidCheck",
     "fluid_check",
+    "prompt_state",
     "linear_lyapunov_certificate",
     "moa_relaxation",
     "stability_certificate",
