@@ -65,7 +65,7 @@ REGION: dict[str, Any] = {
 :math:`n^2(M+1)`, the size of the fluid model, so that the search stays within minutes."""
 
 FULL = {"networks": 40, "climbers": 2, "climb_steps": 8, "bisections": 6, "max_steps": 1500}
-QUICK = {"networks": 4, "climbers": 1, "climb_steps": 2, "bisections": 2, "max_steps": 600}
+QUICK = {"networks": 2, "climbers": 1, "climb_steps": 1, "bisections": 2, "max_steps": 400}
 """Sizes of the committed run and of ``--quick`` (the tests)."""
 
 
@@ -194,7 +194,9 @@ def _threshold(
     return hi
 
 
-def instability_search(seed: int = SEED, quick: bool = False) -> pd.DataFrame:
+def instability_search(
+    seed: int = SEED, quick: bool = False, known: tuple[MoANetwork, ...] = ()
+) -> pd.DataFrame:
     """Run the search (module docstring); one row per fluid evaluation.
 
     Parameters
@@ -203,25 +205,31 @@ def instability_search(seed: int = SEED, quick: bool = False) -> pd.DataFrame:
         Seeds the random networks and the hill climb; same seed, same table.
     quick : bool
         The small sizes of :data:`QUICK` (seconds) instead of :data:`FULL` (minutes).
+    known : tuple of MoANetwork
+        Networks evaluated before the random ones (``stage`` ``known``), e.g.
+        :func:`own_user_first_example`: the search must rank a known instability first.
 
     Returns
     -------
     pandas.DataFrame
-        Columns: ``stage`` (``random``, ``local``, ``best``), the network (:func:`_describe`),
-        ``discipline``, ``fluid_growth_per_s``, ``relative_growth``, ``fluid_grows``,
-        ``fluid_drained``; ``best`` rows add ``fcfs_growth_per_s`` (the same network under
-        FCFS) and ``threshold_max_load`` (smallest max load at which it still grows).
+        Columns: ``stage`` (``known``, ``random``, ``local``, ``best``), the network
+        (:func:`network_from_row` rebuilds it), ``discipline``, ``fluid_growth_per_s``,
+        ``relative_growth``, ``fluid_grows``, ``fluid_drained``; ``best`` rows add
+        ``fcfs_growth_per_s`` (the same network under FCFS) and ``threshold_max_load``
+        (smallest max load at which it still grows).
     """
     sizes = QUICK if quick else FULL
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
+    drawn = [(net, "explicit" if net.selection is not None else "uniform", "known")
+             for net in known]  # fmt: skip
+    drawn += [(*_random_network(rng), "random") for _ in range(sizes["networks"])]
     networks = []
-    for _ in range(sizes["networks"]):
-        net, selection = _random_network(rng)
+    for net, selection, stage in drawn:
         networks.append((net, selection))
         for d in PRIORITY_DISCIPLINES:
             rows.append({**_describe(net, selection), **_evaluate(net, d, sizes["max_steps"]),
-                         "stage": "random", "network": len(networks) - 1})  # fmt: skip
+                         "stage": stage, "network": len(networks) - 1})  # fmt: skip
     table = pd.DataFrame(rows)
     for d in PRIORITY_DISCIPLINES:
         ranked = table[table.discipline == d].sort_values("relative_growth", ascending=False)

@@ -12,9 +12,9 @@ def test_check_prints_the_certificate_under_the_discipline(capsys):
 
 
 def test_certify_tries_harder(capsys):
-    # No helpers, per-type means, n(M+1) = 10 relaxation classes: the default stops the linear
+    # No helpers, per-type means, n(M+1) = 9 relaxation classes: the default stops the linear
     # program at 8 classes, --certify runs it up to 10, and without joins it is a proof.
-    argv = ["check", "--n", "2", "--M", "4", "--k", "0", "--service-time",
+    argv = ["check", "--n", "3", "--M", "2", "--k", "0", "--service-time",
             "propose=1,refine=2,aggregate=1.5", "--load", "0.8"]  # fmt: skip
     assert main([*argv, "--discipline", "aggregate-first"]) == 0
     assert "linear program skipped, fluid model not run" in capsys.readouterr().out
