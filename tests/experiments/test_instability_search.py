@@ -27,6 +27,7 @@ def test_quick_search_finds_the_constructed_instability(quick):
     # Every device below capacity, yet the fluid leaves a tenth of the arriving jobs behind,
     # and the same network under FCFS does not grow.
     assert own.max_load < 1 and bool(own.fluid_grows) and own.relative_growth > 0.1
+    assert bool(own.fine_grows) and bool(own.join_exact) and own.fine_growth_per_s > 0.3
     assert own.fcfs_growth_per_s < 1e-6
     # The threshold is below the network's load: 2 x a x lambda > 1 needs max load > 0.55.
     assert 0.5 < own.threshold_max_load <= own.max_load
