@@ -295,6 +295,8 @@ def stability_report(
     ('unstable', 1.75)
     """
     discipline_field(discipline)
+    if certificate is not None and not isinstance(certificate, (bool, np.bool_)):
+        raise ValueError(f"certificate={certificate!r}: must be True, False or None; pass a bool")
     profile = load_profile(net)
     rates, rho, peak, kelly = (
         profile.job_rates_per_s,
@@ -309,20 +311,18 @@ def stability_report(
     paper_load = alpha * K * lam
     if latency is not None and not isinstance(latency, (bool, np.bool_)):
         raise ValueError(f"latency={latency!r}: must be True, False or None; pass a bool")
-    if certificate is not None and not isinstance(certificate, (bool, np.bool_)):
-        raise ValueError(f"certificate={certificate!r}: must be True, False or None; pass a bool")
     want = net.n <= LATENCY_AUTO_MAX_DEVICES if latency is None else bool(latency)
     predicted = predict_latency(net) if want and 0 < peak < 1 else None
     proof = (
         None
-        if certificate is False
+        if certificate is not None and not certificate
         else _certificate(
             net,
             discipline,
             profile,
             10 if certificate else CERTIFICATE_AUTO_MAX_CLASSES,
             bool(certificate),
-        )  # fmt: skip
+        )
     )
     return StabilityReport(
         network=net,
