@@ -25,6 +25,7 @@ FIGURES: tuple[str, ...] = (
     "fig8_memory",
     "fig9_latency",
     "fig10_planner",
+    "fig11_disciplines",
     "fig12_live",
 )
 """Registered figure modules, in the order they are generated; each names its output files."""

@@ -24,7 +24,8 @@ The linear program runs on the *join-free relaxation* (:func:`moa_relaxation`): 
 x stage, and each stage-:math:`m` completion releases :math:`1/(k_m+1)` of its prompt's next
 stage at once, with the origin mixed by rate. It has the network's traffic equations (the same
 :math:`\rho_i`), but a join only ever delays the release, and the relaxation forgets the origin,
-so its certificate is evidence for the MoA network, not a proof: docs/stability.md.
+so its certificate is a proof only without helpers (no joins); with joins it is not even
+evidence: a priority can exploit the wait at a join (docs/model.md section 2.7).
 
 :func:`stability_certificate` combines this with the loads, the Kelly-type case and the MoA fluid
 model (:func:`.fluid.moa_fluid_network`) under the chosen discipline.
@@ -35,13 +36,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from ..model.loads import load_profile
+from ..model.discipline import discipline_field
+from ..model.loads import LoadProfile, load_profile
 from ..model.network import MoANetwork, _fail, count_field
 from .fluid import (
     FluidNetwork,
@@ -57,7 +60,7 @@ STATUSES = (
     "stable under every work-conserving discipline (certified)",
     "stable (Kelly-type FCFS)",
     "undetermined",
-    "unstable (fluid model)",
+    "unstable (fluid model / simulation)",
 )
 """The statuses :func:`stability_certificate` returns, strongest claim of stability first."""
 
@@ -228,7 +231,7 @@ class Certificate:
         )
 
 
-def _prompt_state(fluid: FluidNetwork, prompts: np.ndarray) -> np.ndarray:
+def prompt_state(fluid: FluidNetwork, prompts: np.ndarray) -> np.ndarray:
     """Class contents of ``prompts[j, m]`` origin-``j`` prompts at stage ``m``, every job of
     the stage still queued (consistent with the joins of :func:`.fluid.moa_fluid_network`)."""
     weights = np.zeros(fluid.n_classes)
@@ -237,19 +240,102 @@ def _prompt_state(fluid: FluidNetwork, prompts: np.ndarray) -> np.ndarray:
     return weights
 
 
+class FluidCheck(NamedTuple):
+    """The MoA fluid model under one discipline from a few initial states
+    (:func:`fluid_check`)."""
+
+    growth_rate_per_s: float
+    """Largest growth slope of the total fluid over the states, jobs/s."""
+    relative_growth: float
+    """That slope over the jobs arriving per second: the share of arriving work left behind."""
+    drained: bool
+    """Whether the fluid drained from every state within the horizon."""
+    grew: bool
+    """Whether some state ended above its start and grew faster than 1e-3 x the job rate."""
+    horizon_s: float
+    """The horizon, 5 x the largest initial work over the spare capacity, seconds."""
+
+
+def fluid_check(
+    net: MoANetwork,
+    discipline: str = "fcfs",
+    profile: LoadProfile | None = None,
+    per_origin: bool = False,
+    max_steps: int = 20_000,
+) -> FluidCheck:
+    r"""Run the MoA fluid model (:func:`.fluid.moa_fluid_network`) under ``discipline`` from
+        one prompt per origin at each stage and at all stages at once (and, with ``per_origin``,
+        from the prompts of one origin alone at all stages, the asymmetric states in which
+        Lu-Kumar-type alternation starts).
+
+        The horizon is :math:`5 W_0 / (1 - \max_i
+    ho_i)`, :math:`W_0` the largest initial work at
+        a device: a stable fluid drains in about :math:`W_0/(1-
+    ho)`. Growth counts when it is
+        relevant: a slope above :math:`10^{-3}` of the jobs arriving per second, far above the
+        rounding of a fluid that is stuck.
+
+        Parameters
+        ----------
+        net : MoANetwork
+            Every :math:`
+    ho_i < 1` (above, growth is certain and the horizon infinite).
+        discipline : str
+            One of :data:`.fluid.MOA_DISCIPLINES`.
+        profile : LoadProfile, optional
+            ``load_profile(net)`` when the caller has it.
+        per_origin : bool
+            Also start from each origin's prompts alone.
+        max_steps : int
+            Most integration steps per state (the step is at least the shortest mean over 20).
+    """
+    discipline_field(discipline)
+    profile = load_profile(net) if profile is None else profile
+    peak = profile.max_load
+    if not peak < 1:
+        raise _fail("net", repr(net), f"has max load {peak:.4g} >= 1", "scale it below 1")
+    max_steps = count_field("max_steps", max_steps, 10)
+    flu = moa_fluid_network(net)
+    priority = moa_priority(net, flu, discipline)
+    shapes = []
+    for stage in [*range(net.M + 1), None]:
+        prompts = np.zeros((net.n, net.M + 1))
+        prompts[:, slice(None) if stage is None else stage] = 1.0
+        shapes.append(prompts)
+    if per_origin:
+        shapes += [np.eye(net.n)[:, [j] * (net.M + 1)] for j in range(net.n)]
+    states = [prompt_state(flu, prompts) for prompts in shapes]
+    work = max(np.bincount(flu.station, flu.mean_s * x0).max() for x0 in states)
+    horizon = 5 * float(work) / (1.0 - peak)
+    step = max(float(flu.mean_s.min()) / 20, horizon / max_steps)
+    job_rate = float(profile.job_rates_per_s.sum())
+    growth, drained, grew = -math.inf, True, False
+    for x0 in states:
+        path = integrate_fluid(flu, x0, horizon_s=horizon, step_s=step, priority=priority)
+        growth = max(growth, path.growth_rate_per_s)
+        drained &= path.drained
+        grew |= bool(path.total[-1] > path.total[0] and path.growth_rate_per_s > 1e-3 * job_rate)
+    return FluidCheck(growth, growth / job_rate, drained, grew, horizon)
+
+
 def stability_certificate(
-    net: MoANetwork, discipline: str = "fcfs", max_classes: int = 10
+    net: MoANetwork, discipline: str = "fcfs", max_classes: int = 10, fluid: bool = True
 ) -> Certificate:
     r"""The strongest stability statement the theory supports for ``net`` under ``discipline``.
 
-    In order: some :math:`\rho_i \ge 1` is ``unstable (fluid model)`` (work arrives faster than
-    it can be served); the linear program on :func:`moa_relaxation` gives ``stable under every
-    work-conserving discipline (certified)``; a Kelly-type network under FCFS is ``stable
-    (Kelly-type FCFS)`` (Bramson 1996; fork-join: Baccelli & Makowski 1989); otherwise the MoA
-    fluid model runs under ``discipline`` from one prompt per origin at each stage and from
-    all stages at once, and a fluid that ends above where it started and grows by more than a
-    thousandth of the job arrival rate is ``unstable (fluid model)``, else ``undetermined`` (a
-    fluid that drains from a few states proves nothing).
+    In order: some :math:`\rho_i \ge 1` is ``unstable (fluid model / simulation)`` (work arrives
+    faster than it can be served); for a network without helpers (:math:`M = 0` or every
+    :math:`k_m = 0`, so no joins and :func:`moa_relaxation` is exact) the linear program gives
+    ``stable under every work-conserving discipline (certified)``; with helpers the relaxation's
+    certificate does not carry over (own-user-first on two devices is unstable at load 0.6
+    where it is certified) and is only reported in ``lp_status``; a Kelly-type network under
+    FCFS is ``stable (Kelly-type FCFS)`` (Bramson 1996; fork-join: Baccelli & Makowski 1989);
+    otherwise the MoA fluid model runs under ``discipline`` from one prompt per origin at each
+    stage, from all stages at once and from each origin's prompts alone
+    (:func:`fluid_check` with ``per_origin``), and a fluid that ends above where it started and
+    grows by more than a thousandth of the job arrival rate is ``unstable (fluid model /
+    simulation)`` under uniform selection (where the fluid's join is exact), else
+    ``undetermined`` (a fluid that drains from a few states proves nothing).
 
     Parameters
     ----------
@@ -260,6 +346,10 @@ def stability_certificate(
     max_classes : int
         Largest number of relaxation classes :math:`n(M+1)` for the linear program (it has
         :math:`2^{n(M+1)} - 1` blocks: about 0.1 s at 8 classes, 5 s at 12).
+    fluid : bool
+        Run the MoA fluid model (it has :math:`n^2(M+1)` classes at most and takes seconds
+        for :math:`n = 4`, :math:`M = 2`); without it an overloaded network reports no growth
+        rate and a network the first three steps do not settle is ``undetermined``.
 
     Examples
     --------
@@ -267,72 +357,97 @@ def stability_certificate(
     >>> stability_certificate(MoANetwork(n=4, M=2, k=2, arrival_rate=0.1)).status
     'stable (Kelly-type FCFS)'
     """
-    fluid = moa_fluid_network(net)
-    priority = moa_priority(net, fluid, discipline)  # validates the name
-    profile = load_profile(net)
+    return _certificate(net, discipline, load_profile(net), max_classes, fluid)
+
+
+def _certificate(
+    net: MoANetwork, discipline: str, profile: LoadProfile, max_classes: int, run_fluid: bool
+) -> Certificate:
+    """:func:`stability_certificate` with the load profile given (the report has it already).
+    Nothing of size :math:`n^2` is built unless the linear program or the fluid runs."""
+    discipline_field(discipline)
+    max_classes = count_field("max_classes", max_classes, 1)
     peak, kelly = profile.max_load, profile.kelly_type
     common = {"discipline": discipline, "max_load": peak, "kelly_type": kelly}
+    skipped = {"fluid_growth_rate_per_s": math.nan, "fluid_drained": None, "fluid_horizon_s": 0.0}
     if peak >= 1:
-        path = integrate_fluid(fluid, 0.0, horizon_s=200 * float(net.service_time.max()))
+        over = f"device load {peak:.4g} >= 1: work arrives at least as fast as it is served"
+        if not run_fluid:
+            return Certificate(STATUSES[3], **common, lp_status="not run", lp_weights=None,
+                               **skipped, reason=over)  # fmt: skip
+        path = integrate_fluid(
+            moa_fluid_network(net), 0.0, horizon_s=200 * float(net.service_time.max())
+        )
         return Certificate(
-            "unstable (fluid model)", **common, lp_status="not run", lp_weights=None,
+            STATUSES[3], **common, lp_status="not run", lp_weights=None,
             fluid_growth_rate_per_s=path.growth_rate_per_s, fluid_drained=path.drained,
-            fluid_horizon_s=float(path.times_s[-1]),
-            reason=f"device load {peak:.4g} >= 1: work arrives at least as fast as it is served",
+            fluid_horizon_s=float(path.times_s[-1]), reason=over,
         )  # fmt: skip
-    lp_status, weights = linear_lyapunov_certificate(moa_relaxation(net), max_classes)
-    if lp_status == "certified":
+    # The relaxation is a dense n(M+1)-square matrix: decide "skipped" before building it.
+    if net.n * (net.M + 1) > max_classes:
+        lp_status, weights = "skipped", None
+    else:
+        lp_status, weights = linear_lyapunov_certificate(moa_relaxation(net), max_classes)
+    # The relaxation releases each helper's share at once; a join waits for the last sibling,
+    # and a priority can exploit that wait (own-user-first on two devices is unstable at load
+    # 0.6 where the relaxation is certified: docs/model.md section 2.7). Only without helpers
+    # (M = 0 or every k_m = 0) is the relaxation the network itself, and its certificate a proof.
+    exact = net.M == 0 or not np.any(net.k)
+    if lp_status == "certified" and exact:
         return Certificate(
-            STATUSES[0], **common, lp_status=lp_status, lp_weights=weights,
-            fluid_growth_rate_per_s=math.nan, fluid_drained=None, fluid_horizon_s=0.0,
-            reason="a linear Lyapunov function of the join-free relaxation decreases",
+            STATUSES[0], **common, lp_status=lp_status, lp_weights=weights, **skipped,
+            reason="a linear Lyapunov function decreases (no helpers, so no joins)",
         )  # fmt: skip
     if kelly and discipline == "fcfs":
         return Certificate(
-            STATUSES[1], **common, lp_status=lp_status, lp_weights=None,
-            fluid_growth_rate_per_s=math.nan, fluid_drained=None, fluid_horizon_s=0.0,
+            STATUSES[1], **common, lp_status=lp_status, lp_weights=None, **skipped,
             reason="every rho_i < 1 and each device serves its job types with one mean, FCFS",
         )  # fmt: skip
-    states = []
-    for stage in [*range(net.M + 1), None]:
-        prompts = np.zeros((net.n, net.M + 1))
-        prompts[:, slice(None) if stage is None else stage] = 1.0
-        states.append(_prompt_state(fluid, prompts))
-    # A stable fluid drains in about its initial work over the spare capacity: try 5 times that.
-    work = max(np.bincount(fluid.station, fluid.mean_s * x0).max() for x0 in states)
-    horizon = 5 * float(work) / (1.0 - peak)
-    # At most 2e4 steps: a drain or a growth shows at this resolution, and near rho = 1 the
-    # horizon is long.
-    step = max(float(fluid.mean_s.min()) / 20, horizon / 2e4)
-    # Growth counts when it is relevant: a thousandth of the jobs arriving per second, far
-    # above the rounding of a fluid that is stuck.
-    relevant = 1e-3 * float(profile.job_rates_per_s.sum())
-    growth, drained, grew = -math.inf, True, False
-    for x0 in states:
-        path = integrate_fluid(fluid, x0, horizon_s=horizon, step_s=step, priority=priority)
-        growth = max(growth, path.growth_rate_per_s)
-        drained &= path.drained
-        grew |= bool(path.total[-1] > path.total[0] and path.growth_rate_per_s > relevant)
-    if grew:
-        status = STATUSES[3]
-        reason = f"the fluid grows (slope {growth:.4g} jobs/s) although every rho_i < 1"
+    if not run_fluid:
+        return Certificate(
+            STATUSES[2], **common, lp_status=lp_status, lp_weights=None, **skipped,
+            reason=f"every rho_i < 1; linear program {lp_status}"
+            + (" (join-free relaxation only)" if lp_status == "certified" else "")
+            + ", fluid model not run",
+        )  # fmt: skip
+    check = fluid_check(net, discipline, profile, per_origin=True)
+    relaxed = (
+        "; the join-free relaxation is certified, which does not carry over to joins"
+        if lp_status == "certified"
+        else ""
+    )
+    grows = f"the fluid grows (slope {check.growth_rate_per_s:.4g} jobs/s) although every rho_i < 1"
+    if check.grew and net.selection is None:
+        status, reason = STATUSES[3], grows
+    elif check.grew:
+        # With inclusion probabilities the fluid's join waits for every possible helper, a
+        # pessimistic bound: an n = 5 network of the search grows in it and not in simulation.
+        status = STATUSES[2]
+        reason = grows + ", but with explicit selection its join is a pessimistic bound: simulate"
     else:
         status = STATUSES[2]
-        reason = "every rho_i < 1; the fluid " + (
-            "drained from the states tried, which proves nothing"
-            if drained
-            else "neither drained nor grew within the horizon"
+        reason = (
+            "every rho_i < 1; the fluid "
+            + (
+                "drained from the states tried, which proves nothing"
+                if check.drained
+                else "neither drained nor grew within the horizon"
+            )
+            + relaxed
         )
     return Certificate(
         status, **common, lp_status=lp_status, lp_weights=weights,
-        fluid_growth_rate_per_s=growth, fluid_drained=drained, fluid_horizon_s=horizon,
-        reason=reason,
+        fluid_growth_rate_per_s=check.growth_rate_per_s, fluid_drained=check.drained,
+        fluid_horizon_s=check.horizon_s, reason=reason,
     )  # fmt: skip
 
 
 __all__ = [
     "STATUSES",
     "Certificate",
+    "FluidCheck",
+    "fluid_check",
+    "prompt_state",
     "linear_lyapunov_certificate",
     "moa_relaxation",
     "stability_certificate",

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
+from ..model.discipline import DISCIPLINES, discipline_field, priority_rank
 from ..model.network import (
     AGGREGATE,
     PROPOSE,
@@ -188,14 +189,9 @@ def multiclass_network(
 
 
 # ---- the MoA network as a fluid network ----------------------------------------------------
-MOA_DISCIPLINES = (
-    "fcfs",
-    "later-layer-first",
-    "earlier-layer-first",
-    "aggregate-first",
-    "own-user-first",
-)
-"""Disciplines :func:`moa_priority` knows (static priority by class; FCFS within a level)."""
+MOA_DISCIPLINES = DISCIPLINES
+"""Disciplines :func:`moa_priority` knows (static priority by class; FCFS within a level):
+:data:`moa_stability.model.discipline.DISCIPLINES`."""
 
 
 def _stage_weights(net: MoANetwork) -> list[np.ndarray]:
@@ -287,17 +283,9 @@ def moa_priority(net: MoANetwork, fluid: FluidNetwork, discipline: str) -> np.nd
     ``aggregate-first`` puts the aggregate stage ahead of one FCFS level of the rest,
     ``own-user-first`` the device's own prompts (origin = device) ahead of helper jobs.
     """
-    if discipline not in MOA_DISCIPLINES:
-        raise _fail("discipline", discipline, "unknown discipline", f"use one of {MOA_DISCIPLINES}")
-    if discipline == "fcfs":
+    if discipline_field(discipline) == "fcfs":
         return None
-    rank = {
-        "later-layer-first": lambda i, j, m: net.M - m,
-        "earlier-layer-first": lambda i, j, m: m,
-        "aggregate-first": lambda i, j, m: 0 if (m == net.M and net.M) else 1,
-        "own-user-first": lambda i, j, m: 0 if i == j else 1,
-    }[discipline]
-    return np.array([rank(*c) for c in fluid.classes])
+    return np.array([priority_rank(discipline, net.M, *c) for c in fluid.classes])
 
 
 # ---- integration -----------------------------------------------------------------------------

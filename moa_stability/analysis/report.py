@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..model.discipline import discipline_field
 from ..model.display import html_summary
 from ..model.loads import load_profile
 from ..model.network import JOB_TYPES, MoANetwork
+from .certificate import Certificate, _certificate
 from .latency import LatencyResult
 from .latency import latency as predict_latency
 
@@ -61,6 +63,10 @@ class StabilityReport:
         The analytic prompt latency at the given rates (:func:`moa_stability.latency`,
         ``method="estimate"``, exponential service; docs/model.md section 7); None when the
         network is unstable, carries no load, or the report was asked without it.
+    certificate : Certificate or None
+        What the theory proves under the report's discipline
+        (:func:`moa_stability.analysis.certificate.stability_certificate`): one of its four
+        statuses and the reason; None when the report was asked without it.
     """
 
     network: MoANetwork = field(repr=False)
@@ -79,6 +85,7 @@ class StabilityReport:
     paper_theta: float
     paper_verdict: str
     latency: LatencyResult | None = field(default=None, compare=False)
+    certificate: Certificate | None = field(default=None, compare=False)
 
     @property
     def max_stable_rate_per_s(self) -> np.ndarray:
@@ -144,6 +151,10 @@ class StabilityReport:
                 f"{self.latency.quantile(0.95):.4g} s, p99 {self.latency.quantile(0.99):.4g} s"
                 f"{caveat} (estimate; docs/model.md section 7)"
             )
+        if self.certificate is not None:
+            c = self.certificate
+            label = f"certificate ({c.discipline})".ljust(22)
+            lines.append(f"{label}: {c.status}: {c.reason}")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -242,7 +253,17 @@ LATENCY_AUTO_MAX_DEVICES = 10_000
 """With ``latency=None`` the report predicts the latency of networks up to this many devices."""
 
 
-def stability_report(net: MoANetwork, latency: bool | None = None) -> StabilityReport:
+CERTIFICATE_AUTO_MAX_CLASSES = 8
+"""With ``certificate=None`` the report runs the certificate's linear program up to this many
+relaxation classes :math:`n(M+1)` (:math:`2^8` blocks, about 0.1 s) and no fluid model."""
+
+
+def stability_report(
+    net: MoANetwork,
+    latency: bool | None = None,
+    discipline: str = "fcfs",
+    certificate: bool | None = None,
+) -> StabilityReport:
     """Check the stability of ``net`` and compare with the paper's Theorem 1 / Remark 1.
 
     Parameters
@@ -252,6 +273,15 @@ def stability_report(net: MoANetwork, latency: bool | None = None) -> StabilityR
         Also predict the prompt latency at the given rates (:func:`moa_stability.latency`)
         when no device is overloaded: True always, False never, None (default) for networks
         of at most :data:`LATENCY_AUTO_MAX_DEVICES` devices.
+    discipline : str
+        The scheduling discipline of every device for the certificate, one of
+        :data:`moa_stability.analysis.fluid.MOA_DISCIPLINES` (the loads do not depend on it).
+    certificate : bool, optional
+        How hard the certificate tries: True runs the linear program up to 10 classes and the
+        fluid model (seconds for :math:`n = 4`, :math:`M = 2`); None (default) only what costs
+        no more than about 0.1 s: the loads, the Kelly-type case and the linear program up to
+        :data:`CERTIFICATE_AUTO_MAX_CLASSES` classes, so that large networks stay fast; False
+        leaves it out.
 
     Returns
     -------
@@ -264,6 +294,9 @@ def stability_report(net: MoANetwork, latency: bool | None = None) -> StabilityR
     >>> r.verdict, r.max_load
     ('unstable', 1.75)
     """
+    discipline_field(discipline)
+    if certificate is not None and not isinstance(certificate, (bool, np.bool_)):
+        raise ValueError(f"certificate={certificate!r}: must be True, False or None; pass a bool")
     profile = load_profile(net)
     rates, rho, peak, kelly = (
         profile.job_rates_per_s,
@@ -280,6 +313,17 @@ def stability_report(net: MoANetwork, latency: bool | None = None) -> StabilityR
         raise ValueError(f"latency={latency!r}: must be True, False or None; pass a bool")
     want = net.n <= LATENCY_AUTO_MAX_DEVICES if latency is None else bool(latency)
     predicted = predict_latency(net) if want and 0 < peak < 1 else None
+    proof = (
+        None
+        if certificate is not None and not certificate
+        else _certificate(
+            net,
+            discipline,
+            profile,
+            10 if certificate else CERTIFICATE_AUTO_MAX_CLASSES,
+            bool(certificate),
+        )
+    )
     return StabilityReport(
         network=net,
         loads=rho,
@@ -297,4 +341,5 @@ def stability_report(net: MoANetwork, latency: bool | None = None) -> StabilityR
         paper_theta=float("inf") if paper_load == 0 else 1.0 / paper_load,
         paper_verdict="stable" if paper_load < 1 else "unstable",
         latency=predicted,
+        certificate=proof,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.report import stability_report
+from ..model.discipline import DISCIPLINES
 from ..model.network import MoANetwork
 from ..simulation.simulate import SimulationResult, simulate
 from .network import add_network_arguments, network_from_args, output_path, write_table
@@ -15,6 +16,8 @@ EPILOG = """\
 examples:
   moa-stability check --n 4 --M 2 --k 2 --rate 0.25            # the paper's setting
   moa-stability check --network examples/stable.toml --devices
+  # is own-user-first scheduling provably stable here? (linear program + fluid model)
+  moa-stability check --n 3 --M 1 --k 1 --rate 0.1 --discipline own-user-first --certify
   # 8 devices, 4 fast (1.2 s) and 4 slow (4 s), ring: the largest stable rate, and the
   # latency at 80% of it
   moa-stability check --n 8 --M 2 --k 2 --service-time 1.2,1.2,1.2,1.2,4,4,4,4 \\
@@ -48,6 +51,19 @@ def register(subparsers: Any) -> None:
         f"estimate the report prints ({LATENCY_REPLICATIONS} replications, method events, "
         "~1-5 s after the first compilation; skipped when unstable)",
     )
+    p.add_argument(
+        "--discipline",
+        choices=DISCIPLINES,
+        default="fcfs",
+        help="scheduling discipline of every device for the stability certificate "
+        "(default fcfs; the loads do not depend on it)",
+    )
+    p.add_argument(
+        "--certify",
+        action="store_true",
+        help="try harder for the certificate: the linear program up to 10 classes n(M+1) and "
+        "the fluid model under --discipline (seconds for n=4, M=2; minutes beyond n=6)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the --latency simulation")
     p.add_argument("--out", type=Path, help="write the per-device table to CSV/JSON")
     p.set_defaults(func=run)
@@ -60,7 +76,11 @@ def simulated_latency(net: MoANetwork, seed: int) -> SimulationResult:
 
 def run(args: argparse.Namespace) -> int:
     out = output_path(args.out)
-    report = stability_report(network_from_args(args))
+    report = stability_report(
+        network_from_args(args),
+        discipline=args.discipline,
+        certificate=True if args.certify else None,
+    )
     print(report)
     if args.devices:
         print(report.to_frame().to_string())

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..model.discipline import DISCIPLINES
 from ..model.network import MoANetwork
 from ..simulation.simulate import METHODS, SERVICES, simulate
 from .network import add_network_arguments, network_from_args, output_path, write_table
@@ -25,6 +26,11 @@ slots or events: pick events (continuous time, Poisson arrivals, service times d
 exactly) for latency and for any service-time law; pick slots to reproduce the paper's
 slotted model (docs/model.md section 3), where --dt is the slot length and the answer
 depends on it. Both report the same quantities.
+
+--discipline: every device serves by a static priority over job classes, FCFS within a
+level: later-layer-first, earlier-layer-first, aggregate-first, own-user-first (jobs of the
+device's own prompts first). --preemptive lets a higher level interrupt the job in service,
+which later resumes with the service time it had left (docs/simulator.md).
 
 --service empirical: the samples give the shape of the service-time law only. Each job
 type's samples are rescaled to mean 1 and multiplied by the device's --service-time
@@ -80,6 +86,17 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="take each job type's mean service time from its --samples (same on every "
         "device) instead of --service-time",
+    )
+    g.add_argument(
+        "--discipline",
+        choices=DISCIPLINES,
+        default="fcfs",
+        help="scheduling at every device: FCFS, or a priority by job class (default fcfs)",
+    )
+    g.add_argument(
+        "--preemptive",
+        action="store_true",
+        help="a higher-priority job interrupts the one in service (preemptive-resume)",
     )
     g.add_argument("--replications", type=int, default=1, help="independent replications")
     g.add_argument(
@@ -158,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         replications=args.replications,
         warmup=args.warmup,
         max_jobs=args.max_jobs,
+        discipline=args.discipline,
+        preemptive=args.preemptive,
     )
     print(result)
     if out is not None:

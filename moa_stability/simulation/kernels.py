@@ -272,7 +272,10 @@ class Network(NamedTuple):
     CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers on the cumulative
     probabilities ``cum[m]`` (:func:`systematic_subset`), :data:`UNIFORM` uniformly from those
     rows (:func:`uniform_subset`), :data:`COMPLETE` uniformly among all other devices by index
-    arithmetic (:func:`complete_subset`; the CSR arrays are then empty).
+    arithmetic (:func:`complete_subset`; the CSR arrays are then empty). ``level[l, own]`` is
+    the priority level (0 served first) of a stage-``l`` job on a helper (``own = 0``) or on
+    its origin (``own = 1``): :func:`moa_stability.model.discipline.level_table`, all zeros
+    (one level) for FCFS.
     """
 
     arrival: np.ndarray
@@ -282,6 +285,7 @@ class Network(NamedTuple):
     indptr: np.ndarray
     indices: np.ndarray
     cum: np.ndarray
+    level: np.ndarray
 
 
 class Service(NamedTuple):
@@ -300,7 +304,9 @@ class Service(NamedTuple):
 class Controls(NamedTuple):
     """Run controls: stop time ``t_stop``, bin ``edges``, first bin after the warm-up
     ``warm_bin``, job cap ``cap``, and the latency histogram's cells of width
-    ``1/hist_scale`` in ``log(latency / hist_lo)``."""
+    ``1/hist_scale`` in ``log(latency / hist_lo)``; ``preemptive``: a job of a higher priority
+    level (:class:`Network` ``level``) interrupts the one in service, which keeps its remaining
+    service time (preemptive-resume), else it waits for the service to end."""
 
     t_stop: float
     edges: np.ndarray
@@ -308,6 +314,7 @@ class Controls(NamedTuple):
     cap: int
     hist_lo: float
     hist_scale: float
+    preemptive: bool
 
 
 class Outputs(NamedTuple):
@@ -321,7 +328,9 @@ class Outputs(NamedTuple):
     time device ``i`` spent with exactly ``b`` jobs (same rows, the last column collecting
     ``b >= top``); the largest queue ``max_queue``; completed inferences per (type, device);
     ``selected`` counts per CSR position; integer ``totals`` indexed by :data:`ARRIVED` etc.;
-    ``t_end``, the time reached (one cell).
+    ``t_end``, the time reached (one cell); ``type_area[row, c, i]``, the integral of the
+    number of type-``c`` jobs at device ``i`` over ``[0, t_warm]`` (row 0) and ``[0, t_end]``
+    (row 1), ``t_warm`` the start of bin ``warm_bin`` (:func:`close_type_area`).
     """
 
     area: np.ndarray
@@ -336,6 +345,7 @@ class Outputs(NamedTuple):
     totals: np.ndarray
     queue_time: np.ndarray
     t_end: np.ndarray
+    type_area: np.ndarray
 
 
 class State(NamedTuple):
@@ -344,10 +354,12 @@ class State(NamedTuple):
 
     ``rng`` the xoshiro256+ state; ``counters`` the integer registers (:data:`FREE_JOB` ...
     :data:`FINISHED`); ``clock[0]`` the time reached; per device the queue length ``q``, the
-    FCFS list ``head``/``tail``, the time of the last change ``last`` and the open bin's
-    integrals ``area``, ``idle``; ``join_acc`` the join integral and the time of its last
-    change; the tournament tree ``key``/``tree`` (:func:`new_tree`); the job pool
-    (``job_next``, ``job_prompt``) and the prompt pool (``origin``, ``birth``, ``stage``,
+    priority level of the job in service ``serving``, the time of the last change ``last`` and
+    the open bin's integrals ``area``, ``idle``; per (device ``i``, level ``v``) the FCFS list
+    ``head``/``tail`` at ``i * levels + v`` (-1: empty); ``join_acc`` the join integral and the
+    time of its last change; the tournament tree ``key``/``tree`` (:func:`new_tree`); the job
+    pool (``job_next``, ``job_prompt``, ``job_left``: the service time left to a preempted job,
+    else 0) and the prompt pool (``origin``, ``birth``, ``stage``,
     ``pending``, ``stage_size``, ``done``, ``done_home``, ``free_prompts``), ``cap`` entries each;
     ``perm``, the permutations of :func:`uniform_subset`.
     """
@@ -356,6 +368,7 @@ class State(NamedTuple):
     counters: np.ndarray
     clock: np.ndarray
     q: np.ndarray
+    serving: np.ndarray
     head: np.ndarray
     tail: np.ndarray
     last: np.ndarray
@@ -366,6 +379,7 @@ class State(NamedTuple):
     tree: np.ndarray
     job_next: np.ndarray
     job_prompt: np.ndarray
+    job_left: np.ndarray
     origin: np.ndarray
     birth: np.ndarray
     stage: np.ndarray
@@ -377,12 +391,17 @@ class State(NamedTuple):
     perm: np.ndarray
 
 
-STATE_BYTES_PER_JOB = 2 * 4 + 8 * 4 + 8
-"""Bytes of :class:`State` per job of the cap: two int32 job arrays, eight int32 prompt arrays
-and one float64 (a prompt in the system always has a job, so ``cap`` bounds both pools)."""
-STATE_BYTES_PER_DEVICE = 6 * 8 + 12 * 8
-"""Bytes of :class:`State` per device, at most: six per-device arrays, and the tournament tree
-over ``2n`` sources padded to a power of two (``L < 4n`` leaves: ``L`` times and ``2L`` nodes)."""
+STATE_BYTES_PER_JOB = 2 * 4 + 8 + 8 * 4 + 8
+"""Bytes of :class:`State` per job of the cap: two int32 and one float64 job arrays, eight
+int32 prompt arrays and one float64 (a prompt in the system always has a job, so ``cap``
+bounds both pools)."""
+STATE_BYTES_PER_DEVICE = 7 * 8 + 12 * 8
+"""Bytes of :class:`State` per device, at most, with one priority level: five per-device
+arrays, one level's list ``head`` and ``tail``, and the tournament tree over ``2n`` sources
+padded to a power of two (``L < 4n`` leaves: ``L`` times and ``2L`` nodes);
+:data:`STATE_BYTES_PER_LEVEL` per further level."""
+STATE_BYTES_PER_LEVEL = 2 * 8
+"""Bytes of :class:`State` per device and priority level: the list ``head`` and ``tail``."""
 
 
 # ---- time integrals ---------------------------------------------------------------------------
@@ -425,6 +444,27 @@ def close_bin(b, start, t, q, last, area, idle, joins, join_acc, out, row):
     join_acc[0] = 0.0
 
 
+@njit(cache=True)
+def close_type_area(row, t, st, stage_type, type_area):
+    """Close the integrals of jobs per (type, device) at ``t`` into ``type_area[row]``.
+
+    The event loop keeps ``type_area[1]`` as the sum of (completion time - arrival time) of the
+    jobs completed plus (-arrival time) of the jobs present, which costs O(1) per job; adding
+    ``t`` for every job present makes it the integral over ``[0, t]``. Row 0 (the warm-up
+    edge) starts from a copy. Walks every job present: called twice per replication.
+    """
+    if row == 0:
+        type_area[0] = type_area[1]
+    n = st.q.shape[0]
+    levels = st.head.shape[0] // n
+    for i in range(n):
+        for v in range(levels):
+            j = st.head[i * levels + v]
+            while j >= 0:
+                type_area[row, stage_type[st.stage[st.job_prompt[j]]], i] += t
+                j = st.job_next[j]
+
+
 # ---- one replication ----------------------------------------------------------------------------
 @njit(cache=True)
 def start_replication(rng_seed, net, slotted, st):
@@ -437,6 +477,7 @@ def start_replication(rng_seed, net, slotted, st):
     st.counters[FREE_JOB] = -1
     st.clock[0] = 0.0
     st.q[:] = 0
+    st.serving[:] = 0
     st.head[:] = -1
     st.tail[:] = -1
     st.last[:] = 0.0
@@ -455,9 +496,10 @@ def start_replication(rng_seed, net, slotted, st):
 
 
 @njit(cache=True)
-def finish_replication(ctl, out, st, t_end):
+def finish_replication(stage_type, ctl, out, st, t_end):
     """Close the open bins up to ``t_end`` (the horizon, the cap hit, or the time reached when
-    interrupted), record the jobs left in the system and mark ``st`` finished."""
+    interrupted) and the integrals per job type (:func:`close_type_area`), record the jobs left
+    in the system and mark ``st`` finished."""
     edges, warm_bin = ctl.edges, ctl.warm_bin
     b = st.counters[BIN]
     joins = st.counters[JOINS]
@@ -467,8 +509,11 @@ def finish_replication(ctl, out, st, t_end):
             b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
         )
         b += 1
+        if b == warm_bin:
+            close_type_area(0, edges[b], st, stage_type, out.type_area)
     if b < edges.shape[0] - 1:
         close_bin(b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin))
+    close_type_area(1, t_end, st, stage_type, out.type_area)
     st.counters[BIN] = b
     st.counters[FINISHED] = 1
     st.clock[0] = t_end
@@ -492,16 +537,25 @@ def run_replication(net, svc, ctl, out, st, t_until):
         return
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
-    arrival, stage_type, stage_k, mode, indptr, indices, cum = net
+    arrival, stage_type, stage_k, mode, indptr, indices, cum, level = net
     slotted, mean, dist, scv, samples, bounds = svc
-    t_stop, edges, warm_bin, cap, hist_lo, hist_scale = ctl
-    _, _, _, lat_sum, lat_count, hist, max_queue, inferences, selected, totals, queue_time, _ = out
+    t_stop, edges, warm_bin, cap, hist_lo, hist_scale, preemptive = ctl
+    lat_sum, lat_count, hist, max_queue = out.lat_sum, out.lat_count, out.hist, out.max_queue
+    inferences, selected, totals, queue_time = (
+        out.inferences,
+        out.selected,
+        out.totals,
+        out.queue_time,
+    )
+    type_area = out.type_area[1]  # the running sums of close_type_area
     rng, counters, q, head, tail, last = st.rng, st.counters, st.q, st.head, st.tail, st.last
+    serving, job_left = st.serving, st.job_left
     area, idle, join_acc, key, tree = st.area, st.idle, st.join_acc, st.key, st.tree
     job_next, job_prompt, origin, birth = st.job_next, st.job_prompt, st.origin, st.birth
     stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
     done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
     n = arrival.shape[0]
+    levels = head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
     chosen = np.empty(stage_k.max() + 1, np.int64)
     log_lo = np.log(hist_lo)
@@ -534,6 +588,8 @@ def run_replication(net, svc, ctl, out, st, t_until):
             )
             b += 1
             level_time = queue_time[int(b >= warm_bin)]
+            if b == warm_bin:
+                close_type_area(0, edges[b], st, stage_type, out.type_area)
         if s < n:  # a user prompt at device s
             tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
             if jobs + stage_k[0] + 1 > cap:
@@ -555,27 +611,41 @@ def run_replication(net, svc, ctl, out, st, t_until):
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = s - n
-            j = head[i]
+            lst = i * levels + serving[i]  # the job in service heads its level's list
+            j = head[lst]
             _integrate(i, t, q, last, area, level_time, top)
             last[i] = t
             q[i] -= 1
-            head[i] = job_next[j]
+            head[lst] = job_next[j]
             p = job_prompt[j]
             job_next[j] = free_job
             free_job = j
             jobs -= 1
             if q[i] > 0:
-                c = stage_type[stage[job_prompt[head[i]]]]
-                m = mean[c, i]
-                duration = (  # the common case in the loop, the rest through a call
-                    memoryless(rng, m, slotted)
-                    if dist == EXPONENTIAL
-                    else draw_service(rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1])
-                )
+                lst = i * levels  # the first non-empty level (FCFS: one level, no scan)
+                while head[lst] < 0:
+                    lst += 1
+                serving[i] = lst - i * levels
+                nj = head[lst]
+                c = stage_type[stage[job_prompt[nj]]]
+                if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
+                    duration = job_left[nj]
+                    job_left[nj] = 0.0
+                else:
+                    m = mean[c, i]
+                    duration = (  # the common case in the loop, the rest through a call
+                        memoryless(rng, m, slotted)
+                        if dist == EXPONENTIAL
+                        else draw_service(
+                            rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1]
+                        )
+                    )
                 tree_set(key, tree, s, t + duration)
             else:
                 tree_set(key, tree, s, np.inf)
-            inferences[stage_type[stage[p]], i] += 1
+            c = stage_type[stage[p]]
+            inferences[c, i] += 1
+            type_area[c, i] += t
             done[p] += 1
             if i == origin[p]:
                 done_home[p] += 1
@@ -633,15 +703,26 @@ def run_replication(net, svc, ctl, out, st, t_until):
             else:
                 j = unused_job
                 unused_job += 1
+                job_left[j] = 0.0
             jobs += 1
             job_prompt[j] = p
             job_next[j] = -1
+            type_area[c, d] -= t
+            v = level[nxt, int(r == 0)]
+            lst = d * levels + v
             width = _integrate(d, t, q, last, area, level_time, top)
-            if q[d] > 0:
-                job_next[tail[d]] = j
+            if head[lst] >= 0:
+                job_next[tail[lst]] = j
             else:
-                idle[d] += width
-                head[d] = j
+                head[lst] = j
+            if q[d] == 0 or (preemptive and v < serving[d] and key[n + d] > t):
+                # Start j; a job it preempts (not one completing at t, which in slots finishes
+                # before this slot's arrivals) heads its list with the service time it has left.
+                if q[d] == 0:
+                    idle[d] += width
+                else:
+                    job_left[head[d * levels + serving[d]]] = key[n + d] - t
+                serving[d] = v
                 m = mean[c, d]
                 duration = (
                     memoryless(rng, m, slotted)
@@ -650,7 +731,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
                 )
                 tree_set(key, tree, n + d, t + duration)
             last[d] = t
-            tail[d] = j
+            tail[lst] = j
             q[d] += 1
             if q[d] > max_queue[d]:
                 max_queue[d] = q[d]
@@ -659,7 +740,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
     counters[JOINS], counters[BIN] = joins, b
     st.clock[0] = t_chunk
     if capped or t_until >= t_stop:
-        finish_replication(ctl, out, st, t_end)
+        finish_replication(stage_type, ctl, out, st, t_end)
 
 
 @njit(cache=True, parallel=True)
@@ -679,11 +760,13 @@ def start_replications(seeds, net, slotted, st):
 
 
 @njit(cache=True)
-def finish_replications(ctl, out, st):
+def finish_replications(net, ctl, out, st):
     """:func:`finish_replication` of every unfinished replication at the time it reached."""
     for r in range(st.rng.shape[0]):
         if not st.counters[r, FINISHED]:
-            finish_replication(ctl, output_row(out, r), state_row(st, r), st.clock[r, 0])
+            finish_replication(
+                net.stage_type, ctl, output_row(out, r), state_row(st, r), st.clock[r, 0]
+            )
 
 
 @njit(cache=True)
@@ -702,6 +785,7 @@ def output_row(out, r):
         out.totals[r],
         out.queue_time[r],
         out.t_end[r : r + 1],
+        out.type_area[r],
     )
 
 
@@ -713,6 +797,7 @@ def state_row(st, r):
         st.counters[r],
         st.clock[r],
         st.q[r],
+        st.serving[r],
         st.head[r],
         st.tail[r],
         st.last[r],
@@ -723,6 +808,7 @@ def state_row(st, r):
         st.tree[r],
         st.job_next[r],
         st.job_prompt[r],
+        st.job_left[r],
         st.origin[r],
         st.birth[r],
         st.stage[r],

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..model.discipline import discipline_field, level_table
 from ..model.display import html_summary, tqdm
 from ..model.loads import job_rates, load_profile, loads
 from ..model.network import JOB_TYPES, MoANetwork, count_field, number_field
@@ -150,6 +151,15 @@ class SimulationResult:
         :data:`N_BINS` bins of replication 0, indexed by the bin's mid time (seconds).
     loads : ndarray (n,)
         The exact loads :math:`\rho_i`, for comparison with ``utilisation``.
+    mean_jobs_by_type, mean_jobs_by_type_ci : ndarray (3, n)
+        Time-average jobs of each type (``JOB_TYPES``) at each device, waiting or in service,
+        over the same window as ``mean_queue`` (summed over types it is ``mean_queue``), and
+        the Student-t CI half-width over replications (NaN with one replication). By Little's
+        law, divided by the type's job rate it is the mean sojourn of those jobs.
+    discipline : str
+        The devices' scheduling discipline (:data:`moa_stability.model.discipline.DISCIPLINES`).
+    preemptive : bool
+        Whether a higher-priority job interrupts the one in service (preemptive-resume).
 
     Methods :meth:`overflow_probability` and :meth:`buffer_for` read the tail of
     ``queue_distribution``.
@@ -192,6 +202,10 @@ class SimulationResult:
     max_jobs: int
     ci_method: str
     loads: np.ndarray
+    mean_jobs_by_type: np.ndarray
+    mean_jobs_by_type_ci: np.ndarray
+    discipline: str
+    preemptive: bool
     queue_distribution: np.ndarray = field(repr=False)
     max_tracked_queue: int
     paths: pd.DataFrame | None = field(default=None, repr=False)
@@ -282,6 +296,7 @@ class SimulationResult:
         for stat in ("mean", "ci", "p50", "p95", "p99"):
             frame[f"latency_{stat}_s"] = getattr(self, f"latency_{stat}")
         frame.index.name = "device"
+        frame.attrs.update(discipline=self.discipline, preemptive=self.preemptive)
         return frame
 
     def __str__(self) -> str:
@@ -291,9 +306,10 @@ class SimulationResult:
             else "continuous time"
         )
         cap = "" if self.cap_hit_time is None else f", job cap hit at {self.cap_hit_time:.6g} s"
+        rule = ("preemptive " if self.preemptive else "") + self.discipline
         return "\n".join(
             [
-                f"Simulation ({self.method}, {clock}, horizon {self.horizon_s:.6g} s x "
+                f"Simulation ({self.method}, {clock}, {rule}, horizon {self.horizon_s:.6g} s x "
                 f"{self.replications} replication(s), warm-up {self.warmup_s:.6g} s{cap})",
                 f"  verdict: {self.verdict} ({self.evidence})",
                 f"  mean queue per device: {_fmt(self.mean_queue)} +- {_fmt(self.mean_queue_ci)}"
@@ -537,6 +553,8 @@ class _Plan:
     warm_bin: int
     network: kern.Network
     service: kern.Service
+    discipline: str
+    preemptive: bool
     seed: int
     seeds: np.ndarray
     cap: int
@@ -559,12 +577,18 @@ def _plan(
     warmup: float,
     max_jobs: int,
     max_tracked_queue: int | None,
+    discipline: str = "fcfs",
+    preemptive: bool = False,
 ) -> _Plan:
     if not isinstance(net, MoANetwork):
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
     if not (isinstance(method, str) and method in METHODS):
         raise ValueError(f"method={method!r}: unknown simulator; use one of {METHODS}")
     seed = count_field("seed", seed, 0)
+    discipline = discipline_field(discipline)
+    if not isinstance(preemptive, (bool, np.bool_)):
+        raise ValueError(f"preemptive={preemptive!r}: must be True or False; pass a bool")
+    level = level_table(discipline, net.M)
     replications = count_field("replications", replications, 1)
     cap = count_field("max_jobs", max_jobs, max(net.k, default=0) + 1)
     if max_tracked_queue is None:  # the default resolution, as fine as the cell budget allows
@@ -580,7 +604,7 @@ def _plan(
         raise ValueError(f"max_jobs={max_jobs}: at most 2**31 - 1 jobs fit the job ids; lower it")
     bins = max(MIN_BINS, min(N_BINS, _BIN_BUDGET_BYTES // (16 * net.n * replications)))
     group = min(replications, numba.get_num_threads())
-    _check_memory(net, replications, group, cap, tracked, bins)
+    _check_memory(net, replications, group, cap, tracked, bins, int(level.max()) + 1)
     slotted = method == "slots"
     if horizon is None:
         horizon = _DEFAULT_HORIZON_SERVICES * float(_used_means(net).max())
@@ -601,8 +625,10 @@ def _plan(
         unit_s,
         t_stop,
         _warmup_bin(warmup, t_stop * unit_s, bins),
-        kern.Network(arrival, *_stages(net), *_selection(net)),
+        kern.Network(arrival, *_stages(net), *_selection(net), level),
         svc,
+        discipline,
+        bool(preemptive),
         seed,
         seeds,
         cap,
@@ -617,7 +643,7 @@ _HIST_CELLS = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
 
 
 def _check_memory(
-    net: MoANetwork, replications: int, group: int, cap: int, tracked: int, bins: int
+    net: MoANetwork, replications: int, group: int, cap: int, tracked: int, bins: int, levels: int
 ) -> None:
     r"""Refuse a call whose preallocated arrays would exceed :data:`MEMORY_BUDGET_BYTES`.
 
@@ -625,15 +651,18 @@ def _check_memory(
     bytes (``B`` bins, ``H`` histogram cells, ``P`` selection counters, one per CSR entry);
     per replication held at once (``group``: the numba threads) the state takes
     :data:`kernels.STATE_BYTES_PER_JOB` per job of the cap and
-    :data:`kernels.STATE_BYTES_PER_DEVICE` per device, plus a permutation per CSR entry.
+    :data:`kernels.STATE_BYTES_PER_DEVICE` per device (and
+    :data:`kernels.STATE_BYTES_PER_LEVEL` per device and further priority level), plus a
+    permutation per CSR entry.
     """
     pairs = 0 if _implicit_complete(net) else sum(_layer_rows(net, m).nnz for m in range(net.M))
     outputs = 8 * (
-        2 * bins * net.n + 3 * bins + 2 * _HIST_CELLS + 5 * net.n + 2 * net.n * (tracked + 1)
+        2 * bins * net.n + 3 * bins + 2 * _HIST_CELLS + 11 * net.n + 2 * net.n * (tracked + 1)
     )
     outputs += 8 * pairs
     pools = cap * kern.STATE_BYTES_PER_JOB
-    state = pools + net.n * kern.STATE_BYTES_PER_DEVICE + 8 * pairs
+    per_device = kern.STATE_BYTES_PER_DEVICE + (levels - 1) * kern.STATE_BYTES_PER_LEVEL
+    state = pools + net.n * per_device + 8 * pairs
     total = replications * outputs + group * state
     if total <= MEMORY_BUDGET_BYTES:
         return
@@ -687,9 +716,13 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
         totals=np.zeros((R, kern.N_TOTALS), np.int64),
         queue_time=np.zeros((R, 2, n, plan.tracked + 1)),
         t_end=np.zeros(R),
+        type_area=np.zeros((R, 2, len(JOB_TYPES), n)),
     )
-    controls = kern.Controls(plan.t_stop, _edges(plan), plan.warm_bin, plan.cap, *plan.hist_grid)
-    state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape)
+    controls = kern.Controls(
+        plan.t_stop, _edges(plan), plan.warm_bin, plan.cap, *plan.hist_grid, plan.preemptive
+    )
+    levels = int(plan.network.level.max()) + 1
+    state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape, levels)
     lo = started = 0  # first replication of the group in flight; replications started
     # Simulated time per chunk: first about _FIRST_CHUNK_EVENTS events (each job arrives and
     # completes), then doubled or halved towards the wall-time target, never below 1/16 of
@@ -727,7 +760,7 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
     except KeyboardInterrupt:
         kept = lo  # the finished groups, and the one in flight if it got anywhere
         if started > lo and np.any(st.clock > 0):
-            kern.finish_replications(controls, rows, st)
+            kern.finish_replications(plan.network, controls, rows, st)
             kept = started
         if kept == 0:
             raise  # nothing simulated yet: nothing to report
@@ -742,7 +775,7 @@ def _edges(plan: _Plan) -> np.ndarray:
     return np.linspace(0.0, plan.t_stop, plan.bins + 1)
 
 
-def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int]) -> kern.State:
+def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int], levels: int) -> kern.State:
     """Uninitialised :class:`kernels.State` of ``group`` replications
     (:func:`kernels.start_replications` fills it)."""
     leaves = 1
@@ -760,8 +793,9 @@ def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int]) -> kern
         counters=np.empty((group, kern.N_COUNTERS), np.int64),
         clock=np.zeros((group, 1)),
         q=device(),
-        head=device(),
-        tail=device(),
+        serving=device(),
+        head=np.empty((group, n * levels), np.int64),
+        tail=np.empty((group, n * levels), np.int64),
         last=device(float),
         area=device(float),
         idle=device(float),
@@ -770,6 +804,7 @@ def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int]) -> kern
         tree=np.empty((group, 2 * leaves), np.int64),
         job_next=pool(),
         job_prompt=pool(),
+        job_left=pool(float),
         origin=pool(),
         birth=pool(float),
         stage=pool(),
@@ -882,6 +917,7 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
     cap_time = float(out.t_end[capped].min() * unit) if capped.any() else None
     warmup_s = plan.warm_bin * plan.t_stop / plan.bins * unit
     level, level_ci = level_interval(series)
+    by_type, by_type_ci = _type_means(out, plan)
     evidence = Evidence(
         window_s=float(w.cover.sum(axis=1).max() * unit),
         warmup_s=warmup_s,
@@ -911,6 +947,10 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
         seed=plan.seed,
         max_jobs=plan.cap,
         loads=loads(net),
+        mean_jobs_by_type=by_type,
+        mean_jobs_by_type_ci=by_type_ci,
+        discipline=plan.discipline,
+        preemptive=plan.preemptive,
         mean_queue=mean_queue,
         mean_queue_ci=mean_queue_ci,
         max_queue=out.max_queue.max(axis=0),
@@ -945,6 +985,20 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
         max_tracked_queue=plan.tracked,
         partial=raw.partial,
     )
+
+
+def _type_means(out: kern.Outputs, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Time-average jobs per (type, device) after the warm-up edge ``t_w`` (or over all of a
+    run that ended before it), pooled over replications, and the Student-t half-width."""
+    t_warm = _edges(plan)[plan.warm_bin]
+    crossed = out.t_end > t_warm
+    before = np.where(crossed[:, None, None], out.type_area[:, 0], 0.0)
+    area = out.type_area[:, 1] - before
+    window = np.where(crossed, out.t_end - t_warm, out.t_end)
+    with np.errstate(invalid="ignore", divide="ignore"):  # nothing simulated: NaN
+        pooled = area.sum(axis=0) / window.sum()
+        _, half = t_interval(np.moveaxis(area / window[:, None, None], 0, -1))
+    return pooled, half
 
 
 def _distribution(level_time: np.ndarray) -> np.ndarray:
@@ -1018,10 +1072,13 @@ def simulate(
     record_paths: bool = False,
     max_tracked_queue: int | None = None,
     progress: bool | None = None,
+    discipline: str = "fcfs",
+    preemptive: bool = False,
 ) -> SimulationResult:
     r"""Simulate the network's queues job by job and judge its stability empirically.
 
-    Each device is a FCFS single server. The mean of every service distribution is the
+    Each device is a single server; by default FCFS, else a static priority by job class with
+    FCFS within a level (``discipline``). The mean of every service distribution is the
     network's ``service_time[c, i]`` for job type ``c`` at device ``i``, so that in steady state
     the utilisation equals the load :math:`\rho_i = \sum_c r_{i,c} E[S_{i,c}]`.
 
@@ -1075,6 +1132,14 @@ def simulate(
     progress : bool, optional
         A progress bar in simulated seconds: None (default) shows it once the run has taken
         more than :data:`_PROGRESS_DELAY_S` wall seconds, True always, False never.
+    discipline : str
+        One of :data:`moa_stability.model.discipline.DISCIPLINES`: ``"fcfs"``,
+        ``"later-layer-first"``, ``"earlier-layer-first"``, ``"aggregate-first"`` or
+        ``"own-user-first"`` (docs/simulator.md).
+    preemptive : bool
+        With a priority discipline, a job of a higher level interrupts the one in service,
+        which later resumes with the service time it had left (preemptive-resume; in slots,
+        its remaining slots). Default False: non-preemptive.
 
     Returns
     -------
@@ -1103,5 +1168,7 @@ def simulate(
         warmup,
         max_jobs,
         max_tracked_queue,
+        discipline,
+        preemptive,
     )
     return _summarise(net, plan, _run(net, plan, progress), record_paths)

@@ -221,3 +221,16 @@ def test_fig10_capacities_follow_the_loads_and_the_frontier_is_undominated(quick
         for row in front.itertuples():
             better = part[(part.quality > row.quality) & (part.quantile_s <= row.quantile_s)]
             assert better.empty
+
+
+def test_fig11_own_user_first_grows_at_the_fluid_rate_where_fcfs_does_not(quick_run):
+    t = table(quick_run, "fig11_disciplines")
+    last = t.groupby("series").last()
+    horizon = float(last["time_s"].max())
+    # Fluid: from 5 prompts the total grows at ~0.68 jobs/s under own-user-first; FCFS drains.
+    assert last.loc["fluid, fcfs", "total_jobs"] < 1e-6
+    assert last.loc["fluid, own-user-first", "total_jobs"] > 0.6 * horizon
+    for rule in ("own-user-first", "preemptive own-user-first"):
+        simulated = last.loc[f"simulated, {rule}", "total_jobs"]
+        assert simulated > 0.5 * horizon
+        assert simulated > 10 * last.loc["simulated, fcfs", "total_jobs"]
