@@ -8,10 +8,12 @@ n = 4; random 20-regular for the optimiser):
 * ``max_stable_rate(..., optimise_selection=True)`` on the network of bench_optimize.py
   (M = 2, k = 3, per-device speed, refine and aggregate 1.5x propose: one merged group, the
   parametric max-flow) and, up to ``--lp-max-n``, with independent random times per job type
-  (several groups, the structured HiGHS LP): seconds, the solver path and the certified gap;
+  (several groups, the structured HiGHS LP; its own ``--lp-timeout``): seconds, the solver
+  path and the certified gap;
 
 and at n = 10^6 (8-regular and the implicit complete graph, homogeneous, load 0.8): seconds
-for building the network, ``loads``, ``stability_report`` and ``latency``.
+for building the network, ``loads``, ``stability_report`` and ``latency``, and ``load_matrix``
+on the 8-regular graph (on the complete graph it would hold n(n-1) entries).
 
 Every point runs in a fresh subprocess (so peak memory is its own; kernels are compiled or
 loaded from numba's cache and warmed up before the clock starts). The table is printed and
@@ -85,7 +87,7 @@ emit(task="optimise/" + rows, n=n, seconds=wall, graph_s=graph_s, path=res.solve
 """
 
 _MILLION = """
-from moa_stability import latency, loads, stability_report
+from moa_stability import latency, load_matrix, loads, stability_report
 n = {n}
 for name in ("8-regular", "complete"):
     start = time.perf_counter()
@@ -96,7 +98,7 @@ for name in ("8-regular", "complete"):
                      topology=topo)
     emit(task="network/" + name, n=n, seconds=time.perf_counter() - start, graph_s=graph_s,
          peak_rss_mib=rss_mib())
-    for f in (loads, stability_report, latency):
+    for f in (loads, stability_report, latency) + ((load_matrix,) if name == "8-regular" else ()):
         start = time.perf_counter()
         f(net)
         emit(task=f.__name__ + "/" + name, n=n, seconds=time.perf_counter() - start,
@@ -149,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="run even on a busy machine")
     parser.add_argument("--quick", action="store_true", help="n up to 10^4, no n = 10^6")
-    parser.add_argument("--lp-max-n", type=int, default=10_000, help="largest n for the LP")
+    parser.add_argument(
+        "--lp-max-n", type=int, default=100_000, help="largest n for the several-group LP"
+    )
+    parser.add_argument(
+        "--lp-timeout", type=float, default=300.0, help="seconds for a several-group LP point"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_scale")
     parser.add_argument("--sizes", help="comma-separated n to run instead (no n = 10^6)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per point")
@@ -173,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         if n > 20:
             rows += _run(_OPTIMISE.format(n=n, rows="proportional"), args.timeout)
             if n <= args.lp_max_n:
-                rows += _run(_OPTIMISE.format(n=n, rows="independent"), args.timeout)
+                rows += _run(
+                    _OPTIMISE.format(n=n, rows="independent"), min(args.timeout, args.lp_timeout)
+                )
         print(pd.DataFrame(rows[-3:]).to_string(index=False), flush=True)
     if not (args.quick or args.sizes):
         rows += _run(_MILLION.format(n=1_000_000), args.timeout)

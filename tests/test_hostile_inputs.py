@@ -304,6 +304,18 @@ CASES = [
         JUNK.filter(lambda v: v is not None),
     ),
     (
+        "mean_service_times",
+        "max_tokens",
+        lambda v: service.mean_service_times(1, 1, n=10, max_tokens=v),
+        bad_count(1).filter(lambda v: v is not None),
+    ),
+    (
+        "service_samples",
+        "max_tokens",
+        lambda v: service.service_samples(1, 1, n=10, max_tokens=v),
+        bad_count(1).filter(lambda v: v is not None),
+    ),
+    (
         "service_samples",
         "source",
         lambda v: service.service_samples(1, 1, n=10, source=v),

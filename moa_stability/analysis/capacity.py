@@ -39,7 +39,9 @@ projected onto the constraints, loads recomputed) a proven lower bound.
 **Solver.** HiGHS's interior point (no crossover) on the sparse matrix built here directly:
 every flow column has two nonzeros (its helper's load row, its origin's balance row), so the
 build is a few array operations instead of cvxpy's canonicalisation, which dominated the
-cvxpy path's time at ``n >= 1000``.
+cvxpy path's time at ``n >= 1000``. Because the certificate is computed here, the interior
+point runs at a loose tolerance first and is tightened only when the bound misses
+``_CERTIFIED_RTOL`` (docs/scale.md has the measurements).
 """
 
 from __future__ import annotations
@@ -67,14 +69,13 @@ SOLVER_PATHS: tuple[str, str, str] = ("parametric-flow", "highs-structured", "cv
 """``solver_path`` values: one merged group (:func:`_parametric_flow`), several
 (:func:`_structured_lp`), and the general program of :mod:`~moa_stability.analysis.optimize`."""
 
-_HIGHS_OPTIONS = {
-    "solver": "ipm",
-    "run_crossover": "off",
-    "ipm_optimality_tolerance": 1e-10,
-    "primal_feasibility_tolerance": 1e-10,
-    "dual_feasibility_tolerance": 1e-10,
-    "output_flag": False,
-}
+_HIGHS_OPTIONS = {"solver": "ipm", "run_crossover": "off", "output_flag": False}
+# Interior-point tolerances, tried in turn until the certificate holds. The last interior-point
+# iterations are the expensive ones (the normal equations grow ill-conditioned), and the
+# certificate is evaluated here, not taken from the solver: at 1e-8 HiGHS stops 5-10x sooner
+# than at 1e-10 (n = 3000 and 10^4, two groups) with a certified gap of about 1e-8, well inside
+# _CERTIFIED_RTOL; 1e-10 is the fall-back when it is not.
+_IPM_TOLERANCES = (1e-8, 1e-10)
 # Helper-time rows within this relative distance of proportional share one group.
 _PROPORTIONAL_RTOL = 1e-12
 # A flow this close to the supply counts as saturating (float round-off in the max-flow).
@@ -151,7 +152,8 @@ def _structured_lp(
     edges: _Edges, groups: list[_Group], d: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Columns ``[T, z_1, ..., z_G]``, rows ``[load_1..n, balance_{g,1..n}]``: the flows and
-    the load-row multipliers."""
+    the load-row multipliers, from the loosest of :data:`_IPM_TOLERANCES` whose dual bound is
+    within :data:`_CERTIFIED_RTOL` of the peak load of the flows (clipped to their bounds)."""
     n, E, G = edges.n, edges.origin.size, len(groups)
     lp = highspy.HighsLp()
     lp.num_col_ = 1 + G * E
@@ -183,17 +185,29 @@ def _structured_lp(
         highs.setOptionValue(key, val)
     if highs.passModel(lp) == highspy.HighsStatus.kError:
         raise RuntimeError("HiGHS rejected the structured program")
-    highs.run()
-    solution = highs.getSolution()
-    if not (solution.value_valid and solution.dual_valid):
-        status = highs.modelStatusToString(highs.getModelStatus())
-        raise ValueError(
-            f"solver='HIGHS': the structured solve ended with status {status!r}; pass "
-            "solver='HIGHS' to max_stable_rate to use the general program"
-        )
-    flows = np.asarray(solution.col_value)[1:].reshape(G, E)
-    # Load rows are <= rows of a minimisation: HiGHS reports their multipliers as <= 0.
-    return flows, -np.asarray(solution.row_dual)[:n]
+    for tolerance in _IPM_TOLERANCES:
+        for key in ("ipm_optimality", "primal_feasibility", "dual_feasibility"):
+            highs.setOptionValue(f"{key}_tolerance", tolerance)
+        highs.clearSolver()  # each tolerance solves from scratch
+        highs.run()
+        solution = highs.getSolution()
+        if not (solution.value_valid and solution.dual_valid):
+            status = highs.modelStatusToString(highs.getModelStatus())
+            raise ValueError(
+                f"solver='HIGHS': the structured solve ended with status {status!r}; pass "
+                "solver='HIGHS' to max_stable_rate to use the general program"
+            )
+        flows = np.clip(np.asarray(solution.col_value)[1:], 0.0, lp.col_upper_[1:]).reshape(G, E)
+        # Load rows are <= rows of a minimisation: HiGHS reports their multipliers as <= 0.
+        mu = -np.asarray(solution.row_dual)[:n]
+        load = w * d
+        for group, z in zip(groups, flows, strict=True):
+            load = load + group.helper_time * np.bincount(edges.helper, z, minlength=n)
+        if np.any(mu > 0) and load.max() <= _dual_bound(mu, edges, groups, d, w) * (
+            1 + _CERTIFIED_RTOL
+        ):
+            break
+    return flows, mu
 
 
 def _parametric_flow(

@@ -214,17 +214,27 @@ class _Classes:
 def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first occurrence of each distinct row of ``keys`` (in sorted order) and
     each row's group, as :func:`numpy.unique`; all rows alike (homogeneous networks, the
-    common case) skips the sort."""
-    if (keys == keys[:1]).all():
+    common case) skips the sort. Columns equal in every row decide nothing in the
+    lexicographic order, so they are dropped first: the neighbour-law columns of a
+    homogeneous graph, leaving one column whose 1-d sort is far cheaper than a row sort."""
+    varies = (keys != keys[:1]).any(axis=0)
+    if not varies.any():
         return np.zeros(1, np.int64), np.zeros(keys.shape[0], np.int64)
+    keys = keys[:, varies]
+    if keys.shape[1] == 1:
+        keys = keys[:, 0]
     _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     return first, group.ravel()
 
 
 def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _Classes:
-    key = np.vstack([rates, net.service_time])
-    first, inverse = _distinct_rows(key.T)
-    r, s = key[:3, first], key[3:, first]
+    service_time = net.service_time
+    if (rates == rates[:, :1]).all() and (service_time == service_time[:, :1]).all():
+        # Homogeneous (the common case at scale): no (6, n) key to stack and compare.
+        first, inverse = np.zeros(1, np.int64), np.zeros(net.n, np.int64)
+    else:
+        first, inverse = _distinct_rows(np.vstack([rates, service_time]).T)
+    r, s = rates[:, first], service_time[:, first]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
     wait = second / (2.0 * (1.0 - load))
@@ -239,6 +249,19 @@ class _Sojourns:
     cdf: np.ndarray  # (P + 1, L): P(sojourn <= (j + 1/2) h)
     of_class: np.ndarray  # (U, 3): row of each class's type-c law
     mean: np.ndarray  # (P + 1,): exact mean sojourn (P-K); 0 for the last row (no sojourn)
+
+
+@njit(cache=True)
+def _mixture_rows(laws, law, share, position, out):  # pragma: no cover - numba
+    """``out[position[u]] += share[c, u] * laws[law[c, u]]`` over types ``c`` and classes ``u``
+    with ``law[c, u] >= 0``, in one pass (no gathered temporaries); returns ``out``."""
+    for c in range(law.shape[0]):
+        for u in range(law.shape[1]):
+            if law[c, u] >= 0:
+                row, w, src = out[position[u]], share[c, u], laws[law[c, u]]
+                for x in range(row.size):
+                    row[x] += w * src[x]
+    return out
 
 
 def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> _Sojourns:
@@ -256,13 +279,11 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     position = np.full(U, -1)
     position[active] = np.arange(active.size)
     class_of = np.broadcast_to(np.arange(U), busy.shape)[busy]
-    # B_e of each class: its types' equilibrium laws weighted by their shares of the work, as
-    # one sparse (classes x distinct means) product (duplicate means are summed).
-    share = (cls.rates * cls.means)[busy] / cls.load[class_of]
-    mixture = sp.csr_array(
-        (share, (position[class_of], law[busy])), shape=(active.size, distinct.size)
-    )
-    be_hat = np.fft.rfft(mixture @ equilibrium, axis=1)
+    # B_e of each class: its types' equilibrium laws weighted by their shares of the work.
+    share = np.zeros(busy.shape)
+    share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
+    mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
+    be_hat = np.fft.rfft(mixture, axis=1)
     be_hat *= -load[:, None]
     be_hat += 1.0
     wait_hat = (1.0 - load)[:, None] / be_hat
@@ -392,17 +413,29 @@ def _effective_siblings(K: int, rho: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 # ---- joins --------------------------------------------------------------------------------------
-def _add_copies(e: list[np.ndarray], F: np.ndarray, copies: int) -> list[np.ndarray]:
-    r"""Elementary symmetric polynomials :math:`e_0..e_k` after adding ``copies`` elements equal
-    to ``F``: :math:`e_a \leftarrow \sum_b \binom{c}{b} F^b e_{a-b}`."""
-    k = len(e) - 1
-    powers = [np.ones_like(F)]
-    for _ in range(min(copies, k)):
-        powers.append(powers[-1] * F)
-    return [
-        sum(math.comb(copies, b) * powers[b] * e[a - b] for b in range(min(a, copies) + 1))
-        for a in range(k + 1)
-    ]
+@njit(cache=True)
+def _symmetric_with_copies(Fc, counts, k):  # pragma: no cover - numba
+    r"""Elementary symmetric polynomials :math:`e_0..e_k` (rows) of the CDF rows ``Fc[u]``,
+    each taken ``counts[u]`` times: adding :math:`c` copies of :math:`F` is
+    :math:`e_a \leftarrow \sum_b \binom{c}{b} F^b e_{a-b}`, done for descending :math:`a` so
+    that the :math:`e_{a-b}` on the right are still the old ones. A kernel: on a heterogeneous
+    complete graph there is one class per device."""
+    L = Fc.shape[1]
+    e = np.zeros((k + 1, L))
+    e[0] = 1.0
+    for u in range(Fc.shape[0]):
+        c = counts[u]
+        if c == 0:
+            continue
+        for a in range(k, 0, -1):
+            for x in range(L):
+                acc, power, choose = e[a, x], 1.0, 1.0
+                for b in range(1, min(a, c) + 1):
+                    power *= Fc[u, x]
+                    choose = choose * (c - b + 1) / b  # binomial(c, b), exact below 2^53
+                    acc += choose * power * e[a - b, x]
+                e[a, x] = acc
+    return e
 
 
 def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k: int):
@@ -410,9 +443,7 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
     :math:`e_j` of all devices (classes with multiplicities), then one device of the owner's
     class removed by :math:`e'_j = e_j - F e'_{j-1}` (no cancellation worth a bit: every term
     is non-negative and :math:`e'_j \le e_j`)."""
-    e = [np.ones(Fc.shape[1])] + [np.zeros(Fc.shape[1]) for _ in range(k)]
-    for u in np.flatnonzero(counts):
-        e = _add_copies(e, Fc[u], int(counts[u]))
+    e = _symmetric_with_copies(Fc, counts.astype(np.int64), k)
     F = Fc[owners]
     removed = np.ones_like(F)
     for j in range(1, k + 1):
@@ -421,11 +452,14 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_helpers(F, start, stop, laws, k):  # pragma: no cover - numba
-    r""":math:`e_k` of the neighbours' CDFs per row ``r`` (neighbours: the law rows
-    ``laws[start[r]:stop[r]]``, a CSR slice), by the recurrence
+def _graph_joins(F, own, start, stop, laws, k, choices, power):  # pragma: no cover - numba
+    r"""Join CDFs per row ``r``: :math:`\big(F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}
+    \big)^{p_r}` with ``choices[r]`` :math:`= \binom{d}{k}` and ``power[r]`` :math:`= p_r`
+    (1: no power taken), where :math:`e_k` of the neighbours' CDFs (the law rows
+    ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
     :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbours. A kernel: the gathered
-    neighbour rows are never materialised, so memory traffic stays at one pass."""
+    neighbour rows and the intermediate products are never materialised, so memory traffic
+    stays at one pass over the output."""
     R, L = start.size, F.shape[1]
     out = np.empty((R, L))
     e = np.empty((k + 1, L))
@@ -437,7 +471,10 @@ def _graph_helpers(F, start, stop, laws, k):  # pragma: no cover - numba
             for j in range(k, 0, -1):
                 for x in range(L):
                     e[j, x] += row[x] * e[j - 1, x]
-        out[r] = e[k]
+        mine, p = F[own[r]], power[r]
+        for x in range(L):
+            v = mine[x] * e[k, x] / choices[r]
+            out[r, x] = v if p == 1.0 else v**p
     return out
 
 
@@ -502,23 +539,25 @@ def _layer_joins(
         return _systematic_joins(net, own, rho, Fc, m, q_m, method)
     if net.is_complete:
         first, group = _distinct_rows(np.column_stack([own, q_m]))
-        counts = np.bincount(own, minlength=Fc.shape[0])
-        helper_part = _complete_helpers(Fc, counts, own[first], k)
         helpers_rho = (rho.sum() - rho) / (net.n - 1)
         d = net.n - 1
     else:
         adj = net.topology
         first, group = _neighbour_groups(adj, own, np.column_stack([own, q_m]))
-        start, stop = adj.indptr[first], adj.indptr[first + 1]
-        helper_part = _graph_helpers(Fc, start, stop, own[adj.indices], k)
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
-    choices = np.array([math.comb(int(v), k) for v in np.broadcast_to(d, own.shape)[first]])
-    joins = Fc[own[first]] * helper_part / choices[:, None]
+    choices = np.array([float(math.comb(int(v), k)) for v in np.broadcast_to(d, own.shape)[first]])
+    power = np.ones(first.size)
     if method == "estimate":
         sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
-        a = _effective_siblings(k + 1, sib_rho, q_m[first])
-        joins = joins ** (a / (k + 1))[:, None]
+        power = _effective_siblings(k + 1, sib_rho, q_m[first]) / (k + 1)
+    if not net.is_complete:
+        start, stop = adj.indptr[first], adj.indptr[first + 1]
+        return group, _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices, power)
+    counts = np.bincount(own, minlength=Fc.shape[0])
+    joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
+    if method == "estimate":
+        joins = joins ** power[:, None]
     return group, joins
 
 
@@ -712,13 +751,24 @@ def _quantile(cdf: np.ndarray, h: float, q: Any) -> float | np.ndarray:
 
 def _row_quantiles(cdf: np.ndarray, h: float, q: np.ndarray) -> np.ndarray:
     """``(rows, len(q))`` quantiles of the monotone CDF rows ``cdf`` (each reaching every q)."""
-    # Count of entries below q = searchsorted(side="left") on a monotone row, for all rows.
-    j = (cdf[:, :, None] < q).sum(axis=1)
-    rows = np.arange(cdf.shape[0])[:, None]
-    before = np.where(j > 0, cdf[rows, np.maximum(j - 1, 0)], 0.0)
-    width = np.maximum(cdf[rows, j] - before, 1e-300)
-    # The CDF is known at (j + 1/2) h and linear between (mass spread over each cell).
-    return np.maximum(h * (j - 0.5 + (q - before) / width), 0.0)
+    return _row_quantiles_kernel(np.ascontiguousarray(cdf), h, np.ascontiguousarray(q, float))
+
+
+@njit(cache=True)
+def _row_quantiles_kernel(cdf, h, q):  # pragma: no cover - numba
+    """:func:`_row_quantiles` by one binary search per row and probability (no rows x grid x
+    probabilities temporary)."""
+    out = np.empty((cdf.shape[0], q.size))
+    for r in range(cdf.shape[0]):
+        row = cdf[r]
+        for i in range(q.size):
+            # Count of entries below q = searchsorted(side="left") on a monotone row.
+            j = np.searchsorted(row, q[i])
+            before = row[j - 1] if j > 0 else 0.0
+            width = max(row[j] - before, 1e-300)
+            # The CDF is known at (j + 1/2) h and linear between (mass spread over each cell).
+            out[r, i] = max(h * (j - 0.5 + (q[i] - before) / width), 0.0)
+    return out
 
 
 # ---- the public function ------------------------------------------------------------------------
@@ -840,6 +890,25 @@ def latency(
     )
 
 
+def _twin_layer(
+    net: MoANetwork, soj: _Sojourns, q: np.ndarray, m: int, done: dict[int, int]
+) -> int | None:
+    """An earlier layer whose join law is layer ``m``'s (uniform selection, same ``k``, same
+    overlap, same job law at every device), or ``None``. A selection may differ per layer."""
+    if m == net.M or not net.k[m] or net.selection is not None:
+        return None
+    law = soj.of_class[:, PROPOSE if m == 0 else REFINE]
+    for prev in done:
+        prev_law = soj.of_class[:, PROPOSE if prev == 0 else REFINE]
+        if (
+            net.k[prev] == net.k[m]
+            and np.array_equal(prev_law, law)
+            and np.array_equal(q[prev], q[m])
+        ):
+            return done[prev]
+    return None
+
+
 def _compute(
     net: MoANetwork,
     cls: _Classes,
@@ -859,11 +928,21 @@ def _compute(
     x = h * np.arange(L)
     last = AGGREGATE if net.M else PROPOSE
     stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
+    # Layers whose joins have the same inputs (k, the job laws of every device, the overlap)
+    # have the same law: computed once (typically refine layers, and the propose layer when
+    # propose and refine jobs take equally long). Keyed by layer, valued by stage index.
+    done: dict[int, int] = {}
     for m in range(net.M + 1):
+        twin = _twin_layer(net, soj, q, m, done)
+        if twin is not None:
+            for stage in (stage_groups, stage_hats, stage_cdfs, stage_means):
+                stage.append(stage[twin])
+            continue
         if m < net.M and net.k[m]:
             group, joins = _layer_joins(net, cls, soj, m, q, method)
             pmfs = _pmf_rows(joins)
             means = pmfs @ x
+            done[m] = m
         else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
             c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
             law = soj.of_class[own, c]

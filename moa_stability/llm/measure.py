@@ -109,8 +109,9 @@ def check_quiet(max_load: float | None = QUIET_LOAD, *, own_threads: int = 0) ->
     ``max_load + own_threads`` (``max_load=None``: never raise, the override for tests).
 
     Timings are wall-clock, so another runnable process on the same cores stretches them
-    (the shipped trace's bimodal residuals). ``own_threads`` discounts the threads of the
-    run itself, which the load average counts once they have run for a while.
+    (the bimodal residuals of the busy trace, ``load_busy_trace``). ``own_threads``
+    discounts the threads of the run itself, which the load average counts once they have
+    run for a while.
     """
     load = os.getloadavg()[0]
     if max_load is not None and load > max_load + own_threads:

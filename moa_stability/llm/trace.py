@@ -38,7 +38,12 @@ TRACE_COLUMNS: tuple[str, ...] = (
 """The columns of a trace, in order (a measured trace adds ``request`` and ``order``)."""
 
 DEFAULT_TRACE = "trace_smollm2_quiet.csv"
-"""The shipped SmolLM2-135M trace, in ``moa_stability/data``."""
+"""The shipped SmolLM2-135M trace, in ``moa_stability/data``: measured with nothing else
+running (load average below 0.3 at each start)."""
+
+BUSY_TRACE = "trace_smollm2_busy.csv"
+"""The same measurement on a shared machine (load average 1.5-8.5), in ``moa_stability/data``:
+kept as the record of what CPU contention does to inference times, not as a service model."""
 
 FIT_COLUMNS: tuple[str, ...] = ("job_type", "input_tokens", "output_tokens", "seconds")
 """The columns a service-time fit needs."""
@@ -162,24 +167,36 @@ def load_trace(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def load_default_trace() -> pd.DataFrame:
-    """The shipped SmolLM2-135M trace (``moa_stability/data/trace_smollm2.csv``), a copy.
+    """The shipped SmolLM2-135M trace (``moa_stability/data/trace_smollm2_quiet.csv``), a copy.
 
     Metadata (model, runtime, CPU, regenerating command, ...) is in ``df.attrs``.
     """
-    return _default_trace().copy()
+    return _shipped_trace(DEFAULT_TRACE).copy()
 
 
-@lru_cache(maxsize=1)
-def _default_trace() -> pd.DataFrame:
+def load_busy_trace() -> pd.DataFrame:
+    """The SmolLM2-135M trace timed on a busy machine (:data:`BUSY_TRACE`), a copy.
+
+    Same prompts, shapes and seed as the default trace, timed while other jobs shared the two
+    cores (``loadavg_1min`` per row): the contrast that shows what contention does to the
+    residuals (figure 4). Metadata, with a note on why it is kept, is in ``df.attrs``.
+    """
+    return _shipped_trace(BUSY_TRACE).copy()
+
+
+@lru_cache(maxsize=2)
+def _shipped_trace(name: str) -> pd.DataFrame:
     data = resources.files("moa_stability").joinpath("data")
-    with data.joinpath(DEFAULT_TRACE).open("r", encoding="utf-8") as fh:
-        return _read(fh, data.joinpath(DEFAULT_TRACE.replace(".csv", ".json")))
+    with data.joinpath(name).open("r", encoding="utf-8") as fh:
+        return _read(fh, data.joinpath(name.replace(".csv", ".json")))
 
 
 __all__ = [
+    "BUSY_TRACE",
     "DEFAULT_TRACE",
     "FIT_COLUMNS",
     "TRACE_COLUMNS",
+    "load_busy_trace",
     "load_default_trace",
     "load_trace",
     "save_trace",

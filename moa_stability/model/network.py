@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from numba import njit
-from scipy.sparse.csgraph import connected_components
 
 from .display import tidy
 
@@ -35,6 +34,9 @@ JOB_TYPES: tuple[str, str, str] = ("propose", "refine", "aggregate")
 PROPOSE, REFINE, AGGREGATE = range(3)
 
 _ROW_SUM_RTOL = 1e-9
+MAX_COMPLETE_PAIRS = 10**8
+"""Largest ``n(n-1)`` for which :attr:`MoANetwork.adjacency` builds the complete graph (about
+1.2 GB of CSR); n = 10,000 fits."""
 
 
 def _fail(field: str, value: Any, problem: str, fix: str) -> ValueError:
@@ -322,20 +324,49 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
 @njit(cache=True)
 def _is_symmetric(indptr, indices):  # pragma: no cover - numba
     """Whether every entry ``(r, c)`` of a CSR pattern with sorted, distinct columns has its
-    mirror ``(c, r)``: a binary search per entry, no transposed copy (seconds at 10^6)."""
+    mirror ``(c, r)``, with no transposed copy.
+
+    Rows are read in increasing ``r``, so the entries of column ``c`` arrive in the order the
+    symmetric row ``c`` lists them: one cursor per row walks it, and the pattern is symmetric
+    iff every entry meets its cursor and every cursor ends at its row's end (one random read
+    per entry; a binary search per entry took several times longer at 10^6).
+    """
+    cursor = indptr[:-1].copy()
     for r in range(indptr.size - 1):
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
-            lo, hi = indptr[c], indptr[c + 1]
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if indices[mid] < r:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo == indptr[c + 1] or indices[lo] != r:
+            if cursor[c] == indptr[c + 1] or indices[cursor[c]] != r:
                 return False
-    return True
+            cursor[c] += 1
+    return np.all(cursor == indptr[1:])
+
+
+@njit(cache=True)
+def _component_count(indptr, indices):  # pragma: no cover - numba
+    """Connected components of a symmetric CSR pattern, by one breadth-first search per
+    component: O(n + edges) with no transposed copy (scipy's undirected search builds one, its
+    strong-component search does more work per edge; both take several times longer at 10^6)."""
+    n = indptr.size - 1
+    seen = np.zeros(n, np.bool_)
+    queue = np.empty(n, np.int64)
+    count = 0
+    for root in range(n):
+        if seen[root]:
+            continue
+        count += 1
+        seen[root] = True
+        queue[0] = root
+        head, tail = 0, 1
+        while head < tail:
+            v = queue[head]
+            head += 1
+            for p in range(indptr[v], indptr[v + 1]):
+                u = indices[p]
+                if not seen[u]:
+                    seen[u] = True
+                    queue[tail] = u
+                    tail += 1
+    return count
 
 
 def _ring(n: int) -> sp.csr_array:
@@ -535,9 +566,7 @@ class MoANetwork:
                 "lower k or add edges so every device has at least k neighbours",
             )
         if not self.is_complete and not _known(_CONNECTED_GRAPHS, self.topology):
-            # The graph is symmetric, so its strong components are its components, and the
-            # directed search skips the transposed copy the undirected one builds.
-            count, _ = connected_components(self.topology, directed=True, connection="strong")
+            count = _component_count(self.topology.indptr, self.topology.indices)
             if count > 1:
                 raise _fail(
                     "topology",
@@ -624,8 +653,10 @@ class MoANetwork:
                 "every inclusion probability must lie in [0, 1]",
             )
         pi.eliminate_zeros()
-        allowed = self.adjacency
-        off_graph = pi - pi.multiply(allowed)
+        # On the complete graph only the diagonal is off the graph: never build its n^2 pairs.
+        off_graph = (
+            sp.diags_array(pi.diagonal()) if self.is_complete else pi - pi.multiply(self.adjacency)
+        )
         if abs(off_graph).sum() > 0:
             j, i = (int(x[0]) for x in off_graph.nonzero())
             raise _fail(
@@ -653,11 +684,26 @@ class MoANetwork:
 
     @cached_property
     def adjacency(self) -> sp.csr_array:
-        """The gossip graph as a symmetric 0/1 CSR matrix (built on demand for ``complete``)."""
+        """The gossip graph as a symmetric 0/1 CSR matrix (built on demand for ``complete``,
+        up to :data:`MAX_COMPLETE_PAIRS` pairs; loads, reports, latency and the simulator keep
+        the complete graph implicit and never ask for it)."""
         if not self.is_complete:
             return self.topology
-        dense = np.ones((self.n, self.n)) - np.eye(self.n)
-        return sp.csr_array(dense)
+        n = self.n
+        pairs = n * (n - 1)
+        if pairs > MAX_COMPLETE_PAIRS:
+            raise _fail(
+                "topology",
+                "complete",
+                f"its adjacency would hold n(n-1)={pairs} entries (over {MAX_COMPLETE_PAIRS})",
+                "use loads/stability_report/latency/simulate, which keep it implicit, or pass "
+                "a sparse topology such as random_regular_graph(n, d)",
+            )
+        # Row j lists 0..n-1 without j: column c of row j is c + (c >= j).
+        column = np.arange(n - 1)
+        indices = (column[None, :] + (column[None, :] >= np.arange(n)[:, None])).ravel()
+        indptr = np.arange(0, pairs + 1, n - 1) if n > 1 else np.zeros(n + 1, np.int64)
+        return sp.csr_array((np.ones(pairs), indices, indptr), shape=(n, n))
 
     @cached_property
     def degrees(self) -> np.ndarray:

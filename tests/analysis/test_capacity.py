@@ -116,3 +116,81 @@ def test_float_max_flow_matches_scipy_on_integer_capacities(seed: int) -> None:
     assert np.all(flow >= -1e-9) and np.all(flow <= dense[tail, head] + 1e-9)
     net_out = np.bincount(tail, flow, nodes) - np.bincount(head, flow, nodes)
     np.testing.assert_allclose(net_out[1:-1], 0.0, atol=1e-9)
+
+
+def _independent_dual_bound(net: MoANetwork, mu: np.ndarray, cap: float) -> float:
+    r"""``cap / g(mu)`` written out per layer and per origin with Python loops: each origin's
+    cheapest placement of layer ``m`` fills its ``k_m`` neighbours of smallest
+    :math:`\mu_i s_{m,i}` (the weak-duality bound on the least peak load)."""
+    mu = mu / mu.sum()
+    s, lam, adj = net.service_time, net.arrival_rate, net.adjacency
+    own = s[0] + (net.M - 1) * s[1] + s[2]
+    bound = float(mu @ (own * lam))
+    for m, km in enumerate(net.k):
+        price = mu * s[0 if m == 0 else 1]
+        for j in range(net.n):
+            neighbours = adj.indices[adj.indptr[j] : adj.indptr[j + 1]]
+            bound += lam[j] * float(np.sort(price[neighbours])[:km].sum())
+    return cap / bound
+
+
+def _two_group_network(n: int, degree: int, seed: int) -> MoANetwork:
+    """Independent random times per job type (propose and refine rows unrelated): the layers
+    form two groups, so the structured LP runs, not the max-flow."""
+    rng = np.random.default_rng(seed)
+    return MoANetwork(
+        n=n,
+        M=int(rng.integers(2, 4)),
+        k=int(rng.integers(1, 4)),
+        arrival_rate=rng.uniform(0.05, 1.0, n),
+        service_time=rng.uniform(0.3, 3.0, (3, n)),
+        topology=random_regular_graph(n, degree, seed=seed),
+    )
+
+
+def _check_structured_against_cvxpy(net: MoANetwork) -> None:
+    fast = max_scale_selection(net, margin=0.05)
+    assert fast.solver_path == "highs-structured"
+    general = max_stable_rate(net, optimise_selection=True, margin=0.05, solver="HIGHS")
+    assert general.solver_path == "cvxpy"
+    assert fast.value == pytest.approx(general.value, rel=1e-7)
+    # The certificate, recomputed here from the reported multipliers.
+    bound = _independent_dual_bound(net, np.asarray(fast.duals), fast.load_cap)
+    assert fast.dual_bound == pytest.approx(bound, rel=1e-9)
+    assert general.value <= bound * (1 + 1e-9)  # a true upper bound on the optimum
+    assert fast.value <= bound <= fast.value * (1 + 1e-6)
+    assert fast.status == "optimal"
+    assert loads(fast.network).max() == pytest.approx(0.95, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_several_groups_agree_with_cvxpy_with_an_independently_checked_bound(seed: int) -> None:
+    _check_structured_against_cvxpy(_two_group_network(int(60 + 45 * seed), 6, seed))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(2))
+def test_several_groups_agree_with_cvxpy_at_a_thousand_devices(seed: int) -> None:
+    _check_structured_against_cvxpy(_two_group_network(1000, 20, 100 + seed))
+
+
+def test_a_loose_solve_that_misses_the_certificate_is_tightened(monkeypatch) -> None:
+    from moa_stability.analysis import capacity
+
+    net = _two_group_network(80, 6, 7)
+    tight = max_scale_selection(net)
+    # A first tolerance too loose to certify: the fall-back must run and deliver one.
+    monkeypatch.setattr(capacity, "_IPM_TOLERANCES", (1e-3, 1e-10))
+    checks: list[float] = []
+    bound = capacity._dual_bound
+
+    def counted(*args):
+        checks.append(bound(*args))
+        return checks[-1]
+
+    monkeypatch.setattr(capacity, "_dual_bound", counted)
+    res = max_scale_selection(net)
+    assert len(checks) == 3  # two solves checked, then the result's own bound
+    assert res.status == "optimal"
+    assert res.value == pytest.approx(tight.value, rel=1e-7)
+    assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)

@@ -37,7 +37,15 @@ def test_uniform_overlap_kernel_equals_the_sparse_matrix_formula(seed: int) -> N
 
 def test_distinct_rows_matches_numpy() -> None:
     rng = np.random.default_rng(0)
-    for rows in (rng.integers(0, 3, (500, 4)).astype(np.int64), rng.choice([0.1, 3.0], (300, 6))):
+    constant_columns = np.column_stack(
+        [np.ones(400), rng.choice([0.0, 0.1, 3.0], 400), np.ones(400)]
+    )
+    for rows in (
+        rng.integers(0, 3, (500, 4)).astype(np.int64),
+        rng.choice([0.1, 3.0], (300, 6)),
+        constant_columns,
+        constant_columns[:, [0, 2]] + rng.integers(0, 2, (400, 1)),
+    ):
         first, group = lat._distinct_rows(rows)
         _, ref_first, ref_group = np.unique(rows, axis=0, return_index=True, return_inverse=True)
         np.testing.assert_array_equal(first, ref_first)

@@ -9,7 +9,10 @@ from moa_stability.llm.trace import load_default_trace
 
 @pytest.fixture(scope="module")
 def check():
-    return cross_check(horizon_s=200_000, bisection_steps=3, seed=3, progress=False)
+    # The default horizon: at 200 000 s (2e6 s re-judged) the probe of (M, k) = (2, 3) at
+    # 0.97 x its threshold stays inconclusive (relaxation time ~8300 s there) and the
+    # bisection stops one halving short.
+    return cross_check(horizon_s=400_000, bisection_steps=3, seed=3, progress=False)
 
 
 def test_every_measured_configuration_is_checked(check):

@@ -1,13 +1,18 @@
 """Traces: one schema, one reader and writer, and the checks every reader applies."""
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import moa_stability
 from moa_stability.llm.trace import (
+    BUSY_TRACE,
+    DEFAULT_TRACE,
     FIT_COLUMNS,
     TRACE_COLUMNS,
+    load_busy_trace,
     load_default_trace,
     load_trace,
     save_trace,
@@ -36,6 +41,26 @@ def test_the_shipped_trace_follows_the_schema():
     assert "command" in trace.attrs
     trace.loc[0, "seconds"] = -1.0  # a copy: the cached trace is untouched
     assert (load_default_trace()["seconds"] > 0).all()
+
+
+def test_the_default_trace_is_the_quiet_measurement():
+    data = Path(moa_stability.__file__).parent / "data"
+    trace = load_default_trace()
+    pd.testing.assert_frame_equal(trace, pd.read_csv(data / DEFAULT_TRACE))
+    # measure() pauses while the load average exceeds max_load plus its own running thread.
+    assert trace.attrs["max_load"] <= 0.3
+    assert (trace["loadavg_1min"] <= trace.attrs["max_load"] + 1).all()
+    assert trace.attrs["loadavg_1min_start"] <= trace.attrs["max_load"]
+
+
+def test_the_busy_trace_is_kept_with_a_note():
+    data = Path(moa_stability.__file__).parent / "data"
+    busy = load_busy_trace()
+    pd.testing.assert_frame_equal(busy, pd.read_csv(data / BUSY_TRACE))
+    assert (busy["loadavg_1min"] > 1.5).all()
+    assert "trace_smollm2.csv" in busy.attrs["renamed"]
+    assert BUSY_TRACE in busy.attrs["command"]
+    assert not (data / "trace_smollm2.csv").exists()
 
 
 @pytest.mark.parametrize(
