@@ -59,10 +59,12 @@ def priority_rank(discipline: str, M: int, device: int, origin: int, stage: int)
 def level_table(discipline: str, M: int) -> np.ndarray:
     """``level[stage, own]``: the priority level (0 served first, levels consecutive from 0)
     of a stage-``stage`` job on its origin (``own = 1``) or on a helper (``own = 0``); one
-    row per stage (``max(M, 0) + 1`` rows), all zeros for ``"fcfs"``."""
+    row per stage (``M + 1`` rows), all zeros for ``"fcfs"``. The aggregate (row ``M``) runs
+    on its origin only, so its helper cell repeats the origin's level."""
     ranks = np.array(
         [[priority_rank(discipline, M, own, 1, m) for own in (0, 1)] for m in range(M + 1)]
     )
+    ranks[M, 0] = ranks[M, 1]
     # Dense levels: a simulator keeps one queue per level, so skip the ranks nobody has.
     return np.unique(ranks, return_inverse=True)[1].reshape(ranks.shape).astype(np.int64)
 
