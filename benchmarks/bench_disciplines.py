@@ -1,7 +1,7 @@
 """Benchmark: simulator speed under each scheduling discipline against FCFS (issue 15 item 1).
 
 Times ``simulate`` on the paper network (n = 4, M = 2, k = 2, load 0.9; slots and events) and on
-n = 100 devices (complete graph) under every discipline of ``MOA_DISCIPLINES``, non-preemptive
+n = 100 devices (complete graph) under every discipline of ``DISCIPLINES``, non-preemptive
 and preemptive, alternating the disciplines within each of ``--rounds`` rounds so that a drift
 of the machine's speed hits all alike. Kernels are compiled by a warm-up call first. Prints
 inferences per second (median over rounds) and the ratio to FCFS measured in the same rounds.
@@ -21,7 +21,7 @@ import sys
 import time
 
 from moa_stability import MoANetwork, paper_network, simulate
-from moa_stability.model.discipline import MOA_DISCIPLINES
+from moa_stability.model.discipline import DISCIPLINES
 
 MAX_LOAD_AVERAGE = 0.3
 WORKLOADS = {
@@ -34,7 +34,7 @@ WORKLOADS = {
 
 def rules() -> list[tuple[str, bool]]:
     """Every (discipline, preemptive) pair, FCFS first."""
-    return [("fcfs", False)] + [(d, p) for d in MOA_DISCIPLINES if d != "fcfs"
+    return [("fcfs", False)] + [(d, p) for d in DISCIPLINES if d != "fcfs"
                                 for p in (False, True)]  # fmt: skip
 
 
