@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from quiet import quiet_or_exit
+
 WORKLOADS = {
     "paper n=4, slots": ("paper_network(arrival_rate=0.9 / 7)", "slots", 1e6),
     "paper n=4, events": ("paper_network(arrival_rate=0.9 / 7)", "events", 1e6),
@@ -70,9 +72,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every horizon")
     parser.add_argument("--force", action="store_true", help="run even on a busy machine")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    if load > 0.3 and not args.force:
-        sys.exit(f"load average {load:.2f} > 0.3: measure on a quiet machine (or --force)")
+    load = quiet_or_exit(args.force)
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}

@@ -20,10 +20,11 @@ import statistics
 import sys
 import time
 
+from quiet import quiet_or_exit
+
 from moa_stability import MoANetwork, paper_network, simulate
 from moa_stability.model.discipline import DISCIPLINES
 
-MAX_LOAD_AVERAGE = 0.3
 WORKLOADS = {
     "paper n=4, slots": (paper_network(arrival_rate=0.9 / 7), "slots", 1e6),
     "paper n=4, events": (paper_network(arrival_rate=0.9 / 7), "events", 1e6),
@@ -52,11 +53,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every horizon")
     parser.add_argument("--force", action="store_true", help="run on a busy machine")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    if load > MAX_LOAD_AVERAGE and not args.force:
-        print(f"load average {load:.2f} > {MAX_LOAD_AVERAGE}: timings would be wrong; --force")
-        return 2
-    print(f"load average at start: {load:.2f}")
+    print(f"load average at start: {quiet_or_exit(args.force):.2f}")
     for name, (net, method, horizon) in WORKLOADS.items():
         for d, p in rules():  # compile every variant before timing
             simulate(net, method=method, horizon=horizon / 100, seed=0, progress=False,

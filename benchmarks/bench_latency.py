@@ -18,16 +18,14 @@ machine are meaningless, so it refuses to run at a 1-minute load average above 0
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from typing import Any
 
 import numpy as np
+from quiet import quiet_or_exit
 
 from moa_stability import MoANetwork, latency, paper_network, random_regular_graph
 
-MAX_LOAD_AVERAGE = 0.3
 DEGREE = 8
 
 
@@ -65,9 +63,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=int, default=2000, help="paper networks timed")
     parser.add_argument("--force", action="store_true", help="run on a busy machine anyway")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    if load > MAX_LOAD_AVERAGE and not args.force:
-        sys.exit(f"load average {load:.2f} > {MAX_LOAD_AVERAGE}: timings would be wrong (--force)")
+    load = quiet_or_exit(args.force)
     graphs = {f"{DEGREE}-regular": random_regular_graph(args.n, DEGREE, seed=0)}
     graphs["complete"] = "complete"
     for method in ("estimate", "bound"):

@@ -68,7 +68,9 @@ def test_ctrl_c_stops_a_long_run_with_partial_statistics():
     stopped_after = time.perf_counter() - start - delay
     assert r.partial and r.verdict == "inconclusive"
     assert "interrupted" in r.evidence
-    assert stopped_after < 3.0  # ~0.5 s chunks; slack for a busy machine
+    # Chunks are ~0.5 s, so it stops within a second on a quiet machine; the bound only has to
+    # tell "stopped" from the days the horizon would take, with room for a loaded CI machine.
+    assert stopped_after < 60.0
     assert 0 < r.simulated_s < 1e12 and r.prompts_completed > 0
     assert np.all(np.abs(r.utilisation - loads(net)) < 0.2)  # the partial data are real data
     assert "verdict: inconclusive" in str(r)
