@@ -51,7 +51,7 @@ from ..llm.service import ContextService, service_samples
 from ..llm.testbed import TestbedResult, load_testbed
 from ..llm.trace import load_default_trace
 from ..model.loads import load_profile
-from ..model.network import JOB_TYPES, MoANetwork
+from ..model.network import MoANetwork
 from ..simulation.simulate import simulate
 from ..simulation.statistics import growth_slope, t_interval
 
@@ -151,9 +151,9 @@ def _model_replay(run: TestbedResult, model: ContextService, seed: int) -> np.nd
 
 
 def _model_samples(run: TestbedResult, model: ContextService, trace: pd.DataFrame, seed: int):
-    M, net = run.net.M, run.net
-    k = net.k[0] if M else 0
-    return service_samples(M, k, model=model, trace=trace, seed=seed,
+    net = run.net
+    k = net.k[0] if net.M else 0
+    return service_samples(net.M, k, model=model, trace=trace, seed=seed,
                            max_tokens=int(run.metadata["max_tokens"]))  # fmt: skip
 
 
@@ -177,9 +177,9 @@ def compare_run(
     model = ContextService.fit(trace) if model is None else model
     profile = load_profile(run.net)  # the load the rates were set for (a-priori model)
     samples = _model_samples(run, model, trace, seed)
-    # ``simulate`` scales the samples to the network's means: make those the model's.
-    means = {c: float(v.mean()) for c, v in samples.items()}
-    net = run.net.replace(service_time={**dict.fromkeys(JOB_TYPES, means["propose"]), **means})
+    # ``simulate`` scales the samples to the network's means: make those the model's (the
+    # network fills the job types unused at this M itself).
+    net = run.net.replace(service_time={c: float(v.mean()) for c, v in samples.items()})
     overload = profile.max_load >= 1
     row: dict[str, Any] = {
         "M": net.M,
@@ -292,19 +292,24 @@ def live_comparison(
         )
     runs = {Path(p).stem: load_testbed(p) for p in (live_runs() if paths is None else paths)}
     trace = load_default_trace()
-    prior = ContextService.fit(trace)
+    # One model per shape: every run of a shape is predicted from the same jobs.
+    models: dict[tuple[int, tuple[int, ...]], ContextService] = {}
     rows = []
     for name, run in runs.items():
-        model = prior
-        if service_model == "cross-fitted":
-            others = [r.jobs for r in runs.values() if _shape(r) != _shape(run)]
+        shape = _shape(run)
+        if shape not in models and service_model == "trace":
+            models[shape] = ContextService.fit(trace)
+        elif shape not in models:
+            others = [r.jobs for r in runs.values() if _shape(r) != shape]
             if not others:
                 raise ValueError(
                     f"service_model='cross-fitted': no live run of another (M, k) than "
                     f"{name}'s in paths; pass runs of two shapes or service_model='trace'"
                 )
-            model = ContextService.fit(pd.concat(others, ignore_index=True))
-        row = compare_run(run, model=model, trace=trace, seed=seed, replications=replications)
+            models[shape] = ContextService.fit(pd.concat(others, ignore_index=True))
+        row = compare_run(
+            run, model=models[shape], trace=trace, seed=seed, replications=replications
+        )
         rows.append({"run": name, "service_model": service_model} | row)
     return LiveComparison(pd.DataFrame(rows).set_index("run"))
 
