@@ -165,16 +165,34 @@ def _grid_laws(
     :math:`E[\min(S, x)] = E[S](1 - e^{-x/E[S]})` (one exponential per point instead of three
     incomplete gamma functions). Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when
     the step exceeds the service time (loads near 1)."""
+    if service == "exponential":
+        job = _exponential_rows(np.asarray(mean, dtype=float), h, np.empty((len(mean), L)))
+        return job, job
     x = np.maximum(h * np.arange(-1, L + 1), 0.0)
     mean = np.asarray(mean, dtype=float)[:, None]
-    if service == "exponential":
-        job = _disperse(-mean * np.expm1(-x / mean), h)
-        return job, job
     cdf, m1, m2 = _partial_moments(service, scv, mean, x)
     tail = 1.0 - cdf
     job = _disperse(m1 + x * tail, h)
     equilibrium = _disperse((m2 / 2 + x * (mean - m1) - x**2 * tail / 2) / mean, h)
     return job, equilibrium
+
+
+@njit(cache=True)
+def _exponential_rows(mean, h, out):  # pragma: no cover - numba
+    r""":func:`_disperse` of :math:`\ell(x) = s(1 - e^{-x/s})` in closed form, one row per
+    mean :math:`s` (with :math:`a = h/s`): :math:`p_0 = 1 + (e^{-a} - 1)/a` and
+    :math:`p_j = \frac{4}{a}\sinh^2(a/2)\,e^{-ja}` for :math:`j \ge 1`, a geometric
+    sequence (one multiplication per point; the second difference of :math:`\ell` is
+    taken exactly, without the cancellation of differencing). Returns ``out``."""
+    for v in range(mean.size):
+        a = h / mean[v]
+        ratio = math.exp(-a)
+        out[v, 0] = 1.0 + math.expm1(-a) / a
+        term = 4.0 * math.sinh(0.5 * a) ** 2 / a * ratio
+        for j in range(1, out.shape[1]):
+            out[v, j] = term
+            term *= ratio
+    return out
 
 
 def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
@@ -279,11 +297,20 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     position = np.full(U, -1)
     position[active] = np.arange(active.size)
     class_of = np.broadcast_to(np.arange(U), busy.shape)[busy]
-    # B_e of each class: its types' equilibrium laws weighted by their shares of the work.
-    share = np.zeros(busy.shape)
-    share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
-    mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
-    be_hat = np.fft.rfft(mixture, axis=1)
+    job_hat = np.fft.rfft(job, axis=1)
+    # B_e of each class: its types' equilibrium laws weighted by their shares of the work;
+    # when all its types take equally long (one law) that is the law itself, whose transform
+    # is at hand for exponential service (its own equilibrium law).
+    one_law = np.where(busy, law, -1).max(axis=0)
+    if service == "exponential" and np.all(
+        one_law[active] == np.where(busy, law, U).min(axis=0)[active]
+    ):
+        be_hat = job_hat[one_law[active]]
+    else:
+        share = np.zeros(busy.shape)
+        share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
+        mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
+        be_hat = np.fft.rfft(mixture, axis=1)
     be_hat *= -load[:, None]
     be_hat += 1.0
     wait_hat = (1.0 - load)[:, None] / be_hat
@@ -291,7 +318,7 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     pair_key = np.stack([class_of, law[busy]])
     first, pair_of = _distinct_rows(pair_key.T)
     pairs = pair_key[:, first]
-    pmf = np.fft.irfft(wait_hat[position[pairs[0]]] * np.fft.rfft(job, axis=1)[pairs[1]], L)
+    pmf = np.fft.irfft(wait_hat[position[pairs[0]]] * job_hat[pairs[1]], L)
     cdf = np.ones((pairs.shape[1] + 1, L))
     _cdf_rows(pmf, cdf[:-1])
     of_class = np.full((T, U), pairs.shape[1])
@@ -452,14 +479,14 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_joins(F, own, start, stop, laws, k, choices, power):  # pragma: no cover - numba
-    r"""Join CDFs per row ``r``: :math:`\big(F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}
-    \big)^{p_r}` with ``choices[r]`` :math:`= \binom{d}{k}` and ``power[r]`` :math:`= p_r`
-    (1: no power taken), where :math:`e_k` of the neighbours' CDFs (the law rows
-    ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
+def _graph_joins(F, own, start, stop, laws, k, choices):  # pragma: no cover - numba
+    r"""Join CDFs per row ``r``: :math:`F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}` with
+    ``choices[r]`` :math:`= \binom{d}{k}`, where :math:`e_k` of the neighbours' CDFs (the law
+    rows ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
     :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbours. A kernel: the gathered
     neighbour rows and the intermediate products are never materialised, so memory traffic
-    stays at one pass over the output."""
+    stays at one pass over the output. (The estimate's power is taken by numpy afterwards:
+    its SIMD ``power`` is several times faster than a compiled scalar loop.)"""
     R, L = start.size, F.shape[1]
     out = np.empty((R, L))
     e = np.empty((k + 1, L))
@@ -471,10 +498,9 @@ def _graph_joins(F, own, start, stop, laws, k, choices, power):  # pragma: no co
             for j in range(k, 0, -1):
                 for x in range(L):
                     e[j, x] += row[x] * e[j - 1, x]
-        mine, p = F[own[r]], power[r]
+        mine, scale = F[own[r]], 1.0 / choices[r]
         for x in range(L):
-            v = mine[x] * e[k, x] / choices[r]
-            out[r, x] = v if p == 1.0 else v**p
+            out[r, x] = mine[x] * e[k, x] * scale
     return out
 
 
@@ -547,17 +573,16 @@ def _layer_joins(
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
     choices = np.array([float(math.comb(int(v), k)) for v in np.broadcast_to(d, own.shape)[first]])
-    power = np.ones(first.size)
+    if not net.is_complete:
+        start, stop = adj.indptr[first], adj.indptr[first + 1]
+        joins = _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices)
+    else:
+        counts = np.bincount(own, minlength=Fc.shape[0])
+        joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
     if method == "estimate":
         sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
         power = _effective_siblings(k + 1, sib_rho, q_m[first]) / (k + 1)
-    if not net.is_complete:
-        start, stop = adj.indptr[first], adj.indptr[first + 1]
-        return group, _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices, power)
-    counts = np.bincount(own, minlength=Fc.shape[0])
-    joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
-    if method == "estimate":
-        joins = joins ** power[:, None]
+        np.power(joins, power[:, None], out=joins)
     return group, joins
 
 
