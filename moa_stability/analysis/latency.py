@@ -100,6 +100,8 @@ CROSS_STAGE_MEAN = 0.07
 CROSS_STAGE_SPREAD = 0.6
 """Fitted :math:`c_w` of the estimate's comonotone weight (docs/latency.md)."""
 _QUANTILES = (0.5, 0.95, 0.99)
+_ROUND_OFF = 1e-13
+"""Changes to a CDF below this are FFT round-off (it reaches ~1e-16 per point)."""
 
 
 # ---- service laws -------------------------------------------------------------------------------
@@ -203,17 +205,23 @@ def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _cdf_rows(pmf, out):  # pragma: no cover - numba
+def _cdf_rows(pmf, out, change):  # pragma: no cover - numba
     """``out[r]`` = the running sum of ``pmf[r]``, made monotone and capped at 1 (FFT round-off
     dents a CDF by ~1e-16; the quantile search needs it monotone), in one pass; returns
-    ``out``."""
+    ``out``. ``change[r]`` gets the largest change that made to row ``r`` (pass an array of
+    size 0 to skip it)."""
+    record = change.size > 0
     for r in range(pmf.shape[0]):
         total = 0.0
         top = -np.inf
+        worst = 0.0
         for j in range(pmf.shape[1]):
             total += pmf[r, j]
             top = max(top, total)
             out[r, j] = min(top, 1.0)
+            worst = max(worst, abs(out[r, j] - total))
+        if record:
+            change[r] = worst
     return out
 
 
@@ -267,6 +275,7 @@ class _Sojourns:
     cdf: np.ndarray  # (P + 1, L): P(sojourn <= (j + 1/2) h)
     of_class: np.ndarray  # (U, 3): row of each class's type-c law
     mean: np.ndarray  # (P + 1,): exact mean sojourn (P-K); 0 for the last row (no sojourn)
+    hat: np.ndarray  # (P + 1, L // 2 + 1): the rows' pmf transforms (a stage of one job's)
 
 
 @njit(cache=True)
@@ -318,13 +327,21 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     pair_key = np.stack([class_of, law[busy]])
     first, pair_of = _distinct_rows(pair_key.T)
     pairs = pair_key[:, first]
-    pmf = np.fft.irfft(wait_hat[position[pairs[0]]] * job_hat[pairs[1]], L)
+    hat = np.ones((pairs.shape[1] + 1, job_hat.shape[1]), complex)  # last row: no sojourn
+    np.multiply(wait_hat[position[pairs[0]]], job_hat[pairs[1]], out=hat[:-1])
     cdf = np.ones((pairs.shape[1] + 1, L))
-    _cdf_rows(pmf, cdf[:-1])
+    change = np.empty(pairs.shape[1])
+    _cdf_rows(np.fft.irfft(hat[:-1], L), cdf[:-1], change)
+    # A stage of one job convolves the law as stored (monotone, capped at 1), whose transform
+    # is the product above unless that changed it beyond round-off: lognormal service loses
+    # up to ~1e-7 of mass to the cap (the dispersal clips its negative cells, adding mass).
+    redo = np.flatnonzero(change > _ROUND_OFF)
+    if redo.size:
+        hat[redo] = np.fft.rfft(_pmf_rows(cdf[redo]), axis=1)
     of_class = np.full((T, U), pairs.shape[1])
     of_class[busy] = pair_of
     mean = np.append(cls.wait_mean[pairs[0]] + distinct[pairs[1]], 0.0)
-    return _Sojourns(cdf, of_class.T, mean)
+    return _Sojourns(cdf, of_class.T, mean, hat)
 
 
 # ---- sibling overlap (for the estimate) ---------------------------------------------------------
@@ -642,35 +659,71 @@ def _interp_sorted(x, xp, fp, left, right, out):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
+def _add_quantile_function(cdf, u, weight, total):  # pragma: no cover - numba
+    """``total += weight * np.interp(u, C, mid, mid[0], mid[-1])``, ``C`` the running maximum
+    of ``cdf`` (FFT and ``power`` round-off can dent a CDF by an ulp) and ``mid = j + 1/2``:
+    the quantile function at ascending ``u`` in grid units, by :func:`_interp_sorted`'s merge
+    with the running maximum taken on the way (no monotone copy of the row; the spacing of
+    ``mid`` is exactly 1)."""
+    n = cdf.size
+    j = 0
+    here = cdf[0]
+    ahead = max(here, cdf[1]) if n > 1 else here
+    for i in range(u.size):
+        v = u[i]
+        if v < cdf[0]:
+            total[i] += weight * 0.5
+            continue
+        while j + 1 < n and ahead <= v:
+            j += 1
+            here = ahead
+            if j + 1 < n:
+                ahead = max(here, cdf[j + 1])
+        if j == n - 1:  # (beyond the last point np.interp gives ``right`` = mid[-1] too)
+            total[i] += weight * (n - 0.5)
+        else:
+            total[i] += weight * (1.0 / (ahead - here) * (v - here) + (j + 0.5))
+
+
+@njit(cache=True)
+def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
     r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
-    ``stage_cdfs[s][stage_of[g, s]]`` its stage ``s`` law (a tuple of arrays), ``rho[g]`` its
-    origin's load; writes the corrected law to ``out[g]`` and returns the stretch factors."""
+    ``tables[s][key[g, s]]`` the law of its ``s``-th distinct stage, which occurs
+    ``count[s]`` times in the prompt (twin layers), ``rho[g]`` its origin's load; writes the
+    corrected law to ``out[g]`` and returns the stretch factors. The stretched law is read at
+    ``mid / stretch`` on the uniform grid ``mid``: ``np.interp`` by direct indexing."""
     G, L = cdf.shape
     mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
     u = mid / L
     damp = 2.0 / (1.0 + scv)
     stretch = np.empty(G)
-    total, part, c, como = np.empty(L), np.empty(L), np.empty(L), np.empty(L)
+    total, como, mixed = np.empty(L), np.empty(L), np.empty(L)
     for g in range(G):
         total[:] = 0.0
-        for s in range(stage_of.shape[1]):
-            c[:] = stage_cdfs[s][stage_of[g, s]]
-            for j in range(1, L):
-                c[j] = max(c[j], c[j - 1])
-            _interp_sorted(u, c, mid, mid[0], mid[L - 1], part)
-            total += part
+        for s in range(key.shape[1]):
+            _add_quantile_function(tables[s][key[g, s]], u, count[s], total)
         _interp_sorted(mid, total, u, 0.0, 1.0, como)
         w = min(c_w * damp * rho[g], 1.0)
-        mixed = (1.0 - w) * cdf[g] + w * como
+        for x in range(L):
+            mixed[x] = (1.0 - w) * cdf[g, x] + w * como[x]
         stretch[g] = 1.0 + c_mu * damp * M * rho[g] ** 2
-        _interp_sorted(mid / stretch[g], mid, mixed, 0.0, mixed[L - 1], out[g])
+        row = out[g]
+        for i in range(L):
+            v = mid[i] / stretch[g]
+            if v < 0.5:
+                row[i] = 0.0
+            else:
+                j = int(v - 0.5)  # the last mid[j] <= v (v - 0.5 is exact)
+                if j >= L - 1:
+                    row[i] = mixed[L - 1]
+                else:
+                    row[i] = (mixed[j + 1] - mixed[j]) * (v - mid[j]) + mixed[j]
     return stretch
 
 
 def _cross_stage(
     cdf: np.ndarray,
-    stage_cdfs: list[np.ndarray],
+    stages: list[np.ndarray],
     stage_of: np.ndarray,
     rho: np.ndarray,
     M: int,
@@ -678,6 +731,7 @@ def _cross_stage(
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""The estimate's correction for the positive correlation of a prompt's stages, for every
     origin group (row of ``cdf``) at once; returns the corrected laws and the mean factors.
+    Stage ``s`` of group ``g`` has the law ``stages[s][stage_of[g, s]]``.
 
     A prompt revisits its origin in every stage, and a join tends to end late when the
     origin is congested, so its next stage starts in a congested queue. Two fitted terms
@@ -687,10 +741,30 @@ def _cross_stage(
     :math:`w = c_w g \rho_j` of the law is the comonotone sum :math:`\sum_s Q_s(U)` of the
     stage quantile functions instead of their convolution (same mean, wider spread).
     """
+    # Twin layers (the same table and rows) enter the comonotone sum once, counted twice.
+    distinct: dict[tuple[int, bytes], int] = {}
+    tables, columns, count = [], [], []
+    for s, table in enumerate(stages):
+        sig = (id(table), stage_of[:, s].tobytes())
+        if sig in distinct:
+            count[distinct[sig]] += 1.0
+            continue
+        distinct[sig] = len(tables)
+        tables.append(np.ascontiguousarray(table))
+        columns.append(stage_of[:, s])
+        count.append(1.0)
     out = np.empty_like(cdf)
-    stages = tuple(np.ascontiguousarray(c) for c in stage_cdfs)  # one numba type for all
     stretch = _cross_stage_kernel(
-        cdf, stages, stage_of, rho, M, scv, CROSS_STAGE_MEAN, CROSS_STAGE_SPREAD, out
+        cdf,
+        tuple(tables),  # one numba type for all
+        np.ascontiguousarray(np.column_stack(columns)),
+        np.array(count),
+        rho,
+        M,
+        scv,
+        CROSS_STAGE_MEAN,
+        CROSS_STAGE_SPREAD,
+        out,
     )
     return out, stretch
 
@@ -934,6 +1008,22 @@ def _twin_layer(
     return None
 
 
+@njit(cache=True)
+def _hat_product(hats, key):  # pragma: no cover - numba
+    """Rows ``g``: the product over stages ``s`` of ``hats[s][key[g, s]]`` (left to right),
+    without gathering each stage's rows first."""
+    G, S = key.shape
+    out = np.empty((G, hats[0].shape[1]), np.complex128)
+    for g in range(G):
+        row = out[g]
+        row[:] = hats[0][key[g, 0]]
+        for s in range(1, S):
+            src = hats[s][key[g, s]]
+            for x in range(row.size):
+                row[x] = row[x] * src[x]
+    return out
+
+
 def _compute(
     net: MoANetwork,
     cls: _Classes,
@@ -952,6 +1042,9 @@ def _compute(
     own = cls.of_device
     x = h * np.arange(L)
     last = AGGREGATE if net.M else PROPOSE
+    # Each stage is a table of laws (CDF rows, their transforms, means) and each device's row
+    # in it: a layer's distinct joins, or for a stage of one job (k_m = 0, the aggregate,
+    # M = 0) the sojourn table itself, with its exact P-K means and no transform to redo.
     stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
     # Layers whose joins have the same inputs (k, the job laws of every device, the overlap)
     # have the same law: computed once (typically refine layers, and the propose layer when
@@ -966,29 +1059,27 @@ def _compute(
         if m < net.M and net.k[m]:
             group, joins = _layer_joins(net, cls, soj, m, q, method)
             pmfs = _pmf_rows(joins)
-            means = pmfs @ x
+            stage_groups.append(group)
+            stage_hats.append(np.fft.rfft(pmfs, axis=1))
+            stage_cdfs.append(joins)
+            stage_means.append(pmfs @ x)
             done[m] = m
-        else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
+        else:
             c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
-            law = soj.of_class[own, c]
-            first, group = _distinct_rows(law[:, None])
-            joins, means = soj.cdf[law[first]], soj.mean[law[first]]
-            pmfs = _pmf_rows(joins)
-        stage_groups.append(group)
-        stage_hats.append(np.fft.rfft(pmfs, axis=1))
-        stage_cdfs.append(joins)
-        stage_means.append(means)
+            stage_groups.append(soj.of_class[own, c])
+            stage_hats.append(soj.hat)
+            stage_cdfs.append(soj.cdf)
+            stage_means.append(soj.mean)
 
     keys = np.stack(stage_groups, axis=1)
     first, origin_group = _distinct_rows(keys)
-    origin_key = keys[first]
+    origin_key = np.ascontiguousarray(keys[first])
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
-    hat = stage_hats[0][origin_key[:, 0]]
     mean = stage_means[0][origin_key[:, 0]]
-    for s in range(1, len(stage_hats)):
-        hat = hat * stage_hats[s][origin_key[:, s]]
+    for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
-    cdf = _cdf_rows(np.fft.irfft(hat, L, axis=1), np.empty((hat.shape[0], L)))
+    hat = _hat_product(tuple(stage_hats), origin_key)
+    cdf = _cdf_rows(np.fft.irfft(hat, L, axis=1), np.empty((hat.shape[0], L)), np.empty(0))
     if method == "estimate" and net.M:
         # Origin load of each group (the cross-stage correction depends on it).
         group_load = np.zeros(len(origin_key))
