@@ -206,14 +206,14 @@ def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def _cdf_rows(pmf, out, change):  # pragma: no cover - numba
-    """``out[r]`` = the running sum of ``pmf[r]``, made monotone and capped at 1 (FFT round-off
-    dents a CDF by ~1e-16; the quantile search needs it monotone), in one pass; returns
-    ``out``. ``change[r]`` gets the largest change that made to row ``r`` (pass an array of
-    size 0 to skip it)."""
+    """``out[r]`` = the running sum of ``pmf[r]``, made monotone and kept in [0, 1] (FFT
+    round-off dents a CDF by ~1e-16; the quantile search needs it monotone, and a fractional
+    power of a CDF needs it non-negative), in one pass; returns ``out``. ``change[r]`` gets
+    the largest change that made to row ``r`` (pass an array of size 0 to skip it)."""
     record = change.size > 0
     for r in range(pmf.shape[0]):
         total = 0.0
-        top = -np.inf
+        top = 0.0
         worst = 0.0
         for j in range(pmf.shape[1]):
             total += pmf[r, j]
@@ -966,6 +966,9 @@ def latency(
         raise _fail("grid_points", repr(grid_points), "must be an integer", "pass e.g. 4096")
     if grid_points is not None and grid_points < 64:
         raise _fail("grid_points", grid_points, "must be >= 64", "pass e.g. 4096")
+    fast = _homogeneous_complete(net, method, service, scv, grid_points)
+    if fast is not None:
+        return fast
     rates = job_rates(net)
     load = (rates * net.service_time).sum(axis=0)
     _check_stable(net, load)
@@ -1101,4 +1104,164 @@ def _compute(
         loads=cls.load[own],
         grid_step_s=h,
         cdf=weights @ cdf / weights.sum(),
+    )
+
+
+# ---- the homogeneous complete network, by scalars -----------------------------------------------
+def _homogeneous_complete(
+    net: MoANetwork, method: str, service: str, scv: float, grid_points: int | None
+) -> LatencyResult | None:
+    r""":func:`latency` of a network whose devices are all alike (equal arrival rates > 0, equal
+    service means per type) on the complete graph with uniform selection and :math:`n \ge 3`
+    (the paper's networks, and sweeps over their rates), or ``None`` for any other network.
+
+    The general path's steps with every per-device quantity a scalar: one class, so the
+    overlap, the range and the loads are closed forms, and the join of :math:`K = k+1`
+    siblings of one law :math:`F` is :math:`e_k(F, \dots, F)\,F/\binom{n-1}{k} = F^K`, taken
+    to the estimate's power :math:`a/K` as :math:`F^a`. Same grid, same discretisation, same
+    transforms: it agrees with the general path to round-off (tests), at a fraction of its
+    Python-level calls.
+    """
+    n, M, ks = net.n, net.M, net.k
+    lam_all, st = net.arrival_rate, net.service_time
+    if not (
+        net.is_complete
+        and net.selection is None
+        and n >= 3
+        and lam_all[0] > 0
+        and (lam_all == lam_all[0]).all()
+        and (st == st[:, :1]).all()
+    ):
+        return None
+    lam = float(lam_all[0])
+    means = st[:, 0].tolist()
+    # Job rates per device (loads.job_rates on the complete graph with equal rates): its own
+    # prompt's job plus k_m / (n - 1) of each of the n - 1 others' in every layer.
+    rates = [0.0, 0.0, 0.0]
+    if M == 0:
+        rates[PROPOSE] = lam
+    else:
+        rates[PROPOSE] = lam + lam * ks[0]
+        rates[REFINE] = sum(lam + lam * km for km in ks[1:])
+        rates[AGGREGATE] = lam
+    load = sum(r * m for r, m in zip(rates, means, strict=True))
+    if load >= 1:
+        _check_stable(net, np.full(n, load))
+    c2 = {"exponential": 1.0, "deterministic": 0.0}.get(service, scv)
+    wait_mean = sum(r * m * m * (1.0 + c2) for r, m in zip(rates, means, strict=True)) / (
+        2.0 * (1.0 - load)
+    )
+    used = [c for c in range(len(JOB_TYPES)) if rates[c] > 0]
+    sojourn = max(wait_mean + means[c] for c in used)
+    spread = max(means[c] for c in used) * (2.0 + c2)  # _range_guess: E[S] + E[S^2]/E[S]
+    span = (M + 1) * sojourn + 25.0 * ((wait_mean / load if load > 0 else 0.0) + spread)
+    q = 0.0
+    if method == "estimate" and M and max(ks):
+        # _overlaps on the complete graph with all rates alike: every layer the same value.
+        total = sum(rates)
+        scale = 1.0 / math.sqrt(total)
+        direct = sum(km / (n - 1) for km in ks)
+        third = sum(km * (km - 1) / ((n - 1) * (n - 2)) for km in ks)
+        a = (direct - third) * lam + third * (n * lam)
+        q = scale * (a * (n - 1) * scale + (direct - third) * (n - 1) * lam * scale) / (n - 1)
+    distinct = sorted({means[c] for c in used})
+    law = {c: distinct.index(means[c]) for c in used}
+    L = GRID_POINTS if grid_points is None else int(grid_points)
+    for _ in range(_MAX_DOUBLINGS):
+        result = _homogeneous_grid(
+            net, method, service, scv, span / L, L, rates, means, load, wait_mean, q, distinct, law
+        )
+        if result is not None:
+            return result
+        span *= 2.0
+    raise _fail(  # pragma: no cover - the range guess covers the laws offered
+        "grid_points", grid_points, "the latency tail does not fit the grid", "raise it"
+    )
+
+
+def _homogeneous_grid(
+    net: MoANetwork,
+    method: str,
+    service: str,
+    scv: float,
+    h: float,
+    L: int,
+    rates: list[float],
+    means: list[float],
+    load: float,
+    wait_mean: float,
+    q: float,
+    distinct: list[float],
+    law: dict[int, int],
+) -> LatencyResult | None:
+    """:func:`_compute` for :func:`_homogeneous_complete` (``None`` if the tail is cut)."""
+    job, equilibrium = _grid_laws(service, scv, np.array(distinct), h, L)
+    job_hat = np.fft.rfft(job, axis=1)
+    if len(distinct) == 1:
+        be_hat = job_hat[0] if service == "exponential" else np.fft.rfft(equilibrium[0])
+    else:  # the types' equilibrium laws weighted by their shares of the work
+        mixture = np.zeros(L)
+        for c, v in law.items():
+            mixture += rates[c] * means[c] / load * equilibrium[v]
+        be_hat = np.fft.rfft(mixture)
+    wait_hat = (1.0 - load) / (1.0 - load * be_hat)
+    hat = wait_hat * job_hat  # the sojourn transforms of the distinct means
+    cdf = np.empty((len(distinct), L))
+    change = np.empty(len(distinct))
+    _cdf_rows(np.fft.irfft(hat, L), cdf, change)
+    if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):
+        return None
+    redo = np.flatnonzero(change > _ROUND_OFF)  # as in _sojourn_cdfs
+    if redo.size:
+        hat[redo] = np.fft.rfft(_pmf_rows(cdf[redo]), axis=1)
+    M, ks = net.M, net.k
+    x = h * np.arange(L)
+    stage_hats, stage_cdfs = [], []
+    mean = 0.0
+    joins: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float]] = {}  # twin layers
+    for m in range(M + 1):
+        c = (AGGREGATE if M else PROPOSE) if m == M else (PROPOSE if m == 0 else REFINE)
+        v = law[c]
+        if m < M and ks[m]:
+            K = ks[m] + 1
+            if (K, v) not in joins:
+                power = (
+                    float(_effective_siblings(K, np.float64(load), np.float64(q)))
+                    if method == "estimate"
+                    else float(K)
+                )
+                join = np.power(cdf[v : v + 1], power)
+                pmf = _pmf_rows(join)[0]
+                joins[(K, v)] = (np.fft.rfft(pmf), join, float(pmf @ x))
+            join_hat, join, join_mean = joins[(K, v)]
+            stage_hats.append(join_hat)
+            stage_cdfs.append(join)
+            mean += join_mean
+        else:  # one job: its sojourn, with its exact P-K mean
+            stage_hats.append(hat[v])
+            stage_cdfs.append(cdf[v : v + 1])
+            mean += wait_mean + means[c]
+    total_hat = stage_hats[0]
+    for stage_hat in stage_hats[1:]:
+        total_hat = total_hat * stage_hat
+    law_cdf = _cdf_rows(np.fft.irfft(total_hat, L)[None, :], np.empty((1, L)), np.empty(0))
+    if method == "estimate" and M:
+        stage_of = np.zeros((1, len(stage_cdfs)), np.int64)
+        law_cdf, stretch = _cross_stage(law_cdf, stage_cdfs, stage_of, np.array([load]), M, scv)
+        mean *= stretch[0]
+    if 1.0 - law_cdf[0, -1] > TAIL_TOLERANCE:
+        return None
+    quantiles = _row_quantiles(law_cdf, h, np.array(_QUANTILES))
+    n = net.n
+    return LatencyResult(
+        method=method,
+        service=service,
+        scv=scv,
+        mean_s=mean,
+        origin_mean_s=np.full(n, mean),
+        origin_quantiles_s=np.repeat(quantiles, n, axis=0),
+        arrival_rate=net.arrival_rate,
+        loads=np.full(n, load),
+        grid_step_s=h,
+        cdf=law_cdf[0],
     )
