@@ -435,25 +435,73 @@ def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no 
     return out
 
 
-def _harmonic(a: np.ndarray) -> np.ndarray:
-    """:math:`H(a) = \\psi(a + 1) + \\gamma`, the harmonic numbers extended to real ``a``."""
-    return special.psi(a + 1.0) + np.euler_gamma
+@njit(cache=True)
+def _harmonic(a):  # pragma: no cover - numba
+    r""":math:`H(a) = \psi(a + 1) + \gamma` and :math:`H'(a) = \psi'(a + 1)`, the harmonic
+    numbers extended to real :math:`a > -1`: the recurrences :math:`\psi(x) = \psi(x+1) - 1/x`,
+    :math:`\psi'(x) = \psi'(x+1) + 1/x^2` up to :math:`x \ge 10`, then the asymptotic series
+    (Abramowitz & Stegun 6.3.18, 6.4.12) through :math:`x^{-14}` and :math:`x^{-15}`, whose
+    next terms are below 1e-16 there (equal to ``scipy.special.psi`` and ``zeta(2, x)`` to a
+    few ulp; a kernel, so a Newton iteration costs no Python calls)."""
+    x = a + 1.0
+    psi, trigamma = 0.0, 0.0
+    while x < 10.0:
+        psi -= 1.0 / x
+        trigamma += 1.0 / (x * x)
+        x += 1.0
+    f = 1.0 / (x * x)
+    psi += (
+        math.log(x)
+        - 0.5 / x
+        - f
+        * (
+            1.0 / 12
+            - f
+            * (
+                1.0 / 120
+                - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132 - f * (691.0 / 32760 - f / 12))))
+            )
+        )
+    )
+    trigamma += (
+        1.0 / x
+        + 0.5 * f
+        + f
+        / x
+        * (
+            1.0 / 6
+            - f
+            * (
+                1.0 / 30
+                - f
+                * (1.0 / 42 - f * (1.0 / 30 - f * (5.0 / 66 - f * (691.0 / 2730 - f * 7.0 / 6))))
+            )
+        )
+    )
+    return psi + 0.5772156649015329, trigamma
 
 
-def _effective_siblings(K: int, rho: np.ndarray, q: np.ndarray) -> np.ndarray:
+@njit(cache=True)
+def _effective_siblings(K, rho, q):  # pragma: no cover - numba
     r"""Independent copies :math:`a` whose maximum matches the Nelson-Tantawi join, blended with
-    the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)` (elementwise)."""
-    HK = float(_harmonic(np.float64(K)))
-    target = (HK / 1.5 + (4.0 / 11.0) * (1.0 - HK / 1.5) * rho) * (12.0 - rho) / 8.0
-    # Newton from a = 1 (H(1) = 1 <= target): H is increasing and concave, so the iterates
-    # rise monotonically to the root without overshooting.
-    a = np.ones(np.shape(target))
-    for _ in range(100):
-        step = (target - _harmonic(a)) / special.zeta(2.0, a + 1.0)  # H'(a) = psi'(a+1)
-        a = a + step
-        if np.all(step <= 1e-13 * a):
-            break
-    return K - q * (K - a)
+    the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)`, for the arrays
+    ``rho`` and ``q`` (elementwise; returns an array of their size)."""
+    HK = _harmonic(float(K))[0]
+    out = np.empty(rho.size)
+    for i in range(rho.size):
+        r = rho[i]
+        target = (HK / 1.5 + (4.0 / 11.0) * (1.0 - HK / 1.5) * r) * (12.0 - r) / 8.0
+        # Newton from a = 1 (H(1) = 1 <= target): H is increasing and concave, so the
+        # iterates rise monotonically to the root without overshooting.
+        a = 1.0
+        for _ in range(100):
+            value, slope = _harmonic(a)
+            step = (target - value) / slope
+            a += step
+            if step <= 1e-13 * a:
+                break
+        out[i] = K - q[i] * (K - a)
+    return out
 
 
 # ---- joins --------------------------------------------------------------------------------------
@@ -598,7 +646,7 @@ def _layer_joins(
         joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
     if method == "estimate":
         sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
-        power = _effective_siblings(k + 1, sib_rho, q_m[first]) / (k + 1)
+        power = _effective_siblings(k + 1, sib_rho, np.ascontiguousarray(q_m[first])) / (k + 1)
         np.power(joins, power[:, None], out=joins)
     return group, joins
 
@@ -629,7 +677,8 @@ def _systematic_joins(
         join = Fc[own[j]] * _systematic_join(Fc, own[helpers], probs, k)
         if method == "estimate":
             sib_rho = (rho[j] + probs @ rho[helpers]) / (k + 1)
-            join = join ** (_effective_siblings(k + 1, sib_rho, q_m[j]) / (k + 1))
+            a = _effective_siblings(k + 1, np.array([sib_rho]), np.array([q_m[j]]))[0]
+            join = join ** (a / (k + 1))
         seen[sig] = group[j] = len(joins)
         joins.append(join)
     return group, np.array(joins)
@@ -1226,7 +1275,7 @@ def _homogeneous_grid(
             K = ks[m] + 1
             if (K, v) not in joins:
                 power = (
-                    float(_effective_siblings(K, np.float64(load), np.float64(q)))
+                    _effective_siblings(K, np.array([load]), np.array([q]))[0]
                     if method == "estimate"
                     else float(K)
                 )
