@@ -291,6 +291,19 @@ def _mixture_rows(laws, law, share, position, out):  # pragma: no cover - numba
     return out
 
 
+@njit(cache=True)
+def _sojourn_hats(be_hat, be_row, load, job_hat, job_row, out):  # pragma: no cover - numba
+    r"""``out[p]`` = :math:`\widehat w\,\widehat b` with
+    :math:`\widehat w = (1 - \rho)/(1 - \rho\,\widehat b_e)` (Pollaczek-Khinchine) for
+    the rows ``be_hat[be_row[p]]``, ``job_hat[job_row[p]]`` and load ``load[p]``: one pass,
+    no gathered copies of the transforms."""
+    for p in range(be_row.size):
+        be, job, rho = be_hat[be_row[p]], job_hat[job_row[p]], load[p]
+        row = out[p]
+        for x in range(row.size):
+            row[x] = (1.0 - rho) / (1.0 + be[x] * -rho) * job[x]
+
+
 def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> _Sojourns:
     """The sojourn laws of every class and job type, all at once: the laws of the distinct
     service means, the classes' waits by batched FFTs, and one sojourn per distinct (class,
@@ -314,21 +327,19 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     if service == "exponential" and np.all(
         one_law[active] == np.where(busy, law, U).min(axis=0)[active]
     ):
-        be_hat = job_hat[one_law[active]]
+        be_hat, be_row = job_hat, one_law[active]
     else:
         share = np.zeros(busy.shape)
         share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
         mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
-        be_hat = np.fft.rfft(mixture, axis=1)
-    be_hat *= -load[:, None]
-    be_hat += 1.0
-    wait_hat = (1.0 - load)[:, None] / be_hat
+        be_hat, be_row = np.fft.rfft(mixture, axis=1), np.arange(active.size)
     # Distinct (class, mean) pairs in use: each is one sojourn law.
     pair_key = np.stack([class_of, law[busy]])
     first, pair_of = _distinct_rows(pair_key.T)
     pairs = pair_key[:, first]
     hat = np.ones((pairs.shape[1] + 1, job_hat.shape[1]), complex)  # last row: no sojourn
-    np.multiply(wait_hat[position[pairs[0]]], job_hat[pairs[1]], out=hat[:-1])
+    at = position[pairs[0]]
+    _sojourn_hats(be_hat, be_row[at], load[at], job_hat, pairs[1], hat)
     cdf = np.ones((pairs.shape[1] + 1, L))
     change = np.empty(pairs.shape[1])
     _cdf_rows(np.fft.irfft(hat[:-1], L), cdf[:-1], change)
@@ -1131,7 +1142,8 @@ def _compute(
     for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
     hat = _hat_product(tuple(stage_hats), origin_key)
-    cdf = _cdf_rows(np.fft.irfft(hat, L, axis=1), np.empty((hat.shape[0], L)), np.empty(0))
+    pmf = np.fft.irfft(hat, L, axis=1)
+    cdf = _cdf_rows(pmf, pmf, np.empty(0))  # in place: each entry is read before it is written
     if method == "estimate" and net.M:
         # Origin load of each group (the cross-stage correction depends on it).
         group_load = np.zeros(len(origin_key))
