@@ -63,6 +63,10 @@ convolutions and maxima are taken on the grid. The range is doubled until the ta
 is below :data:`TAIL_TOLERANCE`. Means of stages with one job (``k_m = 0``, the aggregate,
 ``M = 0``) are exact from Pollaczek-Khinchine, :math:`E[W] = \lambda E[S^2]/(2(1-\rho))`; so
 ``M = 0`` gives the M/G/1 mean sojourn exactly and its quantiles to grid accuracy.
+
+Paths: networks whose devices are all alike on the complete graph with uniform selection (the
+paper's) take a scalar path (:func:`_homogeneous_complete`); all others the batched one
+(:func:`_compute`). Same grid and transforms, equal to round-off (docs/latency.md).
 """
 
 from __future__ import annotations
