@@ -344,9 +344,12 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     hat = np.ones((pairs.shape[1] + 1, job_hat.shape[1]), complex)  # last row: no sojourn
     at = position[pairs[0]]
     _sojourn_hats(be_hat, be_row[at], load[at], job_hat, pairs[1], hat)
-    cdf = np.ones((pairs.shape[1] + 1, L))
+    cdf = np.empty((pairs.shape[1] + 1, L))
+    cdf[-1] = 1.0
+    # In place (fresh n x grid arrays cost about as much as a pass over them at scale).
+    np.fft.irfft(hat[:-1], L, axis=1, out=cdf[:-1])
     change = np.empty(pairs.shape[1])
-    _cdf_rows(np.fft.irfft(hat[:-1], L), cdf[:-1], change)
+    _cdf_rows(cdf[:-1], cdf[:-1], change)
     # A stage of one job convolves the law as stored (monotone, capped at 1), whose transform
     # is the product above unless that changed it beyond round-off: lognormal service loses
     # up to ~1e-7 of mass to the cap (the dispersal clips its negative cells, adding mass).
@@ -754,7 +757,8 @@ def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  
     r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
     ``tables[s][key[g, s]]`` the law of its ``s``-th distinct stage, which occurs
     ``count[s]`` times in the prompt (twin layers), ``rho[g]`` its origin's load; writes the
-    corrected law to ``out[g]`` and returns the stretch factors. The stretched law is read at
+    corrected law to ``out[g]`` (which may be ``cdf[g]``: the row is read whole before it is
+    written) and returns the stretch factors. The stretched law is read at
     ``mid / stretch`` on the uniform grid ``mid``: ``np.interp`` by direct indexing."""
     G, L = cdf.shape
     mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
@@ -794,7 +798,8 @@ def _cross_stage(
     scv: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""The estimate's correction for the positive correlation of a prompt's stages, for every
-    origin group (row of ``cdf``) at once; returns the corrected laws and the mean factors.
+    origin group (row of ``cdf``) at once; returns the corrected laws (``cdf``, overwritten)
+    and the mean factors.
     Stage ``s`` of group ``g`` has the law ``stages[s][stage_of[g, s]]``.
 
     A prompt revisits its origin in every stage, and a join tends to end late when the
@@ -817,7 +822,6 @@ def _cross_stage(
         tables.append(np.ascontiguousarray(table))
         columns.append(stage_of[:, s])
         count.append(1.0)
-    out = np.empty_like(cdf)
     stretch = _cross_stage_kernel(
         cdf,
         tuple(tables),  # one numba type for all
@@ -828,9 +832,9 @@ def _cross_stage(
         scv,
         CROSS_STAGE_MEAN,
         CROSS_STAGE_SPREAD,
-        out,
+        cdf,  # in place: the kernel reads a row whole before it writes it
     )
-    return out, stretch
+    return cdf, stretch
 
 
 # ---- the result ---------------------------------------------------------------------------------

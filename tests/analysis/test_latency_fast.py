@@ -152,7 +152,7 @@ def test_cross_stage_kernel_matches_np_interp():
     stages = [laws, laws, laws]  # stages 0 and 1 are twins (the same table and rows)
     cdf = np.cumsum(rng.dirichlet(np.ones(L), 3), axis=1)
     rho = np.array([0.3, 0.8, 0.95])
-    got, stretch = lat._cross_stage(cdf, stages, stage_of, rho, 2, 1.0)
+    got, stretch = lat._cross_stage(cdf.copy(), stages, stage_of, rho, 2, 1.0)
     for g in range(3):
         expected, factor = _cross_stage_reference(
             cdf[g], [laws[stage_of[g, s]] for s in range(3)], rho[g], 2, 1.0
