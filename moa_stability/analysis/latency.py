@@ -106,6 +106,8 @@ CROSS_STAGE_SPREAD = 0.6
 _QUANTILES = (0.5, 0.95, 0.99)
 _ROUND_OFF = 1e-13
 """Changes to a CDF below this are FFT round-off (it reaches ~1e-16 per point)."""
+_BLOCK_POINTS = 1 << 21
+"""Grid values per block of prompt laws (16 MB), below glibc's largest mmap threshold."""
 
 
 # ---- service laws -------------------------------------------------------------------------------
@@ -1149,18 +1151,27 @@ def _compute(
     mean = stage_means[0][origin_key[:, 0]]
     for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
-    hat = _hat_product(tuple(stage_hats), origin_key)
-    pmf = np.fft.irfft(hat, L, axis=1)
-    cdf = _cdf_rows(pmf, pmf, np.empty(0))  # in place: each entry is read before it is written
-    if method == "estimate" and net.M:
-        # Origin load of each group (the cross-stage correction depends on it).
-        group_load = np.zeros(len(origin_key))
-        group_load[origin_group] = cls.load[own]
-        cdf, stretch = _cross_stage(cdf, stage_cdfs, origin_key, group_load, net.M, scv)
-        mean = mean * stretch
-    if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):  # (after the estimate's stretch)
-        return None
-    quantiles = _row_quantiles(cdf, h, np.array(_QUANTILES))
+    group_load = np.zeros(len(origin_key))  # the cross-stage correction uses the origin's load
+    group_load[origin_group] = cls.load[own]
+    # The prompt laws in blocks of origin groups: the network-wide law, the quantiles and the
+    # means are all that is kept of them, and a block's arrays (at most _BLOCK_POINTS values)
+    # are recycled by the allocator, where n x grid arrays would be fresh memory each time.
+    quantiles = np.empty((len(origin_key), len(_QUANTILES)))
+    law = np.zeros(L)
+    rows = max(1, _BLOCK_POINTS // L)
+    for lo in range(0, len(origin_key), rows):
+        block = slice(lo, lo + rows)
+        pmf = np.fft.irfft(_hat_product(tuple(stage_hats), origin_key[block]), L, axis=1)
+        cdf = _cdf_rows(pmf, pmf, np.empty(0))  # in place: each entry is read before written
+        if method == "estimate" and net.M:
+            cdf, stretch = _cross_stage(
+                cdf, stage_cdfs, origin_key[block], group_load[block], net.M, scv
+            )
+            mean[block] *= stretch
+        if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):  # (after the estimate's stretch)
+            return None
+        quantiles[block] = _row_quantiles(cdf, h, np.array(_QUANTILES))
+        law += weights[block] @ cdf
     born = net.arrival_rate > 0
     return LatencyResult(
         method=method,
@@ -1172,7 +1183,7 @@ def _compute(
         arrival_rate=net.arrival_rate,
         loads=cls.load[own],
         grid_step_s=h,
-        cdf=weights @ cdf / weights.sum(),
+        cdf=law / weights.sum(),
     )
 
 

@@ -178,3 +178,23 @@ def test_sojourn_transforms_are_those_of_the_stored_laws(service, scv):
     soj = lat._sojourn_cdfs(cls, service, scv, h, L)
     expected = np.fft.rfft(lat._pmf_rows(soj.cdf), axis=1)
     np.testing.assert_allclose(soj.hat, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["estimate", "bound"])
+def test_prompt_laws_in_blocks_equal_one_block(monkeypatch, method):
+    """The origin groups' prompt laws are computed in blocks: blocks of 3 groups give the
+    numbers of one block (heterogeneous ring: 20 groups)."""
+    net = MoANetwork(
+        n=20,
+        M=2,
+        k=2,
+        arrival_rate=np.linspace(0.2, 1.0, 20),
+        service_time=np.linspace(0.5, 2.0, 20),
+        topology="ring",
+    ).at_load(0.8)
+    whole = latency(net, method=method, grid_points=1024)
+    monkeypatch.setattr(lat, "_BLOCK_POINTS", 3 * 1024)
+    blocks = latency(net, method=method, grid_points=1024)
+    assert blocks.mean_s == pytest.approx(whole.mean_s, rel=1e-14)
+    np.testing.assert_allclose(blocks.origin_quantiles_s, whole.origin_quantiles_s, rtol=1e-14)
+    np.testing.assert_allclose(blocks.cdf, whole.cdf, rtol=0, atol=1e-14)
