@@ -613,8 +613,11 @@ def _neighbour_groups(
     """:func:`_distinct_rows` of (``key`` row, the multiset of the neighbours' laws ``own``) per
     device: rows of sorted neighbour laws padded to the largest degree where that is compact
     (near-regular graphs), else one dictionary key per device (a star's hub would pad every
-    row to n)."""
+    row to n). With one law for every device the multiset is its degree (O(n), no edge sort:
+    homogeneous networks at 10^6 devices)."""
     n, degree = adj.shape[0], np.diff(adj.indptr)
+    if (own == own[0]).all():
+        return _distinct_rows(np.column_stack([key, degree]))
     edge_row = np.repeat(np.arange(n), degree)
     laws = own[adj.indices][np.lexsort((own[adj.indices], edge_row))]  # sorted within rows
     width = int(degree.max(initial=0))

@@ -5,6 +5,7 @@ sojourn transforms that one-job stages reuse."""
 
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -198,3 +199,19 @@ def test_prompt_laws_in_blocks_equal_one_block(monkeypatch, method):
     assert blocks.mean_s == pytest.approx(whole.mean_s, rel=1e-14)
     np.testing.assert_allclose(blocks.origin_quantiles_s, whole.origin_quantiles_s, rtol=1e-14)
     np.testing.assert_allclose(blocks.cdf, whole.cdf, rtol=0, atol=1e-14)
+
+
+def test_neighbour_groups_of_one_law_are_the_degrees():
+    """With one law for every device, two devices share a join group exactly when their key
+    and their degree agree (a star plus a ring: degrees 1..n-1)."""
+    graph = nx.compose(nx.star_graph(9), nx.cycle_graph(range(3, 12)))
+    adj = nx.to_scipy_sparse_array(graph, format="csr", dtype=float)
+    n = adj.shape[0]
+    key = np.column_stack([np.zeros(n), np.arange(n) % 2])
+    first, group = lat._neighbour_groups(adj, np.zeros(n, np.int64), key)
+    degree = np.diff(adj.indptr)
+    signature = [(tuple(key[j]), degree[j]) for j in range(n)]
+    for a in range(n):
+        for b in range(n):
+            assert (group[a] == group[b]) == (signature[a] == signature[b])
+    assert np.array_equal(group[first], np.arange(first.size))
