@@ -63,6 +63,10 @@ convolutions and maxima are taken on the grid. The range is doubled until the ta
 is below :data:`TAIL_TOLERANCE`. Means of stages with one job (``k_m = 0``, the aggregate,
 ``M = 0``) are exact from Pollaczek-Khinchine, :math:`E[W] = \lambda E[S^2]/(2(1-\rho))`; so
 ``M = 0`` gives the M/G/1 mean sojourn exactly and its quantiles to grid accuracy.
+
+Paths: networks whose devices are all alike on the complete graph with uniform selection (the
+paper's) take a scalar path (:func:`_homogeneous_complete`); all others the batched one
+(:func:`_compute`). Same grid and transforms, equal to round-off (docs/latency.md).
 """
 
 from __future__ import annotations
@@ -100,6 +104,10 @@ CROSS_STAGE_MEAN = 0.07
 CROSS_STAGE_SPREAD = 0.6
 """Fitted :math:`c_w` of the estimate's comonotone weight (docs/latency.md)."""
 _QUANTILES = (0.5, 0.95, 0.99)
+_ROUND_OFF = 1e-13
+"""Changes to a CDF below this are FFT round-off (it reaches ~1e-16 per point)."""
+_BLOCK_POINTS = 1 << 21
+"""Grid values per block of prompt laws (16 MB), below glibc's largest mmap threshold."""
 
 
 # ---- service laws -------------------------------------------------------------------------------
@@ -165,16 +173,34 @@ def _grid_laws(
     :math:`E[\min(S, x)] = E[S](1 - e^{-x/E[S]})` (one exponential per point instead of three
     incomplete gamma functions). Keeping :math:`E[Y]` exact keeps :math:`E[W]` exact, also when
     the step exceeds the service time (loads near 1)."""
+    if service == "exponential":
+        job = _exponential_rows(np.asarray(mean, dtype=float), h, np.empty((len(mean), L)))
+        return job, job
     x = np.maximum(h * np.arange(-1, L + 1), 0.0)
     mean = np.asarray(mean, dtype=float)[:, None]
-    if service == "exponential":
-        job = _disperse(-mean * np.expm1(-x / mean), h)
-        return job, job
     cdf, m1, m2 = _partial_moments(service, scv, mean, x)
     tail = 1.0 - cdf
     job = _disperse(m1 + x * tail, h)
     equilibrium = _disperse((m2 / 2 + x * (mean - m1) - x**2 * tail / 2) / mean, h)
     return job, equilibrium
+
+
+@njit(cache=True)
+def _exponential_rows(mean, h, out):  # pragma: no cover - numba
+    r""":func:`_disperse` of :math:`\ell(x) = s(1 - e^{-x/s})` in closed form, one row per
+    mean :math:`s` (with :math:`a = h/s`): :math:`p_0 = 1 + (e^{-a} - 1)/a` and
+    :math:`p_j = \frac{4}{a}\sinh^2(a/2)\,e^{-ja}` for :math:`j \ge 1`, a geometric
+    sequence (one multiplication per point; the second difference of :math:`\ell` is
+    taken exactly, without the cancellation of differencing). Returns ``out``."""
+    for v in range(mean.size):
+        a = h / mean[v]
+        ratio = math.exp(-a)
+        out[v, 0] = 1.0 + math.expm1(-a) / a
+        term = 4.0 * math.sinh(0.5 * a) ** 2 / a * ratio
+        for j in range(1, out.shape[1]):
+            out[v, j] = term
+            term *= ratio
+    return out
 
 
 def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
@@ -185,17 +211,23 @@ def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _cdf_rows(pmf, out):  # pragma: no cover - numba
-    """``out[r]`` = the running sum of ``pmf[r]``, made monotone and capped at 1 (FFT round-off
-    dents a CDF by ~1e-16; the quantile search needs it monotone), in one pass; returns
-    ``out``."""
+def _cdf_rows(pmf, out, change):  # pragma: no cover - numba
+    """``out[r]`` = the running sum of ``pmf[r]``, made monotone and kept in [0, 1] (FFT
+    round-off dents a CDF by ~1e-16; the quantile search needs it monotone, and a fractional
+    power of a CDF needs it non-negative), in one pass; returns ``out``. ``change[r]`` gets
+    the largest change that made to row ``r`` (pass an array of size 0 to skip it)."""
+    record = change.size > 0
     for r in range(pmf.shape[0]):
         total = 0.0
-        top = -np.inf
+        top = 0.0
+        worst = 0.0
         for j in range(pmf.shape[1]):
             total += pmf[r, j]
             top = max(top, total)
             out[r, j] = min(top, 1.0)
+            worst = max(worst, abs(out[r, j] - total))
+        if record:
+            change[r] = worst
     return out
 
 
@@ -249,6 +281,7 @@ class _Sojourns:
     cdf: np.ndarray  # (P + 1, L): P(sojourn <= (j + 1/2) h)
     of_class: np.ndarray  # (U, 3): row of each class's type-c law
     mean: np.ndarray  # (P + 1,): exact mean sojourn (P-K); 0 for the last row (no sojourn)
+    hat: np.ndarray  # (P + 1, L // 2 + 1): the rows' pmf transforms (a stage of one job's)
 
 
 @njit(cache=True)
@@ -262,6 +295,19 @@ def _mixture_rows(laws, law, share, position, out):  # pragma: no cover - numba
                 for x in range(row.size):
                     row[x] += w * src[x]
     return out
+
+
+@njit(cache=True)
+def _sojourn_hats(be_hat, be_row, load, job_hat, job_row, out):  # pragma: no cover - numba
+    r"""``out[p]`` = :math:`\widehat w\,\widehat b` with
+    :math:`\widehat w = (1 - \rho)/(1 - \rho\,\widehat b_e)` (Pollaczek-Khinchine) for
+    the rows ``be_hat[be_row[p]]``, ``job_hat[job_row[p]]`` and load ``load[p]``: one pass,
+    no gathered copies of the transforms."""
+    for p in range(be_row.size):
+        be, job, rho = be_hat[be_row[p]], job_hat[job_row[p]], load[p]
+        row = out[p]
+        for x in range(row.size):
+            row[x] = (1.0 - rho) / (1.0 + be[x] * -rho) * job[x]
 
 
 def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> _Sojourns:
@@ -279,25 +325,43 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
     position = np.full(U, -1)
     position[active] = np.arange(active.size)
     class_of = np.broadcast_to(np.arange(U), busy.shape)[busy]
-    # B_e of each class: its types' equilibrium laws weighted by their shares of the work.
-    share = np.zeros(busy.shape)
-    share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
-    mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
-    be_hat = np.fft.rfft(mixture, axis=1)
-    be_hat *= -load[:, None]
-    be_hat += 1.0
-    wait_hat = (1.0 - load)[:, None] / be_hat
+    job_hat = np.fft.rfft(job, axis=1)
+    # B_e of each class: its types' equilibrium laws weighted by their shares of the work;
+    # when all its types take equally long (one law) that is the law itself, whose transform
+    # is at hand for exponential service (its own equilibrium law).
+    one_law = np.where(busy, law, -1).max(axis=0)
+    if service == "exponential" and np.all(
+        one_law[active] == np.where(busy, law, U).min(axis=0)[active]
+    ):
+        be_hat, be_row = job_hat, one_law[active]
+    else:
+        share = np.zeros(busy.shape)
+        share[busy] = (cls.rates * cls.means)[busy] / cls.load[class_of]
+        mixture = _mixture_rows(equilibrium, law, share, position, np.zeros((active.size, L)))
+        be_hat, be_row = np.fft.rfft(mixture, axis=1), np.arange(active.size)
     # Distinct (class, mean) pairs in use: each is one sojourn law.
     pair_key = np.stack([class_of, law[busy]])
     first, pair_of = _distinct_rows(pair_key.T)
     pairs = pair_key[:, first]
-    pmf = np.fft.irfft(wait_hat[position[pairs[0]]] * np.fft.rfft(job, axis=1)[pairs[1]], L)
-    cdf = np.ones((pairs.shape[1] + 1, L))
-    _cdf_rows(pmf, cdf[:-1])
+    hat = np.ones((pairs.shape[1] + 1, job_hat.shape[1]), complex)  # last row: no sojourn
+    at = position[pairs[0]]
+    _sojourn_hats(be_hat, be_row[at], load[at], job_hat, pairs[1], hat)
+    cdf = np.empty((pairs.shape[1] + 1, L))
+    cdf[-1] = 1.0
+    # In place (fresh n x grid arrays cost about as much as a pass over them at scale).
+    np.fft.irfft(hat[:-1], L, axis=1, out=cdf[:-1])
+    change = np.empty(pairs.shape[1])
+    _cdf_rows(cdf[:-1], cdf[:-1], change)
+    # A stage of one job convolves the law as stored (monotone, capped at 1), whose transform
+    # is the product above unless that changed it beyond round-off: lognormal service loses
+    # up to ~1e-7 of mass to the cap (the dispersal clips its negative cells, adding mass).
+    redo = np.flatnonzero(change > _ROUND_OFF)
+    if redo.size:
+        hat[redo] = np.fft.rfft(_pmf_rows(cdf[redo]), axis=1)
     of_class = np.full((T, U), pairs.shape[1])
     of_class[busy] = pair_of
     mean = np.append(cls.wait_mean[pairs[0]] + distinct[pairs[1]], 0.0)
-    return _Sojourns(cdf, of_class.T, mean)
+    return _Sojourns(cdf, of_class.T, mean, hat)
 
 
 # ---- sibling overlap (for the estimate) ---------------------------------------------------------
@@ -391,25 +455,73 @@ def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no 
     return out
 
 
-def _harmonic(a: np.ndarray) -> np.ndarray:
-    """:math:`H(a) = \\psi(a + 1) + \\gamma`, the harmonic numbers extended to real ``a``."""
-    return special.psi(a + 1.0) + np.euler_gamma
+@njit(cache=True)
+def _harmonic(a):  # pragma: no cover - numba
+    r""":math:`H(a) = \psi(a + 1) + \gamma` and :math:`H'(a) = \psi'(a + 1)`, the harmonic
+    numbers extended to real :math:`a > -1`: the recurrences :math:`\psi(x) = \psi(x+1) - 1/x`,
+    :math:`\psi'(x) = \psi'(x+1) + 1/x^2` up to :math:`x \ge 10`, then the asymptotic series
+    (Abramowitz & Stegun 6.3.18, 6.4.12) through :math:`x^{-14}` and :math:`x^{-15}`, whose
+    next terms are below 1e-16 there (equal to ``scipy.special.psi`` and ``zeta(2, x)`` to a
+    few ulp; a kernel, so a Newton iteration costs no Python calls)."""
+    x = a + 1.0
+    psi, trigamma = 0.0, 0.0
+    while x < 10.0:
+        psi -= 1.0 / x
+        trigamma += 1.0 / (x * x)
+        x += 1.0
+    f = 1.0 / (x * x)
+    psi += (
+        math.log(x)
+        - 0.5 / x
+        - f
+        * (
+            1.0 / 12
+            - f
+            * (
+                1.0 / 120
+                - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132 - f * (691.0 / 32760 - f / 12))))
+            )
+        )
+    )
+    trigamma += (
+        1.0 / x
+        + 0.5 * f
+        + f
+        / x
+        * (
+            1.0 / 6
+            - f
+            * (
+                1.0 / 30
+                - f
+                * (1.0 / 42 - f * (1.0 / 30 - f * (5.0 / 66 - f * (691.0 / 2730 - f * 7.0 / 6))))
+            )
+        )
+    )
+    return psi + 0.5772156649015329, trigamma
 
 
-def _effective_siblings(K: int, rho: np.ndarray, q: np.ndarray) -> np.ndarray:
+@njit(cache=True)
+def _effective_siblings(K, rho, q):  # pragma: no cover - numba
     r"""Independent copies :math:`a` whose maximum matches the Nelson-Tantawi join, blended with
-    the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)` (elementwise)."""
-    HK = float(_harmonic(np.float64(K)))
-    target = (HK / 1.5 + (4.0 / 11.0) * (1.0 - HK / 1.5) * rho) * (12.0 - rho) / 8.0
-    # Newton from a = 1 (H(1) = 1 <= target): H is increasing and concave, so the iterates
-    # rise monotonically to the root without overshooting.
-    a = np.ones(np.shape(target))
-    for _ in range(100):
-        step = (target - _harmonic(a)) / special.zeta(2.0, a + 1.0)  # H'(a) = psi'(a+1)
-        a = a + step
-        if np.all(step <= 1e-13 * a):
-            break
-    return K - q * (K - a)
+    the overlap: :math:`a = K - q (K - a_{FJ})`, :math:`H(a_{FJ}) = T_K(\rho)`, for the arrays
+    ``rho`` and ``q`` (elementwise; returns an array of their size)."""
+    HK = _harmonic(float(K))[0]
+    out = np.empty(rho.size)
+    for i in range(rho.size):
+        r = rho[i]
+        target = (HK / 1.5 + (4.0 / 11.0) * (1.0 - HK / 1.5) * r) * (12.0 - r) / 8.0
+        # Newton from a = 1 (H(1) = 1 <= target): H is increasing and concave, so the
+        # iterates rise monotonically to the root without overshooting.
+        a = 1.0
+        for _ in range(100):
+            value, slope = _harmonic(a)
+            step = (target - value) / slope
+            a += step
+            if step <= 1e-13 * a:
+                break
+        out[i] = K - q[i] * (K - a)
+    return out
 
 
 # ---- joins --------------------------------------------------------------------------------------
@@ -452,14 +564,14 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_joins(F, own, start, stop, laws, k, choices, power):  # pragma: no cover - numba
-    r"""Join CDFs per row ``r``: :math:`\big(F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}
-    \big)^{p_r}` with ``choices[r]`` :math:`= \binom{d}{k}` and ``power[r]`` :math:`= p_r`
-    (1: no power taken), where :math:`e_k` of the neighbours' CDFs (the law rows
-    ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
+def _graph_joins(F, own, start, stop, laws, k, choices):  # pragma: no cover - numba
+    r"""Join CDFs per row ``r``: :math:`F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}` with
+    ``choices[r]`` :math:`= \binom{d}{k}`, where :math:`e_k` of the neighbours' CDFs (the law
+    rows ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
     :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbours. A kernel: the gathered
     neighbour rows and the intermediate products are never materialised, so memory traffic
-    stays at one pass over the output."""
+    stays at one pass over the output. (The estimate's power is taken by numpy afterwards:
+    its SIMD ``power`` is several times faster than a compiled scalar loop.)"""
     R, L = start.size, F.shape[1]
     out = np.empty((R, L))
     e = np.empty((k + 1, L))
@@ -471,10 +583,9 @@ def _graph_joins(F, own, start, stop, laws, k, choices, power):  # pragma: no co
             for j in range(k, 0, -1):
                 for x in range(L):
                     e[j, x] += row[x] * e[j - 1, x]
-        mine, p = F[own[r]], power[r]
+        mine, scale = F[own[r]], 1.0 / choices[r]
         for x in range(L):
-            v = mine[x] * e[k, x] / choices[r]
-            out[r, x] = v if p == 1.0 else v**p
+            out[r, x] = mine[x] * e[k, x] * scale
     return out
 
 
@@ -502,8 +613,11 @@ def _neighbour_groups(
     """:func:`_distinct_rows` of (``key`` row, the multiset of the neighbours' laws ``own``) per
     device: rows of sorted neighbour laws padded to the largest degree where that is compact
     (near-regular graphs), else one dictionary key per device (a star's hub would pad every
-    row to n)."""
+    row to n). With one law for every device the multiset is its degree (O(n), no edge sort:
+    homogeneous networks at 10^6 devices)."""
     n, degree = adj.shape[0], np.diff(adj.indptr)
+    if (own == own[0]).all():
+        return _distinct_rows(np.column_stack([key, degree]))
     edge_row = np.repeat(np.arange(n), degree)
     laws = own[adj.indices][np.lexsort((own[adj.indices], edge_row))]  # sorted within rows
     width = int(degree.max(initial=0))
@@ -547,17 +661,16 @@ def _layer_joins(
         helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
         d = net.degrees
     choices = np.array([float(math.comb(int(v), k)) for v in np.broadcast_to(d, own.shape)[first]])
-    power = np.ones(first.size)
-    if method == "estimate":
-        sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
-        power = _effective_siblings(k + 1, sib_rho, q_m[first]) / (k + 1)
     if not net.is_complete:
         start, stop = adj.indptr[first], adj.indptr[first + 1]
-        return group, _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices, power)
-    counts = np.bincount(own, minlength=Fc.shape[0])
-    joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
+        joins = _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices)
+    else:
+        counts = np.bincount(own, minlength=Fc.shape[0])
+        joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
     if method == "estimate":
-        joins = joins ** power[:, None]
+        sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
+        power = _effective_siblings(k + 1, sib_rho, np.ascontiguousarray(q_m[first])) / (k + 1)
+        np.power(joins, power[:, None], out=joins)
     return group, joins
 
 
@@ -587,7 +700,8 @@ def _systematic_joins(
         join = Fc[own[j]] * _systematic_join(Fc, own[helpers], probs, k)
         if method == "estimate":
             sib_rho = (rho[j] + probs @ rho[helpers]) / (k + 1)
-            join = join ** (_effective_siblings(k + 1, sib_rho, q_m[j]) / (k + 1))
+            a = _effective_siblings(k + 1, np.array([sib_rho]), np.array([q_m[j]]))[0]
+            join = join ** (a / (k + 1))
         seen[sig] = group[j] = len(joins)
         joins.append(join)
     return group, np.array(joins)
@@ -617,42 +731,81 @@ def _interp_sorted(x, xp, fp, left, right, out):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _cross_stage_kernel(cdf, stage_cdfs, stage_of, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
+def _add_quantile_function(cdf, u, weight, total):  # pragma: no cover - numba
+    """``total += weight * np.interp(u, C, mid, mid[0], mid[-1])``, ``C`` the running maximum
+    of ``cdf`` (FFT and ``power`` round-off can dent a CDF by an ulp) and ``mid = j + 1/2``:
+    the quantile function at ascending ``u`` in grid units, by :func:`_interp_sorted`'s merge
+    with the running maximum taken on the way (no monotone copy of the row; the spacing of
+    ``mid`` is exactly 1)."""
+    n = cdf.size
+    j = 0
+    here = cdf[0]
+    ahead = max(here, cdf[1]) if n > 1 else here
+    for i in range(u.size):
+        v = u[i]
+        if v < cdf[0]:
+            total[i] += weight * 0.5
+            continue
+        while j + 1 < n and ahead <= v:
+            j += 1
+            here = ahead
+            if j + 1 < n:
+                ahead = max(here, cdf[j + 1])
+        if j == n - 1:  # (beyond the last point np.interp gives ``right`` = mid[-1] too)
+            total[i] += weight * (n - 0.5)
+        else:
+            total[i] += weight * (1.0 / (ahead - here) * (v - here) + (j + 0.5))
+
+
+@njit(cache=True)
+def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
     r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
-    ``stage_cdfs[s][stage_of[g, s]]`` its stage ``s`` law (a tuple of arrays), ``rho[g]`` its
-    origin's load; writes the corrected law to ``out[g]`` and returns the stretch factors."""
+    ``tables[s][key[g, s]]`` the law of its ``s``-th distinct stage, which occurs
+    ``count[s]`` times in the prompt (twin layers), ``rho[g]`` its origin's load; writes the
+    corrected law to ``out[g]`` (which may be ``cdf[g]``: the row is read whole before it is
+    written) and returns the stretch factors. The stretched law is read at
+    ``mid / stretch`` on the uniform grid ``mid``: ``np.interp`` by direct indexing."""
     G, L = cdf.shape
     mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
     u = mid / L
     damp = 2.0 / (1.0 + scv)
     stretch = np.empty(G)
-    total, part, c, como = np.empty(L), np.empty(L), np.empty(L), np.empty(L)
+    total, como, mixed = np.empty(L), np.empty(L), np.empty(L)
     for g in range(G):
         total[:] = 0.0
-        for s in range(stage_of.shape[1]):
-            c[:] = stage_cdfs[s][stage_of[g, s]]
-            for j in range(1, L):
-                c[j] = max(c[j], c[j - 1])
-            _interp_sorted(u, c, mid, mid[0], mid[L - 1], part)
-            total += part
+        for s in range(key.shape[1]):
+            _add_quantile_function(tables[s][key[g, s]], u, count[s], total)
         _interp_sorted(mid, total, u, 0.0, 1.0, como)
         w = min(c_w * damp * rho[g], 1.0)
-        mixed = (1.0 - w) * cdf[g] + w * como
+        for x in range(L):
+            mixed[x] = (1.0 - w) * cdf[g, x] + w * como[x]
         stretch[g] = 1.0 + c_mu * damp * M * rho[g] ** 2
-        _interp_sorted(mid / stretch[g], mid, mixed, 0.0, mixed[L - 1], out[g])
+        row = out[g]
+        for i in range(L):
+            v = mid[i] / stretch[g]
+            if v < 0.5:
+                row[i] = 0.0
+            else:
+                j = int(v - 0.5)  # the last mid[j] <= v (v - 0.5 is exact)
+                if j >= L - 1:
+                    row[i] = mixed[L - 1]
+                else:
+                    row[i] = (mixed[j + 1] - mixed[j]) * (v - mid[j]) + mixed[j]
     return stretch
 
 
 def _cross_stage(
     cdf: np.ndarray,
-    stage_cdfs: list[np.ndarray],
+    stages: list[np.ndarray],
     stage_of: np.ndarray,
     rho: np.ndarray,
     M: int,
     scv: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""The estimate's correction for the positive correlation of a prompt's stages, for every
-    origin group (row of ``cdf``) at once; returns the corrected laws and the mean factors.
+    origin group (row of ``cdf``) at once; returns the corrected laws (``cdf``, overwritten)
+    and the mean factors.
+    Stage ``s`` of group ``g`` has the law ``stages[s][stage_of[g, s]]``.
 
     A prompt revisits its origin in every stage, and a join tends to end late when the
     origin is congested, so its next stage starts in a congested queue. Two fitted terms
@@ -662,12 +815,31 @@ def _cross_stage(
     :math:`w = c_w g \rho_j` of the law is the comonotone sum :math:`\sum_s Q_s(U)` of the
     stage quantile functions instead of their convolution (same mean, wider spread).
     """
-    out = np.empty_like(cdf)
-    stages = tuple(np.ascontiguousarray(c) for c in stage_cdfs)  # one numba type for all
+    # Twin layers (the same table and rows) enter the comonotone sum once, counted twice.
+    distinct: dict[tuple[int, bytes], int] = {}
+    tables, columns, count = [], [], []
+    for s, table in enumerate(stages):
+        sig = (id(table), stage_of[:, s].tobytes())
+        if sig in distinct:
+            count[distinct[sig]] += 1.0
+            continue
+        distinct[sig] = len(tables)
+        tables.append(np.ascontiguousarray(table))
+        columns.append(stage_of[:, s])
+        count.append(1.0)
     stretch = _cross_stage_kernel(
-        cdf, stages, stage_of, rho, M, scv, CROSS_STAGE_MEAN, CROSS_STAGE_SPREAD, out
+        cdf,
+        tuple(tables),  # one numba type for all
+        np.ascontiguousarray(np.column_stack(columns)),
+        np.array(count),
+        rho,
+        M,
+        scv,
+        CROSS_STAGE_MEAN,
+        CROSS_STAGE_SPREAD,
+        cdf,  # in place: the kernel reads a row whole before it writes it
     )
-    return out, stretch
+    return cdf, stretch
 
 
 # ---- the result ---------------------------------------------------------------------------------
@@ -867,6 +1039,9 @@ def latency(
         raise _fail("grid_points", repr(grid_points), "must be an integer", "pass e.g. 4096")
     if grid_points is not None and grid_points < 64:
         raise _fail("grid_points", grid_points, "must be >= 64", "pass e.g. 4096")
+    fast = _homogeneous_complete(net, method, service, scv, grid_points)
+    if fast is not None:
+        return fast
     rates = job_rates(net)
     load = (rates * net.service_time).sum(axis=0)
     _check_stable(net, load)
@@ -909,6 +1084,22 @@ def _twin_layer(
     return None
 
 
+@njit(cache=True)
+def _hat_product(hats, key):  # pragma: no cover - numba
+    """Rows ``g``: the product over stages ``s`` of ``hats[s][key[g, s]]`` (left to right),
+    without gathering each stage's rows first."""
+    G, S = key.shape
+    out = np.empty((G, hats[0].shape[1]), np.complex128)
+    for g in range(G):
+        row = out[g]
+        row[:] = hats[0][key[g, 0]]
+        for s in range(1, S):
+            src = hats[s][key[g, s]]
+            for x in range(row.size):
+                row[x] = row[x] * src[x]
+    return out
+
+
 def _compute(
     net: MoANetwork,
     cls: _Classes,
@@ -927,6 +1118,9 @@ def _compute(
     own = cls.of_device
     x = h * np.arange(L)
     last = AGGREGATE if net.M else PROPOSE
+    # Each stage is a table of laws (CDF rows, their transforms, means) and each device's row
+    # in it: a layer's distinct joins, or for a stage of one job (k_m = 0, the aggregate,
+    # M = 0) the sojourn table itself, with its exact P-K means and no transform to redo.
     stage_groups, stage_hats, stage_means, stage_cdfs = [], [], [], []
     # Layers whose joins have the same inputs (k, the job laws of every device, the overlap)
     # have the same law: computed once (typically refine layers, and the propose layer when
@@ -941,38 +1135,46 @@ def _compute(
         if m < net.M and net.k[m]:
             group, joins = _layer_joins(net, cls, soj, m, q, method)
             pmfs = _pmf_rows(joins)
-            means = pmfs @ x
+            stage_groups.append(group)
+            stage_hats.append(np.fft.rfft(pmfs, axis=1))
+            stage_cdfs.append(joins)
+            stage_means.append(pmfs @ x)
             done[m] = m
-        else:  # one job (k_m = 0, the aggregate, M = 0): its sojourn, with its exact P-K mean
+        else:
             c = last if m == net.M else (PROPOSE if m == 0 else REFINE)
-            law = soj.of_class[own, c]
-            first, group = _distinct_rows(law[:, None])
-            joins, means = soj.cdf[law[first]], soj.mean[law[first]]
-            pmfs = _pmf_rows(joins)
-        stage_groups.append(group)
-        stage_hats.append(np.fft.rfft(pmfs, axis=1))
-        stage_cdfs.append(joins)
-        stage_means.append(means)
+            stage_groups.append(soj.of_class[own, c])
+            stage_hats.append(soj.hat)
+            stage_cdfs.append(soj.cdf)
+            stage_means.append(soj.mean)
 
     keys = np.stack(stage_groups, axis=1)
     first, origin_group = _distinct_rows(keys)
-    origin_key = keys[first]
+    origin_key = np.ascontiguousarray(keys[first])
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
-    hat = stage_hats[0][origin_key[:, 0]]
     mean = stage_means[0][origin_key[:, 0]]
-    for s in range(1, len(stage_hats)):
-        hat = hat * stage_hats[s][origin_key[:, s]]
+    for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
-    cdf = _cdf_rows(np.fft.irfft(hat, L, axis=1), np.empty((hat.shape[0], L)))
-    if method == "estimate" and net.M:
-        # Origin load of each group (the cross-stage correction depends on it).
-        group_load = np.zeros(len(origin_key))
-        group_load[origin_group] = cls.load[own]
-        cdf, stretch = _cross_stage(cdf, stage_cdfs, origin_key, group_load, net.M, scv)
-        mean = mean * stretch
-    if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):  # (after the estimate's stretch)
-        return None
-    quantiles = _row_quantiles(cdf, h, np.array(_QUANTILES))
+    group_load = np.zeros(len(origin_key))  # the cross-stage correction uses the origin's load
+    group_load[origin_group] = cls.load[own]
+    # The prompt laws in blocks of origin groups: the network-wide law, the quantiles and the
+    # means are all that is kept of them, and a block's arrays (at most _BLOCK_POINTS values)
+    # are recycled by the allocator, where n x grid arrays would be fresh memory each time.
+    quantiles = np.empty((len(origin_key), len(_QUANTILES)))
+    law = np.zeros(L)
+    rows = max(1, _BLOCK_POINTS // L)
+    for lo in range(0, len(origin_key), rows):
+        block = slice(lo, lo + rows)
+        pmf = np.fft.irfft(_hat_product(tuple(stage_hats), origin_key[block]), L, axis=1)
+        cdf = _cdf_rows(pmf, pmf, np.empty(0))  # in place: each entry is read before written
+        if method == "estimate" and net.M:
+            cdf, stretch = _cross_stage(
+                cdf, stage_cdfs, origin_key[block], group_load[block], net.M, scv
+            )
+            mean[block] *= stretch
+        if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):  # (after the estimate's stretch)
+            return None
+        quantiles[block] = _row_quantiles(cdf, h, np.array(_QUANTILES))
+        law += weights[block] @ cdf
     born = net.arrival_rate > 0
     return LatencyResult(
         method=method,
@@ -984,5 +1186,165 @@ def _compute(
         arrival_rate=net.arrival_rate,
         loads=cls.load[own],
         grid_step_s=h,
-        cdf=weights @ cdf / weights.sum(),
+        cdf=law / weights.sum(),
+    )
+
+
+# ---- the homogeneous complete network, by scalars -----------------------------------------------
+def _homogeneous_complete(
+    net: MoANetwork, method: str, service: str, scv: float, grid_points: int | None
+) -> LatencyResult | None:
+    r""":func:`latency` of a network whose devices are all alike (equal arrival rates > 0, equal
+    service means per type) on the complete graph with uniform selection and :math:`n \ge 3`
+    (the paper's networks, and sweeps over their rates), or ``None`` for any other network.
+
+    The general path's steps with every per-device quantity a scalar: one class, so the
+    overlap, the range and the loads are closed forms, and the join of :math:`K = k+1`
+    siblings of one law :math:`F` is :math:`e_k(F, \dots, F)\,F/\binom{n-1}{k} = F^K`, taken
+    to the estimate's power :math:`a/K` as :math:`F^a`. Same grid, same discretisation, same
+    transforms: it agrees with the general path to round-off (tests), at a fraction of its
+    Python-level calls.
+    """
+    n, M, ks = net.n, net.M, net.k
+    lam_all, st = net.arrival_rate, net.service_time
+    if not (
+        net.is_complete
+        and net.selection is None
+        and n >= 3
+        and lam_all[0] > 0
+        and (lam_all == lam_all[0]).all()
+        and (st == st[:, :1]).all()
+    ):
+        return None
+    lam = float(lam_all[0])
+    means = st[:, 0].tolist()
+    # Job rates per device (loads.job_rates on the complete graph with equal rates): its own
+    # prompt's job plus k_m / (n - 1) of each of the n - 1 others' in every layer.
+    rates = [0.0, 0.0, 0.0]
+    if M == 0:
+        rates[PROPOSE] = lam
+    else:
+        rates[PROPOSE] = lam + lam * ks[0]
+        rates[REFINE] = sum(lam + lam * km for km in ks[1:])
+        rates[AGGREGATE] = lam
+    load = sum(r * m for r, m in zip(rates, means, strict=True))
+    if load >= 1:
+        _check_stable(net, np.full(n, load))
+    c2 = {"exponential": 1.0, "deterministic": 0.0}.get(service, scv)
+    wait_mean = sum(r * m * m * (1.0 + c2) for r, m in zip(rates, means, strict=True)) / (
+        2.0 * (1.0 - load)
+    )
+    used = [c for c in range(len(JOB_TYPES)) if rates[c] > 0]
+    sojourn = max(wait_mean + means[c] for c in used)
+    spread = max(means[c] for c in used) * (2.0 + c2)  # _range_guess: E[S] + E[S^2]/E[S]
+    span = (M + 1) * sojourn + 25.0 * ((wait_mean / load if load > 0 else 0.0) + spread)
+    q = 0.0
+    if method == "estimate" and M and max(ks):
+        # _overlaps on the complete graph with all rates alike: every layer the same value.
+        total = sum(rates)
+        scale = 1.0 / math.sqrt(total)
+        direct = sum(km / (n - 1) for km in ks)
+        third = sum(km * (km - 1) / ((n - 1) * (n - 2)) for km in ks)
+        a = (direct - third) * lam + third * (n * lam)
+        q = scale * (a * (n - 1) * scale + (direct - third) * (n - 1) * lam * scale) / (n - 1)
+    distinct = sorted({means[c] for c in used})
+    law = {c: distinct.index(means[c]) for c in used}
+    L = GRID_POINTS if grid_points is None else int(grid_points)
+    for _ in range(_MAX_DOUBLINGS):
+        result = _homogeneous_grid(
+            net, method, service, scv, span / L, L, rates, means, load, wait_mean, q, distinct, law
+        )
+        if result is not None:
+            return result
+        span *= 2.0
+    raise _fail(  # pragma: no cover - the range guess covers the laws offered
+        "grid_points", grid_points, "the latency tail does not fit the grid", "raise it"
+    )
+
+
+def _homogeneous_grid(
+    net: MoANetwork,
+    method: str,
+    service: str,
+    scv: float,
+    h: float,
+    L: int,
+    rates: list[float],
+    means: list[float],
+    load: float,
+    wait_mean: float,
+    q: float,
+    distinct: list[float],
+    law: dict[int, int],
+) -> LatencyResult | None:
+    """:func:`_compute` for :func:`_homogeneous_complete` (``None`` if the tail is cut)."""
+    job, equilibrium = _grid_laws(service, scv, np.array(distinct), h, L)
+    job_hat = np.fft.rfft(job, axis=1)
+    if len(distinct) == 1:
+        be_hat = job_hat[0] if service == "exponential" else np.fft.rfft(equilibrium[0])
+    else:  # the types' equilibrium laws weighted by their shares of the work
+        mixture = np.zeros(L)
+        for c, v in law.items():
+            mixture += rates[c] * means[c] / load * equilibrium[v]
+        be_hat = np.fft.rfft(mixture)
+    wait_hat = (1.0 - load) / (1.0 - load * be_hat)
+    hat = wait_hat * job_hat  # the sojourn transforms of the distinct means
+    cdf = np.empty((len(distinct), L))
+    change = np.empty(len(distinct))
+    _cdf_rows(np.fft.irfft(hat, L), cdf, change)
+    if np.any(1.0 - cdf[:, -1] > TAIL_TOLERANCE):
+        return None
+    redo = np.flatnonzero(change > _ROUND_OFF)  # as in _sojourn_cdfs
+    if redo.size:
+        hat[redo] = np.fft.rfft(_pmf_rows(cdf[redo]), axis=1)
+    M, ks = net.M, net.k
+    x = h * np.arange(L)
+    stage_hats, stage_cdfs = [], []
+    mean = 0.0
+    joins: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float]] = {}  # twin layers
+    for m in range(M + 1):
+        c = (AGGREGATE if M else PROPOSE) if m == M else (PROPOSE if m == 0 else REFINE)
+        v = law[c]
+        if m < M and ks[m]:
+            K = ks[m] + 1
+            if (K, v) not in joins:
+                power = (
+                    _effective_siblings(K, np.array([load]), np.array([q]))[0]
+                    if method == "estimate"
+                    else float(K)
+                )
+                join = np.power(cdf[v : v + 1], power)
+                pmf = _pmf_rows(join)[0]
+                joins[(K, v)] = (np.fft.rfft(pmf), join, float(pmf @ x))
+            join_hat, join, join_mean = joins[(K, v)]
+            stage_hats.append(join_hat)
+            stage_cdfs.append(join)
+            mean += join_mean
+        else:  # one job: its sojourn, with its exact P-K mean
+            stage_hats.append(hat[v])
+            stage_cdfs.append(cdf[v : v + 1])
+            mean += wait_mean + means[c]
+    total_hat = stage_hats[0]
+    for stage_hat in stage_hats[1:]:
+        total_hat = total_hat * stage_hat
+    law_cdf = _cdf_rows(np.fft.irfft(total_hat, L)[None, :], np.empty((1, L)), np.empty(0))
+    if method == "estimate" and M:
+        stage_of = np.zeros((1, len(stage_cdfs)), np.int64)
+        law_cdf, stretch = _cross_stage(law_cdf, stage_cdfs, stage_of, np.array([load]), M, scv)
+        mean *= stretch[0]
+    if 1.0 - law_cdf[0, -1] > TAIL_TOLERANCE:
+        return None
+    quantiles = _row_quantiles(law_cdf, h, np.array(_QUANTILES))
+    n = net.n
+    return LatencyResult(
+        method=method,
+        service=service,
+        scv=scv,
+        mean_s=mean,
+        origin_mean_s=np.full(n, mean),
+        origin_quantiles_s=np.repeat(quantiles, n, axis=0),
+        arrival_rate=net.arrival_rate,
+        loads=np.full(n, load),
+        grid_step_s=h,
+        cdf=law_cdf[0],
     )
