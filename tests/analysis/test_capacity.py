@@ -58,11 +58,33 @@ def test_structured_agrees_with_cvxpy_and_is_certified(seed: int, rows: str) -> 
     assert fast.value <= fast.dual_bound * (1 + 1e-12)
     assert fast.dual_bound <= fast.value * (1 + 1e-6)
     assert fast.status == "optimal"
+    # The bound recomputed here from its definition at the reported multipliers.
+    independent = _independent_dual_bound(net, np.asarray(fast.duals), fast.load_cap)
+    assert fast.dual_bound == pytest.approx(independent, rel=1e-9)
+    assert general.value <= independent * (1 + 1e-9)
     # The returned network is feasible and tight, by the library's own traffic equations.
     rho = loads(fast.network)
     np.testing.assert_allclose(rho, fast.loads, rtol=1e-9, atol=1e-12)
     assert rho.max() == pytest.approx(0.9, rel=1e-9)
     np.testing.assert_allclose(fast.rates, fast.value * net.arrival_rate, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"margin": 1.0}, r"margin=1.0: must be a number in \[0, 1\)"),
+        ({"margin": float("nan")}, "margin=nan: must be finite"),
+        ({"net": {"arrival_rate": 0.0}}, "no selection to optimise"),
+        ({"net": {"M": 1, "k": 0}}, "no selection to optimise"),
+    ],
+)
+def test_bad_calls_raise_a_named_value_error(change: dict, match: str) -> None:
+    net = MoANetwork(
+        n=4, M=2, k=2, arrival_rate=1.0, service_time=[[1, 2, 1, 4], [2, 1, 3, 1], [1, 1, 1, 1]]
+    )
+    net = net.replace(**change.get("net", {}))
+    with pytest.raises(ValueError, match=match):
+        max_scale_selection(net, margin=change.get("margin", 0.0))
 
 
 def test_one_service_time_per_device_matches_the_hand_solution() -> None:
