@@ -532,14 +532,29 @@ def run_replication(net, svc, ctl, out, st, t_until):
     ``st``, so splitting ``[0, t_stop)`` into chunks changes no result.
 
     ``net``, ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`.
+    With one priority level (FCFS) the loop is compiled a second time with that fact as a
+    constant (:func:`_advance`): nothing to choose or preempt, so the level reads and the
+    preemption checks drop out of the common case.
     """
     if st.counters[FINISHED]:
         return
+    if st.head.shape[0] == st.q.shape[0]:
+        _advance(net, svc, ctl, out, st, t_until, True)
+    else:
+        _advance(net, svc, ctl, out, st, t_until, False)
+
+
+@njit(inline="always")
+def _advance(net, svc, ctl, out, st, t_until, one_level):
+    """The event loop of :func:`run_replication`; ``one_level`` is a constant at each of its
+    two call sites (one priority level: every job has level 0 and none preempts), so LLVM
+    removes what it makes dead. Inlined, not called: the constant must reach the loop."""
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
     arrival, stage_type, stage_k, mode, indptr, indices, cum, level = net
     slotted, mean, dist, scv, samples, bounds = svc
     t_stop, edges, warm_bin, cap, hist_lo, hist_scale, preemptive = ctl
+    preemptive = preemptive and not one_level
     lat_sum, lat_count, hist, max_queue = out.lat_sum, out.lat_count, out.hist, out.max_queue
     inferences, selected, totals, queue_time = (
         out.inferences,
@@ -555,7 +570,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
     stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
     done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
     n = arrival.shape[0]
-    levels = head.shape[0] // n
+    levels = 1 if one_level else head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
     chosen = np.empty(stage_k.max() + 1, np.int64)
     log_lo = np.log(hist_lo)
@@ -611,7 +626,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = s - n
-            lst = i * levels + serving[i]  # the job in service heads its level's list
+            lst = i if one_level else i * levels + serving[i]  # the job in service heads it
             j = head[lst]
             _integrate(i, t, q, last, area, level_time, top)
             last[i] = t
@@ -622,10 +637,11 @@ def run_replication(net, svc, ctl, out, st, t_until):
             free_job = j
             jobs -= 1
             if q[i] > 0:
-                lst = i * levels  # the first non-empty level (FCFS: one level, no scan)
-                while head[lst] < 0:
-                    lst += 1
-                serving[i] = lst - i * levels
+                if not one_level:  # the first non-empty level
+                    lst = i * levels
+                    while head[lst] < 0:
+                        lst += 1
+                    serving[i] = lst - i * levels
                 nj = head[lst]
                 c = stage_type[stage[job_prompt[nj]]]
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
@@ -703,12 +719,13 @@ def run_replication(net, svc, ctl, out, st, t_until):
             else:
                 j = unused_job
                 unused_job += 1
-                job_left[j] = 0.0
+                if preemptive:
+                    job_left[j] = 0.0
             jobs += 1
             job_prompt[j] = p
             job_next[j] = -1
             type_area[c, d] -= t
-            v = level[nxt, int(r == 0)]
+            v = 0 if one_level else level[nxt, int(r == 0)]
             lst = d * levels + v
             width = _integrate(d, t, q, last, area, level_time, top)
             if head[lst] >= 0:
@@ -722,7 +739,8 @@ def run_replication(net, svc, ctl, out, st, t_until):
                     idle[d] += width
                 else:
                     job_left[head[d * levels + serving[d]]] = key[n + d] - t
-                serving[d] = v
+                if not one_level:
+                    serving[d] = v
                 m = mean[c, d]
                 duration = (
                     memoryless(rng, m, slotted)
