@@ -33,6 +33,16 @@ when small) and two ``inline="always"`` helpers without branches (:func:`_integr
 branches, the reference counts of that rebinding survive optimisation, and atomic counts per
 event cost more than the simulation itself. The service draw branches, so it is written out at
 its two call sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
+
+Indices are unsigned where the loop is hot. Numba reads ``a[i]`` with a signed ``i`` as
+``a[i + len(a)]`` when ``i < 0``: a compare, a select and ``len(a)`` kept live, per array,
+and with some twenty state arrays those lengths spill to the stack. An ``np.uint32`` index
+(and a value zero-extended from one, which LLVM knows is not negative) skips it. So the state
+arrays that hold indices (``job_prompt``, ``origin``, ``stage``, ``free_prompts``; the
+network's ``stage_type``; the helpers drawn) are ``uint32``, and job indices read from the
+per-device lists are cast once; ``job_next`` and the lists' ``head``/``tail`` keep their
+signed ``-1`` for "none". Without any wraparound (an upper bound, measured by patching numba)
+the loop would run about 30% fewer instructions per event.
 """
 
 from __future__ import annotations
@@ -267,7 +277,8 @@ class Network(NamedTuple):
     r"""The network in clock units (slots or seconds), as the kernels read it.
 
     ``arrival[i]`` is the :func:`memoryless` scale of device ``i``'s user prompts;
-    ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
+    ``stage_type[l]`` (``uint32``) and ``stage_k[l]`` the job type and helper count of stage
+    ``l``; per
     proposer layer ``m``, ``mode[m]`` says how helpers are drawn: :data:`SYSTEMATIC` from the
     CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers on the cumulative
     probabilities ``cum[m]`` (:func:`systematic_subset`), :data:`UNIFORM` uniformly from those
@@ -392,9 +403,9 @@ class State(NamedTuple):
 
 
 STATE_BYTES_PER_JOB = 2 * 4 + 8 + 8 * 4 + 8
-"""Bytes of :class:`State` per job of the cap: two int32 and one float64 job arrays, eight
-int32 prompt arrays and one float64 (a prompt in the system always has a job, so ``cap``
-bounds both pools)."""
+"""Bytes of :class:`State` per job of the cap: two 32-bit integer and one float64 job arrays,
+eight 32-bit integer prompt arrays and one float64 (a prompt in the system always has a job,
+so ``cap`` bounds both pools)."""
 STATE_BYTES_PER_DEVICE = 7 * 8 + 12 * 8
 """Bytes of :class:`State` per device, at most, with one priority level: five per-device
 arrays, one level's list ``head`` and ``tail``, and the tournament tree over ``2n`` sources
@@ -572,7 +583,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     n = arrival.shape[0]
     levels = 1 if one_level else head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
-    chosen = np.empty(stage_k.max() + 1, np.int64)
+    chosen = np.empty(stage_k.max() + 1, np.uint32)
     log_lo = np.log(hist_lo)
     free_job, unused_job, jobs = counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS]
     free_top, unused_prompt = counters[FREE_TOP], counters[UNUSED_PROMPT]
@@ -616,7 +627,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 free_top -= 1
                 p = free_prompts[free_top]
             else:
-                p = unused_prompt
+                p = np.uint32(unused_prompt)
                 unused_prompt += 1
             origin[p] = s
             birth[p] = t
@@ -625,9 +636,9 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             totals[ARRIVED] += 1
             nxt = 0
         else:  # the head-of-line job of device i completes
-            i = s - n
+            i = np.uint32(s - n)
             lst = i if one_level else i * levels + serving[i]  # the job in service heads it
-            j = head[lst]
+            j = np.uint32(head[lst])
             _integrate(i, t, q, last, area, level_time, top)
             last[i] = t
             q[i] -= 1
@@ -642,7 +653,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                     while head[lst] < 0:
                         lst += 1
                     serving[i] = lst - i * levels
-                nj = head[lst]
+                nj = np.uint32(head[lst])
                 c = stage_type[stage[job_prompt[nj]]]
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
                     duration = job_left[nj]
@@ -714,10 +725,10 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         for r in range(helpers + 1):
             d = home if r == 0 else chosen[r]
             if free_job >= 0:
-                j = free_job
+                j = np.uint32(free_job)
                 free_job = job_next[j]
             else:
-                j = unused_job
+                j = np.uint32(unused_job)
                 unused_job += 1
                 if preemptive:
                     job_left[j] = 0.0
@@ -729,7 +740,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             lst = d * levels + v
             width = _integrate(d, t, q, last, area, level_time, top)
             if head[lst] >= 0:
-                job_next[tail[lst]] = j
+                job_next[np.uint32(tail[lst])] = j
             else:
                 head[lst] = j
             if q[d] == 0 or (preemptive and v < serving[d] and key[n + d] > t):
