@@ -625,7 +625,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 break
             if free_top > 0:
                 free_top -= 1
-                p = free_prompts[free_top]
+                p = free_prompts[np.uint32(free_top)]
             else:
                 p = np.uint32(unused_prompt)
                 unused_prompt += 1
@@ -694,7 +694,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 lat_count[b] += 1
                 cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
                 hist[int(b >= warm_bin), min(cell, hist.shape[1] - 1)] += 1
-                free_prompts[free_top] = p
+                free_prompts[np.uint32(free_top)] = p
                 free_top += 1
                 continue
             nxt = stage[p] + 1
@@ -704,6 +704,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 capped = True
                 break
         # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
+        p = np.uint32(p)  # known non-negative on both paths here (module docstring)
         stage[p] = nxt
         home = origin[p]
         helpers = 0
