@@ -33,6 +33,16 @@ when small) and two ``inline="always"`` helpers without branches (:func:`_integr
 branches, the reference counts of that rebinding survive optimisation, and atomic counts per
 event cost more than the simulation itself. The service draw branches, so it is written out at
 its two call sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
+
+Indices are unsigned where the loop is hot. Numba reads ``a[i]`` with a signed ``i`` as
+``a[i + len(a)]`` when ``i < 0``: a compare, a select and ``len(a)`` kept live, per array,
+and with some twenty state arrays those lengths spill to the stack. An ``np.uint32`` index
+(and a value zero-extended from one, which LLVM knows is not negative) skips it. So the state
+arrays that hold indices (``job_prompt``, ``origin``, ``stage``, ``free_prompts``; the
+network's ``stage_type``; the helpers drawn) are ``uint32``, and job indices read from the
+per-device lists are cast once; ``job_next`` and the lists' ``head``/``tail`` keep their
+signed ``-1`` for "none". Without any wraparound (an upper bound, measured by patching numba)
+the loop would run about 30% fewer instructions per event.
 """
 
 from __future__ import annotations
@@ -267,7 +277,8 @@ class Network(NamedTuple):
     r"""The network in clock units (slots or seconds), as the kernels read it.
 
     ``arrival[i]`` is the :func:`memoryless` scale of device ``i``'s user prompts;
-    ``stage_type[l]`` and ``stage_k[l]`` the job type and helper count of stage ``l``; per
+    ``stage_type[l]`` (``uint32``) and ``stage_k[l]`` the job type and helper count of stage
+    ``l``; per
     proposer layer ``m``, ``mode[m]`` says how helpers are drawn: :data:`SYSTEMATIC` from the
     CSR rows ``indptr[m]``, ``indices[m]`` of candidate helpers on the cumulative
     probabilities ``cum[m]`` (:func:`systematic_subset`), :data:`UNIFORM` uniformly from those
@@ -392,9 +403,9 @@ class State(NamedTuple):
 
 
 STATE_BYTES_PER_JOB = 2 * 4 + 8 + 8 * 4 + 8
-"""Bytes of :class:`State` per job of the cap: two int32 and one float64 job arrays, eight
-int32 prompt arrays and one float64 (a prompt in the system always has a job, so ``cap``
-bounds both pools)."""
+"""Bytes of :class:`State` per job of the cap: two 32-bit integer and one float64 job arrays,
+eight 32-bit integer prompt arrays and one float64 (a prompt in the system always has a job,
+so ``cap`` bounds both pools)."""
 STATE_BYTES_PER_DEVICE = 7 * 8 + 12 * 8
 """Bytes of :class:`State` per device, at most, with one priority level: five per-device
 arrays, one level's list ``head`` and ``tail``, and the tournament tree over ``2n`` sources
@@ -532,14 +543,29 @@ def run_replication(net, svc, ctl, out, st, t_until):
     ``st``, so splitting ``[0, t_stop)`` into chunks changes no result.
 
     ``net``, ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`.
+    With one priority level (FCFS) the loop is compiled a second time with that fact as a
+    constant (:func:`_advance`): nothing to choose or preempt, so the level reads and the
+    preemption checks drop out of the common case.
     """
     if st.counters[FINISHED]:
         return
+    if st.head.shape[0] == st.q.shape[0]:
+        _advance(net, svc, ctl, out, st, t_until, True)
+    else:
+        _advance(net, svc, ctl, out, st, t_until, False)
+
+
+@njit(inline="always")
+def _advance(net, svc, ctl, out, st, t_until, one_level):
+    """The event loop of :func:`run_replication`; ``one_level`` is a constant at each of its
+    two call sites (one priority level: every job has level 0 and none preempts), so LLVM
+    removes what it makes dead. Inlined, not called: the constant must reach the loop."""
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
     arrival, stage_type, stage_k, mode, indptr, indices, cum, level = net
     slotted, mean, dist, scv, samples, bounds = svc
     t_stop, edges, warm_bin, cap, hist_lo, hist_scale, preemptive = ctl
+    preemptive = preemptive and not one_level
     lat_sum, lat_count, hist, max_queue = out.lat_sum, out.lat_count, out.hist, out.max_queue
     inferences, selected, totals, queue_time = (
         out.inferences,
@@ -555,9 +581,9 @@ def run_replication(net, svc, ctl, out, st, t_until):
     stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
     done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
     n = arrival.shape[0]
-    levels = head.shape[0] // n
+    levels = 1 if one_level else head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
-    chosen = np.empty(stage_k.max() + 1, np.int64)
+    chosen = np.empty(stage_k.max() + 1, np.uint32)
     log_lo = np.log(hist_lo)
     free_job, unused_job, jobs = counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS]
     free_top, unused_prompt = counters[FREE_TOP], counters[UNUSED_PROMPT]
@@ -599,9 +625,9 @@ def run_replication(net, svc, ctl, out, st, t_until):
                 break
             if free_top > 0:
                 free_top -= 1
-                p = free_prompts[free_top]
+                p = free_prompts[np.uint32(free_top)]
             else:
-                p = unused_prompt
+                p = np.uint32(unused_prompt)
                 unused_prompt += 1
             origin[p] = s
             birth[p] = t
@@ -610,9 +636,9 @@ def run_replication(net, svc, ctl, out, st, t_until):
             totals[ARRIVED] += 1
             nxt = 0
         else:  # the head-of-line job of device i completes
-            i = s - n
-            lst = i * levels + serving[i]  # the job in service heads its level's list
-            j = head[lst]
+            i = np.uint32(s - n)
+            lst = i if one_level else i * levels + serving[i]  # the job in service heads it
+            j = np.uint32(head[lst])
             _integrate(i, t, q, last, area, level_time, top)
             last[i] = t
             q[i] -= 1
@@ -622,11 +648,12 @@ def run_replication(net, svc, ctl, out, st, t_until):
             free_job = j
             jobs -= 1
             if q[i] > 0:
-                lst = i * levels  # the first non-empty level (FCFS: one level, no scan)
-                while head[lst] < 0:
-                    lst += 1
-                serving[i] = lst - i * levels
-                nj = head[lst]
+                if not one_level:  # the first non-empty level
+                    lst = i * levels
+                    while head[lst] < 0:
+                        lst += 1
+                    serving[i] = lst - i * levels
+                nj = np.uint32(head[lst])
                 c = stage_type[stage[job_prompt[nj]]]
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
                     duration = job_left[nj]
@@ -667,7 +694,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
                 lat_count[b] += 1
                 cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
                 hist[int(b >= warm_bin), min(cell, hist.shape[1] - 1)] += 1
-                free_prompts[free_top] = p
+                free_prompts[np.uint32(free_top)] = p
                 free_top += 1
                 continue
             nxt = stage[p] + 1
@@ -677,6 +704,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
                 capped = True
                 break
         # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
+        p = np.uint32(p)  # known non-negative on both paths here (module docstring)
         stage[p] = nxt
         home = origin[p]
         helpers = 0
@@ -698,21 +726,22 @@ def run_replication(net, svc, ctl, out, st, t_until):
         for r in range(helpers + 1):
             d = home if r == 0 else chosen[r]
             if free_job >= 0:
-                j = free_job
+                j = np.uint32(free_job)
                 free_job = job_next[j]
             else:
-                j = unused_job
+                j = np.uint32(unused_job)
                 unused_job += 1
-                job_left[j] = 0.0
+                if preemptive:
+                    job_left[j] = 0.0
             jobs += 1
             job_prompt[j] = p
             job_next[j] = -1
             type_area[c, d] -= t
-            v = level[nxt, int(r == 0)]
+            v = 0 if one_level else level[nxt, int(r == 0)]
             lst = d * levels + v
             width = _integrate(d, t, q, last, area, level_time, top)
             if head[lst] >= 0:
-                job_next[tail[lst]] = j
+                job_next[np.uint32(tail[lst])] = j
             else:
                 head[lst] = j
             if q[d] == 0 or (preemptive and v < serving[d] and key[n + d] > t):
@@ -722,7 +751,8 @@ def run_replication(net, svc, ctl, out, st, t_until):
                     idle[d] += width
                 else:
                     job_left[head[d * levels + serving[d]]] = key[n + d] - t
-                serving[d] = v
+                if not one_level:
+                    serving[d] = v
                 m = mean[c, d]
                 duration = (
                     memoryless(rng, m, slotted)

@@ -478,9 +478,9 @@ def _memoryless_scale(rate: np.ndarray, slotted: bool) -> np.ndarray:
 def _stages(net: MoANetwork) -> tuple[np.ndarray, np.ndarray]:
     """Job type and helper count of each stage: proposer layers, then the aggregate."""
     if net.M == 0:
-        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+        return np.zeros(1, np.uint32), np.zeros(1, np.int64)
     types = [0] + [1] * (net.M - 1) + [2]
-    return np.array(types, np.int64), np.array(list(net.k) + [0], np.int64)
+    return np.array(types, np.uint32), np.array(list(net.k) + [0], np.int64)
 
 
 def _selection(net: MoANetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -803,16 +803,16 @@ def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int], levels:
         key=np.empty((group, leaves)),
         tree=np.empty((group, 2 * leaves), np.int64),
         job_next=pool(),
-        job_prompt=pool(),
+        job_prompt=pool(np.uint32),
         job_left=pool(float),
-        origin=pool(),
+        origin=pool(np.uint32),
         birth=pool(float),
-        stage=pool(),
+        stage=pool(np.uint32),
         pending=pool(),
         stage_size=pool(),
         done=pool(),
         done_home=pool(),
-        free_prompts=pool(),
+        free_prompts=pool(np.uint32),
         perm=np.empty((group,) + csr_shape, np.int64),
     )
 
