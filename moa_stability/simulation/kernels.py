@@ -342,9 +342,10 @@ class Outputs(NamedTuple):
     integrals of prompts at joins (``join``), jobs in the system (``jobs``: the sum of ``area``
     over devices) and busy devices (``busy_devices``), latency sums (``lat_sum``) and counts
     (``lat_count``) of the prompts answered in it; latency histograms ``hist`` of the prompts
-    answered before (row 0) and after (row 1) bin ``warm_bin``; ``queue_time[row, i, b]``, the
-    time device ``i`` spent with exactly ``b`` jobs (same rows, the last column collecting
-    ``b >= top``); the largest queue ``max_queue``; completed inferences per (type, device);
+    answered before (row 0) and after (row 1) bin ``warm_bin``; ``queue_time[i, b]``, the
+    time device ``i`` spent with exactly ``b`` jobs after bin ``warm_bin`` starts (the whole
+    run if it ended before; the last column collecting ``b >= top``); the largest queue
+    ``max_queue``; completed inferences per (type, device);
     ``selected`` counts per CSR position; integer ``totals`` indexed by :data:`ARRIVED` etc.;
     ``t_end``, the time reached (one cell); ``type_area[row, c, i]``, the integral of the
     number of type-``c`` jobs at device ``i`` over ``[0, t_warm]`` (row 0) and ``[0, t_end]``
@@ -453,7 +454,7 @@ def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy
     integrals into ``out`` (:class:`Outputs`) and restart them, O(1). When ``t`` also ends
     device bin ``db`` (``b`` is its last bin, or ``final``), close every device's integrals of
     queue length and busy time too, adding the time since each device's last change to
-    ``out.queue_time`` on the bin's side of the warm-up: O(n), but only at the
+    ``out.queue_time`` (restarted at the warm-up edge): O(n), but only at the
     ``device_edges`` (a few dozen per run unless paths are recorded). Returns the device bin
     open after ``t``. Not inlined: one copy keeps the event loop small."""
     _integrate_pool(pool, joins, jobs, busy, t)
@@ -464,7 +465,7 @@ def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy
     if not final and b + 1 < ctl.device_edges[db + 1]:
         return db
     start = ctl.edges[ctl.device_edges[db]]
-    level_time = out.queue_time[int(b >= ctl.warm_bin)]
+    level_time = out.queue_time
     top = level_time.shape[1] - 1
     for i in range(q.shape[0]):
         width = _integrate(i, t, q, last, area, level_time, top)
@@ -475,6 +476,8 @@ def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy
         out.busy[db, i] = (t - start) - idle[i]
         area[i] = 0.0
         idle[i] = 0.0
+    if not final and b + 1 == ctl.warm_bin:  # keep the time at each length after the warm-up
+        level_time[:] = 0.0
     return db + 1
 
 
@@ -595,8 +598,8 @@ def run_replication(net, svc, ctl, out, st, t_until):
     free_job, unused_job, jobs = counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS]
     free_top, unused_prompt = counters[FREE_TOP], counters[UNUSED_PROMPT]
     joins, b, db, busy = counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY]
-    top = queue_time.shape[2] - 1
-    level_time = queue_time[int(b >= warm_bin)]
+    top = queue_time.shape[1] - 1
+    level_time = queue_time
     t_chunk = min(t_until, t_stop)
     t_end = t_stop
     capped = False
@@ -610,7 +613,6 @@ def run_replication(net, svc, ctl, out, st, t_until):
                 b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
             )
             b += 1
-            level_time = queue_time[int(b >= warm_bin)]
             if b == warm_bin:
                 close_type_area(0, edges[b], st, stage_type, out.type_area)
         _integrate_pool(pool, joins, jobs, busy, t)  # every change below happens at t

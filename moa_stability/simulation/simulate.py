@@ -68,7 +68,7 @@ _DEFAULT_HORIZON_SERVICES = 100_000
 MAX_TRACKED_QUEUE = 256
 """Default largest queue length the distribution resolves (longer queues share its last cell)."""
 _DEFAULT_DT_FRACTION = 0.1
-_MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles, twice)
+_MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles)
 MEMORY_BUDGET_BYTES = 4 * 2**30
 """Largest memory :func:`simulate` may preallocate (outputs, job pools, per-device state); a
 call that needs more is refused with a ValueError before any work."""
@@ -688,7 +688,7 @@ def _check_memory(
 ) -> None:
     r"""Refuse a call whose preallocated arrays would exceed :data:`MEMORY_BUDGET_BYTES`.
 
-    Per replication the outputs take :math:`8(2 D n + 5B + 2H + 11n + 2n(B_{max}+1) + P)`
+    Per replication the outputs take :math:`8(2 D n + 5B + 2H + 11n + n(B_{max}+1) + P)`
     bytes (``D`` device bins, ``B`` bins, ``H`` histogram cells, ``P`` selection counters, one
     per CSR entry);
     per replication held at once (``group``: the numba threads) the state takes
@@ -699,11 +699,7 @@ def _check_memory(
     """
     pairs = 0 if _implicit_complete(net) else sum(_layer_rows(net, m).nnz for m in range(net.M))
     outputs = 8 * (
-        2 * device_bins * net.n
-        + 5 * bins
-        + 2 * _HIST_CELLS
-        + 11 * net.n
-        + 2 * net.n * (tracked + 1)
+        2 * device_bins * net.n + 5 * bins + 2 * _HIST_CELLS + 11 * net.n + net.n * (tracked + 1)
     )
     outputs += 8 * pairs
     pools = cap * kern.STATE_BYTES_PER_JOB
@@ -762,7 +758,7 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
         inferences=np.zeros((R, len(JOB_TYPES), n), np.int64),
         selected=np.zeros((R,) + plan.network.cum.shape, np.int64),
         totals=np.zeros((R, kern.N_TOTALS), np.int64),
-        queue_time=np.zeros((R, 2, n, plan.tracked + 1)),
+        queue_time=np.zeros((R, n, plan.tracked + 1)),
         t_end=np.zeros(R),
         type_area=np.zeros((R, 2, len(JOB_TYPES), n)),
     )
@@ -933,7 +929,11 @@ def _windows(out: kern.Outputs, plan: _Plan, relaxation_s: float) -> _Windows:
     device_groups = batches(device_cover, plan.device_edges[:-1])
     mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
     hist = out.hist[:, 1] if after.size else out.hist.sum(axis=1)
-    level_time = out.queue_time[:, 1] if after.size else out.queue_time.sum(axis=1)
+    # a replication that ended in the warm-up holds its whole run: left out if others did not
+    ended = out.t_end <= edges[plan.warm_bin] if after.size else np.zeros(len(out.t_end), bool)
+    level_time = (
+        np.where(ended[:, None, None], 0.0, out.queue_time) if ended.any() else out.queue_time
+    )
     return _Windows(
         batch(cover, groups),
         batch(out.jobs, groups),
@@ -1189,7 +1189,7 @@ def simulate(
         Keep the binned queue paths of replication 0 (``result.paths``).
     max_tracked_queue : int, optional
         :math:`B_{max}`: ``result.queue_distribution`` resolves queue lengths
-        :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`2 n (B_{max}+1)`
+        :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`n (B_{max}+1)`
         doubles per replication, at most :math:`10^7` cells). Default
         :data:`MAX_TRACKED_QUEUE`, or fewer when ``n`` devices need it:
         :math:`\min(256, \lfloor 10^7/n \rfloor - 1)`.
