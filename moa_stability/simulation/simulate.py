@@ -321,7 +321,8 @@ class SimulationResult:
                 f"  verdict: {self.verdict} ({self.evidence})",
                 f"  mean queue per device: {_fmt(self.mean_queue)} +- {_fmt(self.mean_queue_ci)}"
                 f" ({self.ci_method})",
-                f"  utilisation: {_fmt(self.utilisation)} (loads {_fmt(self.loads)})",
+                f"  utilisation: {_fmt(self.utilisation)} (loads {_fmt(self.loads)}); busy "
+                f"devices {self.busy_devices_mean:.4g} +- {self.busy_devices_ci:.2g}",
                 f"  latency: mean {self.latency_mean:.4g} +- {self.latency_ci:.2g} s, p50 "
                 f"{self.latency_p50:.4g}, p95 {self.latency_p95:.4g}, p99 {self.latency_p99:.4g} s",
                 f"  prompts waiting at joins: {self.mean_join_waiting:.4g}; prompts "
