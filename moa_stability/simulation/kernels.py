@@ -35,11 +35,11 @@ with ``M = 0`` its only stage is one propose job.
 
 The event loop is one long function on purpose: its arrays are read out of the argument tuples
 once, before the loop, and the loop calls only plain ``@njit`` functions (which LLVM inlines
-when small) and two ``inline="always"`` helpers without branches (:func:`_integrate`,
-:func:`_integrate_pool`). Numba's own inlining rebinds array arguments; where the inlined body
-branches, the reference counts of that rebinding survive optimisation, and atomic counts per
-event cost more than the simulation itself. The service draw branches, so it is written out at
-its two call sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
+when small) and an ``inline="always"`` helper without branches (:func:`_integrate`). Numba's
+own inlining rebinds array arguments; where the inlined body branches, the reference counts of
+that rebinding survive optimisation, and atomic counts per event cost more than the simulation
+itself. The service draw branches, so it is written out at its two call sites (checked in the
+loop's LLVM IR: no ``NRT_incref`` inside the event loop).
 """
 
 from __future__ import annotations
@@ -598,6 +598,8 @@ def run_replication(net, svc, ctl, out, st, t_until):
     free_job, unused_job, jobs = counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS]
     free_top, unused_prompt = counters[FREE_TOP], counters[UNUSED_PROMPT]
     joins, b, db, busy = counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY]
+    # The network-wide integrals live in registers in the loop (``pool`` between bins/chunks).
+    pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
     top = queue_time.shape[1] - 1
     level_time = queue_time
     t_chunk = min(t_until, t_stop)
@@ -609,13 +611,19 @@ def run_replication(net, svc, ctl, out, st, t_until):
         if t >= t_chunk:
             break
         while t >= edges[b + 1]:
+            pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
             db = close_bin(
                 b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
             )
+            pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
             b += 1
             if b == warm_bin:
                 close_type_area(0, edges[b], st, stage_type, out.type_area)
-        _integrate_pool(pool, joins, jobs, busy, t)  # every change below happens at t
+        width = t - pool_last  # every change below happens at t (_integrate_pool, in registers)
+        pool_joins += joins * width
+        pool_jobs += jobs * width
+        pool_busy += busy * width
+        pool_last = t
         if s < n:  # a user prompt at device s
             tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
             if jobs + stage_k[0] + 1 > cap:
@@ -764,6 +772,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
     counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS] = free_job, unused_job, jobs
     counters[FREE_TOP], counters[UNUSED_PROMPT] = free_top, unused_prompt
     counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY] = joins, b, db, busy
+    pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
     st.clock[0] = t_chunk
     if capped or t_until >= t_stop:
         finish_replication(stage_type, ctl, out, st, t_end)
