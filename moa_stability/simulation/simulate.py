@@ -584,6 +584,7 @@ class _Plan:
     bins: int
     device_edges: np.ndarray  # device bin d = bins device_edges[d] .. device_edges[d+1] - 1
     group: int  # replications whose job pools are held at once
+    relaxation_s: float  # statistics.relaxation_time of the network and service law
 
 
 def _plan(
@@ -638,11 +639,12 @@ def _plan(
     arrival = _memoryless_scale(net.arrival_rate * unit_s, slotted)
     svc = _service(net, service, scv, samples, unit_s, slotted)
     warm_bin = _warmup_bin(warmup, t_stop * unit_s, bins)
+    relaxation_s = _relaxation_time(net, svc)  # O(n) sparse products: once per call
     if record_paths:
         device_edges = np.arange(bins + 1)
     else:
         window_s = (bins - warm_bin) * t_stop / bins * unit_s
-        batches = batch_count(window_s, _relaxation_time(net, svc), bins - warm_bin)
+        batches = batch_count(window_s, relaxation_s, bins - warm_bin)
         device_edges = _device_edges(bins, warm_bin, batches)
     _check_memory(
         net, replications, group, cap, tracked, bins, device_edges.size - 1, int(level.max()) + 1
@@ -671,6 +673,7 @@ def _plan(
         bins,
         device_edges,
         group,
+        relaxation_s,
     )
 
 
@@ -970,7 +973,7 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
     out = raw.outputs
     if raw.partial:  # the replications that ran
         plan = dataclasses.replace(plan, seeds=plan.seeds[: out.t_end.shape[0]])
-    relaxation_s = _relaxation_time(net, plan.service)
+    relaxation_s = plan.relaxation_s
     w = _windows(out, plan, relaxation_s)
     unit = plan.unit_s
     cover_n = np.repeat(w.device_cover[:, :, None], net.n, axis=2)
