@@ -4,7 +4,9 @@ For n = 4 .. 10^5 (random 8-regular gossip graph for the simulator, the complete
 n = 4; random 20-regular for the optimiser):
 
 * ``simulate(method="events")`` at load 0.9 (M = 2, k = 2, one service time per device):
-  inferences per second of wall time and the process's peak resident memory;
+  inferences per second of wall time and the process's peak resident memory (task
+  ``simulate/8-regular``; ``simulate/complete`` at n = 4 and, drawing helpers without a
+  neighbour list, on the implicit complete graph at n = 10^5);
 * ``max_stable_rate(..., optimise_selection=True)`` on the network of bench_optimize.py
   (M = 2, k = 3, per-device speed, refine and aggregate 1.5x propose: one merged group, the
   parametric max-flow) and, up to ``--lp-max-n``, with independent random times per job type
@@ -51,8 +53,8 @@ def emit(**row):
 
 _SIMULATE = """
 from moa_stability import simulate
-n, target = {n}, {target}
-topo = "complete" if n <= 8 else random_regular_graph(n, 8, seed=1)
+n, target, graph = {n}, {target}, {graph!r}
+topo = "complete" if graph == "complete" else random_regular_graph(n, 8, seed=1)
 net = MoANetwork(n=n, M=2, k=2, arrival_rate=1.0, service_time=1.0, topology=topo).at_load(0.9)
 per_s = float(net.arrival_rate.sum() * net.inferences_per_prompt)
 simulate(net, method="events", horizon=min(1e3, 2e4 / per_s), seed=1)  # warm the kernels
@@ -60,7 +62,7 @@ base = rss_mib()
 start = time.perf_counter()
 res = simulate(net, method="events", horizon=target / per_s, seed=2)
 wall = time.perf_counter() - start
-emit(task="simulate", n=n, seconds=wall, inferences_per_s=res.inferences / wall,
+emit(task="simulate/" + graph, n=n, seconds=wall, inferences_per_s=res.inferences / wall,
      inferences=res.inferences, peak_rss_mib=rss_mib(), rss_growth_mib=rss_mib() - base)
 """
 
@@ -106,8 +108,9 @@ for name in ("8-regular", "complete"):
 """
 
 
-def _run(snippet: str, timeout: float) -> list[dict]:
-    """Run one point in a fresh interpreter; its ``ROW`` lines are the results."""
+def _run(snippet: str, timeout: float, task: str, n: int) -> list[dict]:
+    """Run one point in a fresh interpreter; its ``ROW`` lines are the results (a point that
+    times out or fails gets one row with its ``task`` and ``n``)."""
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _PRELUDE + snippet],
@@ -117,10 +120,10 @@ def _run(snippet: str, timeout: float) -> list[dict]:
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return [{"task": "timeout", "seconds": timeout, "snippet": snippet.split("\n")[1]}]
+        return [{"task": task, "n": n, "seconds": timeout, "error": "timeout"}]
     rows = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")]
     if proc.returncode:
-        rows.append({"task": "error", "error": proc.stderr.strip().splitlines()[-1]})
+        rows.append({"task": task, "n": n, "error": proc.stderr.strip().splitlines()[-1]})
     return rows
 
 
@@ -131,10 +134,11 @@ def _figure(frame: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    sim = frame[frame.task == "simulate"]
-    axes[0].loglog(sim.n, sim.inferences_per_s, "o-")
+    for task, sim in frame[frame.task.str.startswith("simulate")].groupby("task"):
+        axes[0].loglog(sim.n, sim.inferences_per_s, "o-", label=task)
+        axes[1].loglog(sim.n, sim.peak_rss_mib, "o-", label=task)
     axes[0].set(xlabel="devices n", ylabel="inferences / s", title="simulate (events)")
-    axes[1].loglog(sim.n, sim.peak_rss_mib, "o-", label="simulate")
+    axes[0].legend(fontsize=7)
     for task, part in frame[frame.task.str.startswith("optimise")].groupby("task"):
         axes[2].loglog(part.n, part.seconds, "o-", label=task)
         axes[1].loglog(part.n, part.peak_rss_mib, "s--", label=task)
@@ -171,16 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for n in sizes:
         target = 2_000_000 if n <= 10_000 else 5_000_000
-        rows += _run(_SIMULATE.format(n=n, target=target), args.timeout)
+        # the floor of issue 13 compares n = 10^5 with n = 4 on both kinds of graph
+        graphs = ["complete"] if n <= 8 else ["8-regular"] + (["complete"] if n >= 10**5 else [])
+        for graph in graphs:
+            point = _SIMULATE.format(n=n, target=target, graph=graph)
+            rows += _run(point, args.timeout, "simulate/" + graph, n)
         if n > 20:
-            rows += _run(_OPTIMISE.format(n=n, rows="proportional"), args.timeout)
-            if n <= args.lp_max_n:
-                rows += _run(
-                    _OPTIMISE.format(n=n, rows="independent"), min(args.timeout, args.lp_timeout)
-                )
-        print(pd.DataFrame(rows[-3:]).to_string(index=False), flush=True)
+            for kind in ("proportional", "independent"):
+                if kind == "independent" and n > args.lp_max_n:
+                    continue
+                timeout = args.timeout if kind == "proportional" else args.lp_timeout
+                point = _OPTIMISE.format(n=n, rows=kind)
+                rows += _run(point, min(args.timeout, timeout), "optimise/" + kind, n)
+        print(pd.DataFrame(rows[-4:]).to_string(index=False), flush=True)
     if not (args.quick or args.sizes):
-        rows += _run(_MILLION.format(n=1_000_000), args.timeout)
+        rows += _run(_MILLION.format(n=1_000_000), args.timeout, "million", 1_000_000)
     after = os.getloadavg()
     frame = pd.DataFrame(rows)
     frame["load_average_before"] = before[0]

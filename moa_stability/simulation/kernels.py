@@ -23,16 +23,23 @@ bounds both pools. The next event comes from a tournament tree over ``2n`` sourc
 user prompt of each device (sources ``0..n-1``) and the head-of-line completion of each device
 (``n..2n-1``, infinite when idle).
 
+Statistics cost O(1) per event and O(1) per time bin whatever ``n``: the network-wide
+integrals (jobs in the system, busy devices, prompts at joins) are brought up to date once per
+event (:func:`_integrate_pool`) and stored per bin; each device's integrals are brought up to
+date when its queue changes and stored only per *device bin*, a run of bins (in :func:`simulate`
+one per batch of the batch-means intervals, or every bin when paths are recorded), so the O(n)
+walk over the devices happens a few dozen times per run.
+
 A prompt moves through *stages*: proposer layers ``0..M-1`` then the aggregate (stage ``M``);
 with ``M = 0`` its only stage is one propose job.
 
 The event loop is one long function on purpose: its arrays are read out of the argument tuples
 once, before the loop, and the loop calls only plain ``@njit`` functions (which LLVM inlines
-when small) and two ``inline="always"`` helpers without branches (:func:`_integrate`,
-:func:`_integrate_joins`). Numba's own inlining rebinds array arguments; where the inlined body
-branches, the reference counts of that rebinding survive optimisation, and atomic counts per
-event cost more than the simulation itself. The service draw branches, so it is written out at
-its two call sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
+when small) and an ``inline="always"`` helper without branches (:func:`_integrate`). Numba's
+own inlining rebinds array arguments; where the inlined body branches, the reference counts of
+that rebinding survive optimisation, and atomic counts per event cost more than the simulation
+itself. The service draw branches, so it is written out at its two call sites (checked in the
+loop's LLVM IR: no ``NRT_incref`` inside the event loop).
 
 Indices are unsigned where the loop is hot. Numba reads ``a[i]`` with a signed ``i`` as
 ``a[i + len(a)]`` when ``i < 0``: a compare, a select and ``len(a)`` kept live, per array,
@@ -63,8 +70,14 @@ SYSTEMATIC, UNIFORM, COMPLETE = range(3)
 """Helper selection modes of a layer (:class:`Network`)."""
 
 # Integer registers of a replication's state (``State.counters``).
-FREE_JOB, UNUSED_JOB, JOBS, FREE_TOP, UNUSED_PROMPT, JOINS, BIN, FINISHED = range(8)
-N_COUNTERS = 8
+FREE_JOB, UNUSED_JOB, JOBS, FREE_TOP, UNUSED_PROMPT, JOINS, BIN, FINISHED, DEVICE_BIN, BUSY = range(
+    10
+)
+N_COUNTERS = 10
+
+# The network-wide integrals of the open bin (``State.pool``): prompts at joins, jobs in the
+# system, busy devices, and the time they were last brought up to date.
+POOL_JOINS, POOL_JOBS, POOL_BUSY, POOL_LAST = range(4)
 
 
 # ---- random numbers: xoshiro256+ on a per-replication state of four uint64 -----------------
@@ -314,7 +327,9 @@ class Service(NamedTuple):
 
 class Controls(NamedTuple):
     """Run controls: stop time ``t_stop``, bin ``edges``, first bin after the warm-up
-    ``warm_bin``, job cap ``cap``, and the latency histogram's cells of width
+    ``warm_bin``, the per-device bins as runs of bins (``device_edges``: device bin ``d`` is
+    bins ``device_edges[d]`` to ``device_edges[d+1] - 1``; ``warm_bin`` is one of them),
+    job cap ``cap``, and the latency histogram's cells of width
     ``1/hist_scale`` in ``log(latency / hist_lo)``; ``preemptive``: a job of a higher priority
     level (:class:`Network` ``level``) interrupts the one in service, which keeps its remaining
     service time (preemptive-resume), else it waits for the service to end."""
@@ -322,6 +337,7 @@ class Controls(NamedTuple):
     t_stop: float
     edges: np.ndarray
     warm_bin: int
+    device_edges: np.ndarray
     cap: int
     hist_lo: float
     hist_scale: float
@@ -332,12 +348,15 @@ class Outputs(NamedTuple):
     """What a replication records, each array with a leading replication axis ``R`` in
     :func:`run_replications` (one replication's row in :func:`run_replication`).
 
-    Per bin, integrals of queue length (``area``, ``(bins, n)``) and busy time (``busy``) per
-    device and of prompts at joins (``join``), latency sums (``lat_sum``) and counts
+    Per device bin (:class:`Controls` ``device_edges``), integrals of queue length (``area``,
+    ``(device bins, n)``) and busy time (``busy``) per device; per bin, the network-wide
+    integrals of prompts at joins (``join``), jobs in the system (``jobs``: the sum of ``area``
+    over devices) and busy devices (``busy_devices``), latency sums (``lat_sum``) and counts
     (``lat_count``) of the prompts answered in it; latency histograms ``hist`` of the prompts
-    answered before (row 0) and after (row 1) bin ``warm_bin``; ``queue_time[row, i, b]``, the
-    time device ``i`` spent with exactly ``b`` jobs (same rows, the last column collecting
-    ``b >= top``); the largest queue ``max_queue``; completed inferences per (type, device);
+    answered before (row 0) and after (row 1) bin ``warm_bin``; ``queue_time[i, b]``, the
+    time device ``i`` spent with exactly ``b`` jobs after bin ``warm_bin`` starts (the whole
+    run if it ended before; the last column collecting ``b >= top``); the largest queue
+    ``max_queue``; completed inferences per (type, device);
     ``selected`` counts per CSR position; integer ``totals`` indexed by :data:`ARRIVED` etc.;
     ``t_end``, the time reached (one cell); ``type_area[row, c, i]``, the integral of the
     number of type-``c`` jobs at device ``i`` over ``[0, t_warm]`` (row 0) and ``[0, t_end]``
@@ -347,6 +366,8 @@ class Outputs(NamedTuple):
     area: np.ndarray
     busy: np.ndarray
     join: np.ndarray
+    jobs: np.ndarray
+    busy_devices: np.ndarray
     lat_sum: np.ndarray
     lat_count: np.ndarray
     hist: np.ndarray
@@ -364,15 +385,16 @@ class State(NamedTuple):
     leading replication axis in :func:`run_replications`).
 
     ``rng`` the xoshiro256+ state; ``counters`` the integer registers (:data:`FREE_JOB` ...
-    :data:`FINISHED`); ``clock[0]`` the time reached; per device the queue length ``q``, the
+    :data:`BUSY`); ``clock[0]`` the time reached; per device the queue length ``q``, the
     priority level of the job in service ``serving``, the time of the last change ``last`` and
-    the open bin's integrals ``area``, ``idle``; per (device ``i``, level ``v``) the FCFS list
-    ``head``/``tail`` at ``i * levels + v`` (-1: empty); ``join_acc`` the join integral and the
-    time of its last change; the tournament tree ``key``/``tree`` (:func:`new_tree`); the job
-    pool (``job_next``, ``job_prompt``, ``job_left``: the service time left to a preempted job,
-    else 0) and the prompt pool (``origin``, ``birth``, ``stage``,
-    ``pending``, ``stage_size``, ``done``, ``done_home``, ``free_prompts``), ``cap`` entries each;
-    ``perm``, the permutations of :func:`uniform_subset`.
+    the open device bin's integrals ``area``, ``idle``; per (device ``i``, level ``v``) the FCFS
+    list ``head``/``tail`` at ``i * levels + v`` (-1: empty); ``pool`` the open bin's
+    network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the tournament tree
+    ``key``/``tree`` (:func:`new_tree`); the job pool (``job_next``, ``job_prompt``,
+    ``job_left``: the service time left to a preempted job, else 0) and the prompt pool
+    (``origin``, ``birth``, ``stage``, ``pending``, ``stage_size``, ``done``, ``done_home``,
+    ``free_prompts``), ``cap`` entries each; ``perm``, the permutations of
+    :func:`uniform_subset`.
     """
 
     rng: np.ndarray
@@ -385,7 +407,7 @@ class State(NamedTuple):
     last: np.ndarray
     area: np.ndarray
     idle: np.ndarray
-    join_acc: np.ndarray
+    pool: np.ndarray
     key: np.ndarray
     tree: np.ndarray
     job_next: np.ndarray
@@ -427,32 +449,47 @@ def _integrate(d, t, q, last, area, level_time, top):
 
 
 @njit(inline="always")
-def _integrate_joins(join_acc, joins, t):
-    """Close the join integral ``join_acc = (integral, time of the last change)`` at ``t``."""
-    join_acc[0] += joins * (t - join_acc[1])
-    join_acc[1] = t
+def _integrate_pool(pool, joins, jobs, busy, t):
+    """Bring the network-wide integrals (:data:`POOL_JOINS` ...) up to ``t``: O(1) whatever
+    ``n``, called once per event before the event changes anything."""
+    width = t - pool[POOL_LAST]
+    pool[POOL_JOINS] += joins * width
+    pool[POOL_JOBS] += jobs * width
+    pool[POOL_BUSY] += busy * width
+    pool[POOL_LAST] = t
 
 
 @njit(cache=True)
-def close_bin(b, start, t, q, last, area, idle, joins, join_acc, out, row):
-    """Store bin ``b``'s integrals of queue length, busy time and prompts at joins (the bin is
-    ``[start, t)``) into ``out`` (:class:`Outputs`) and restart them. The time since each
-    device's last change is also added to ``out.queue_time[row]`` (the bin's side of the
-    warm-up). Not inlined: it runs once per bin, and one copy keeps the event loop small."""
-    level_time = out.queue_time[row]
+def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy, out):
+    """Close bin ``b`` at ``t`` (its end, or the end of the run): store its network-wide
+    integrals into ``out`` (:class:`Outputs`) and restart them, O(1). When ``t`` also ends
+    device bin ``db`` (``b`` is its last bin, or ``final``), close every device's integrals of
+    queue length and busy time too, adding the time since each device's last change to
+    ``out.queue_time`` (restarted at the warm-up edge): O(n), but only at the
+    ``device_edges`` (a few dozen per run unless paths are recorded). Returns the device bin
+    open after ``t``. Not inlined: one copy keeps the event loop small."""
+    _integrate_pool(pool, joins, jobs, busy, t)
+    out.join[b] = pool[POOL_JOINS]
+    out.jobs[b] = pool[POOL_JOBS]
+    out.busy_devices[b] = pool[POOL_BUSY]
+    pool[POOL_JOINS] = pool[POOL_JOBS] = pool[POOL_BUSY] = 0.0
+    if not final and b + 1 < ctl.device_edges[db + 1]:
+        return db
+    start = ctl.edges[ctl.device_edges[db]]
+    level_time = out.queue_time
     top = level_time.shape[1] - 1
     for i in range(q.shape[0]):
         width = _integrate(i, t, q, last, area, level_time, top)
         if q[i] == 0:
             idle[i] += width
         last[i] = t
-        out.area[b, i] = area[i]
-        out.busy[b, i] = (t - start) - idle[i]
+        out.area[db, i] = area[i]
+        out.busy[db, i] = (t - start) - idle[i]
         area[i] = 0.0
         idle[i] = 0.0
-    _integrate_joins(join_acc, joins, t)
-    out.join[b] = join_acc[0]
-    join_acc[0] = 0.0
+    if not final and b + 1 == ctl.warm_bin:  # keep the time at each length after the warm-up
+        level_time[:] = 0.0
+    return db + 1
 
 
 @njit(cache=True)
@@ -494,7 +531,7 @@ def start_replication(rng_seed, net, slotted, st):
     st.last[:] = 0.0
     st.area[:] = 0.0
     st.idle[:] = 0.0
-    st.join_acc[:] = 0.0
+    st.pool[:] = 0.0
     for m in range(st.perm.shape[0]):
         st.perm[m] = np.arange(st.perm.shape[1])
     first = np.full(2 * n, np.inf)
@@ -511,19 +548,18 @@ def finish_replication(stage_type, ctl, out, st, t_end):
     """Close the open bins up to ``t_end`` (the horizon, the cap hit, or the time reached when
     interrupted) and the integrals per job type (:func:`close_type_area`), record the jobs left
     in the system and mark ``st`` finished."""
-    edges, warm_bin = ctl.edges, ctl.warm_bin
-    b = st.counters[BIN]
-    joins = st.counters[JOINS]
-    q, last, area, idle, join_acc = st.q, st.last, st.area, st.idle, st.join_acc
+    edges, warm_bin, c = ctl.edges, ctl.warm_bin, st.counters
+    b, db, joins, jobs, busy = c[BIN], c[DEVICE_BIN], c[JOINS], c[JOBS], c[BUSY]
+    q, last, area, idle, pool = st.q, st.last, st.area, st.idle, st.pool
     while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        close_bin(
-            b, edges[b], edges[b + 1], q, last, area, idle, joins, join_acc, out, int(b >= warm_bin)
+        db = close_bin(
+            b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
         )
         b += 1
         if b == warm_bin:
             close_type_area(0, edges[b], st, stage_type, out.type_area)
     if b < edges.shape[0] - 1:
-        close_bin(b, edges[b], t_end, q, last, area, idle, joins, join_acc, out, int(b >= warm_bin))
+        close_bin(b, t_end, db, True, ctl, q, last, area, idle, pool, joins, jobs, busy, out)
     close_type_area(1, t_end, st, stage_type, out.type_area)
     st.counters[BIN] = b
     st.counters[FINISHED] = 1
@@ -564,7 +600,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     # would add a reference-count pair per access.
     arrival, stage_type, stage_k, mode, indptr, indices, cum, level = net
     slotted, mean, dist, scv, samples, bounds = svc
-    t_stop, edges, warm_bin, cap, hist_lo, hist_scale, preemptive = ctl
+    t_stop, edges, warm_bin, _, cap, hist_lo, hist_scale, preemptive = ctl
     preemptive = preemptive and not one_level
     lat_sum, lat_count, hist, max_queue = out.lat_sum, out.lat_count, out.hist, out.max_queue
     inferences, selected, totals, queue_time = (
@@ -576,7 +612,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     type_area = out.type_area[1]  # the running sums of close_type_area
     rng, counters, q, head, tail, last = st.rng, st.counters, st.q, st.head, st.tail, st.last
     serving, job_left = st.serving, st.job_left
-    area, idle, join_acc, key, tree = st.area, st.idle, st.join_acc, st.key, st.tree
+    area, idle, pool, key, tree = st.area, st.idle, st.pool, st.key, st.tree
     job_next, job_prompt, origin, birth = st.job_next, st.job_prompt, st.origin, st.birth
     stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
     done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
@@ -587,9 +623,11 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     log_lo = np.log(hist_lo)
     free_job, unused_job, jobs = counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS]
     free_top, unused_prompt = counters[FREE_TOP], counters[UNUSED_PROMPT]
-    joins, b = counters[JOINS], counters[BIN]
-    top = queue_time.shape[2] - 1
-    level_time = queue_time[int(b >= warm_bin)]
+    joins, b, db, busy = counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY]
+    # The network-wide integrals live in registers in the loop (``pool`` between bins/chunks).
+    pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
+    top = queue_time.shape[1] - 1
+    level_time = queue_time
     t_chunk = min(t_until, t_stop)
     t_end = t_stop
     capped = False
@@ -599,23 +637,19 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         if t >= t_chunk:
             break
         while t >= edges[b + 1]:
-            close_bin(
-                b,
-                edges[b],
-                edges[b + 1],
-                q,
-                last,
-                area,
-                idle,
-                joins,
-                join_acc,
-                out,
-                int(b >= warm_bin),
+            pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
+            db = close_bin(
+                b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
             )
+            pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
             b += 1
-            level_time = queue_time[int(b >= warm_bin)]
             if b == warm_bin:
                 close_type_area(0, edges[b], st, stage_type, out.type_area)
+        width = t - pool_last  # every change below happens at t (_integrate_pool, in registers)
+        pool_joins += joins * width
+        pool_jobs += jobs * width
+        pool_busy += busy * width
+        pool_last = t
         if s < n:  # a user prompt at device s
             tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
             if jobs + stage_k[0] + 1 > cap:
@@ -670,6 +704,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 tree_set(key, tree, s, t + duration)
             else:
                 tree_set(key, tree, s, np.inf)
+                busy -= 1
             c = stage_type[stage[p]]
             inferences[c, i] += 1
             type_area[c, i] += t
@@ -679,11 +714,9 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             pending[p] -= 1
             if pending[p] > 0:
                 if pending[p] == size[p] - 1:  # the first response of the stage: join opens
-                    _integrate_joins(join_acc, joins, t)
                     joins += 1
                 continue
             if size[p] > 1:
-                _integrate_joins(join_acc, joins, t)
                 joins -= 1
             if stage[p] == last_stage:  # the answer
                 totals[COMPLETED] += 1
@@ -749,6 +782,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 # before this slot's arrivals) heads its list with the service time it has left.
                 if q[d] == 0:
                     idle[d] += width
+                    busy += 1
                 else:
                     job_left[head[d * levels + serving[d]]] = key[n + d] - t
                 if not one_level:
@@ -767,7 +801,8 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 max_queue[d] = q[d]
     counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS] = free_job, unused_job, jobs
     counters[FREE_TOP], counters[UNUSED_PROMPT] = free_top, unused_prompt
-    counters[JOINS], counters[BIN] = joins, b
+    counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY] = joins, b, db, busy
+    pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
     st.clock[0] = t_chunk
     if capped or t_until >= t_stop:
         finish_replication(stage_type, ctl, out, st, t_end)
@@ -806,6 +841,8 @@ def output_row(out, r):
         out.area[r],
         out.busy[r],
         out.join[r],
+        out.jobs[r],
+        out.busy_devices[r],
         out.lat_sum[r],
         out.lat_count[r],
         out.hist[r],
@@ -833,7 +870,7 @@ def state_row(st, r):
         st.last[r],
         st.area[r],
         st.idle[r],
-        st.join_acc[r],
+        st.pool[r],
         st.key[r],
         st.tree[r],
         st.job_next[r],

@@ -57,17 +57,18 @@ SERVICES = {
     "empirical": kern.EMPIRICAL,
 }
 N_BINS = 1000
-"""Time bins of the recorded integrals (and of the optional paths); fewer when the per-device
-bins of many devices would exceed a share of :data:`MEMORY_BUDGET_BYTES` (at least
-:data:`MIN_BINS`)."""
+"""Time bins of the network-wide integrals (jobs in the system, busy devices, prompts at joins,
+latency) and of the optional paths. Per-device integrals are kept per batch of the batch-means
+intervals, or per bin with ``record_paths`` (then fewer bins, at least :data:`MIN_BINS`, when the
+per-device bins of many devices would exceed a share of :data:`MEMORY_BUDGET_BYTES`)."""
 MIN_BINS = 200
-"""Fewest time bins."""
+"""Fewest time bins (with ``record_paths``)."""
 _HIST_DECADES, _HIST_CELLS_PER_E = 12, 500  # latency histogram: 0.2% relative resolution
 _DEFAULT_HORIZON_SERVICES = 100_000
 MAX_TRACKED_QUEUE = 256
 """Default largest queue length the distribution resolves (longer queues share its last cell)."""
 _DEFAULT_DT_FRACTION = 0.1
-_MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles, twice)
+_MAX_TRACKED_CELLS = 10**7  # queue-length cells per replication (80 MB of doubles)
 MEMORY_BUDGET_BYTES = 4 * 2**30
 """Largest memory :func:`simulate` may preallocate (outputs, job pools, per-device state); a
 call that needs more is refused with a ValueError before any work."""
@@ -120,7 +121,11 @@ class SimulationResult:
         ``j``. None on a complete graph with more than 2**22 (origin, helper) pairs (about
         2,000 devices), whose helpers are drawn without a neighbour list.
     total_queue_mean, total_queue_ci : float
-        Time-average total jobs in the system.
+        Time-average total jobs in the system (network-wide, from per-bin integrals: meaningful
+        however few events each device sees).
+    busy_devices_mean, busy_devices_ci : float
+        Time-average number of busy devices, network-wide (the sum of ``utilisation``; in a
+        stable network it estimates the sum of the loads).
     growth_slope, growth_slope_ci : float
         OLS slope of the total jobs in the system on time, jobs per second, and its CI
         half-width (batch means averaged over replications).
@@ -186,6 +191,8 @@ class SimulationResult:
     selection_counts: tuple[sp.csr_array, ...]
     total_queue_mean: float
     total_queue_ci: float
+    busy_devices_mean: float
+    busy_devices_ci: float
     growth_slope: float
     growth_slope_ci: float
     verdict: str
@@ -314,7 +321,8 @@ class SimulationResult:
                 f"  verdict: {self.verdict} ({self.evidence})",
                 f"  mean queue per device: {_fmt(self.mean_queue)} +- {_fmt(self.mean_queue_ci)}"
                 f" ({self.ci_method})",
-                f"  utilisation: {_fmt(self.utilisation)} (loads {_fmt(self.loads)})",
+                f"  utilisation: {_fmt(self.utilisation)} (loads {_fmt(self.loads)}); busy "
+                f"devices {self.busy_devices_mean:.4g} +- {self.busy_devices_ci:.2g}",
                 f"  latency: mean {self.latency_mean:.4g} +- {self.latency_ci:.2g} s, p50 "
                 f"{self.latency_p50:.4g}, p95 {self.latency_p95:.4g}, p99 {self.latency_p99:.4g} s",
                 f"  prompts waiting at joins: {self.mean_join_waiting:.4g}; prompts "
@@ -543,6 +551,19 @@ def _warmup_bin(warmup: float, horizon: float, bins: int) -> int:
     return math.ceil(round(fraction * bins, 9))
 
 
+def _device_edges(bins: int, warm_bin: int, batches: int) -> np.ndarray:
+    """Device bins as runs of time bins: after the warm-up exactly the ``batches`` groups that
+    :func:`_windows` forms from a complete run (so per-device batch means are those of the
+    per-bin arrays they replace), before it as many runs of about the same length (at most
+    :data:`MAX_BATCHES`: they serve only a run a job cap stops during the warm-up)."""
+    after = np.array_split(np.arange(warm_bin, bins), batches)
+    before = []
+    if warm_bin:
+        runs = min(MAX_BATCHES, warm_bin, math.ceil(warm_bin * batches / (bins - warm_bin)))
+        before = np.array_split(np.arange(warm_bin), runs)
+    return np.array([g[0] for g in [*before, *after]] + [bins], np.int64)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Validated kernel inputs and the unit conversions of one call."""
@@ -561,7 +582,9 @@ class _Plan:
     hist_grid: tuple[float, float]
     tracked: int
     bins: int
+    device_edges: np.ndarray  # device bin d = bins device_edges[d] .. device_edges[d+1] - 1
     group: int  # replications whose job pools are held at once
+    relaxation_s: float  # statistics.relaxation_time of the network and service law
 
 
 def _plan(
@@ -579,6 +602,7 @@ def _plan(
     max_tracked_queue: int | None,
     discipline: str = "fcfs",
     preemptive: bool = False,
+    record_paths: bool = False,
 ) -> _Plan:
     if not isinstance(net, MoANetwork):
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
@@ -602,9 +626,10 @@ def _plan(
         )
     if cap >= 2**31:
         raise ValueError(f"max_jobs={max_jobs}: at most 2**31 - 1 jobs fit the job ids; lower it")
-    bins = max(MIN_BINS, min(N_BINS, _BIN_BUDGET_BYTES // (16 * net.n * replications)))
+    bins = N_BINS
+    if record_paths:  # per-device bins: as many as the memory share allows
+        bins = max(MIN_BINS, min(N_BINS, _BIN_BUDGET_BYTES // (16 * net.n * replications)))
     group = min(replications, numba.get_num_threads())
-    _check_memory(net, replications, group, cap, tracked, bins, int(level.max()) + 1)
     slotted = method == "slots"
     if horizon is None:
         horizon = _DEFAULT_HORIZON_SERVICES * float(_used_means(net).max())
@@ -613,6 +638,17 @@ def _plan(
     t_stop = float(max(1, round(horizon / unit_s))) if slotted else horizon
     arrival = _memoryless_scale(net.arrival_rate * unit_s, slotted)
     svc = _service(net, service, scv, samples, unit_s, slotted)
+    warm_bin = _warmup_bin(warmup, t_stop * unit_s, bins)
+    relaxation_s = _relaxation_time(net, svc)  # O(n) sparse products: once per call
+    if record_paths:
+        device_edges = np.arange(bins + 1)
+    else:
+        window_s = (bins - warm_bin) * t_stop / bins * unit_s
+        batches = batch_count(window_s, relaxation_s, bins - warm_bin)
+        device_edges = _device_edges(bins, warm_bin, batches)
+    _check_memory(
+        net, replications, group, cap, tracked, bins, device_edges.size - 1, int(level.max()) + 1
+    )
     lo = 10.0**-4 * float(_used_means(net).min()) / unit_s
     seeds = np.stack(
         [
@@ -624,7 +660,7 @@ def _plan(
         slotted,
         unit_s,
         t_stop,
-        _warmup_bin(warmup, t_stop * unit_s, bins),
+        warm_bin,
         kern.Network(arrival, *_stages(net), *_selection(net), level),
         svc,
         discipline,
@@ -635,7 +671,9 @@ def _plan(
         (lo, float(_HIST_CELLS_PER_E)),
         tracked,
         bins,
+        device_edges,
         group,
+        relaxation_s,
     )
 
 
@@ -643,12 +681,20 @@ _HIST_CELLS = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
 
 
 def _check_memory(
-    net: MoANetwork, replications: int, group: int, cap: int, tracked: int, bins: int, levels: int
+    net: MoANetwork,
+    replications: int,
+    group: int,
+    cap: int,
+    tracked: int,
+    bins: int,
+    device_bins: int,
+    levels: int,
 ) -> None:
     r"""Refuse a call whose preallocated arrays would exceed :data:`MEMORY_BUDGET_BYTES`.
 
-    Per replication the outputs take :math:`8(2 B n + 3B + 2H + 5n + 2n(B_{max}+1) + P)`
-    bytes (``B`` bins, ``H`` histogram cells, ``P`` selection counters, one per CSR entry);
+    Per replication the outputs take :math:`8(2 D n + 5B + 2H + 11n + n(B_{max}+1) + P)`
+    bytes (``D`` device bins, ``B`` bins, ``H`` histogram cells, ``P`` selection counters, one
+    per CSR entry);
     per replication held at once (``group``: the numba threads) the state takes
     :data:`kernels.STATE_BYTES_PER_JOB` per job of the cap and
     :data:`kernels.STATE_BYTES_PER_DEVICE` per device (and
@@ -657,7 +703,7 @@ def _check_memory(
     """
     pairs = 0 if _implicit_complete(net) else sum(_layer_rows(net, m).nnz for m in range(net.M))
     outputs = 8 * (
-        2 * bins * net.n + 3 * bins + 2 * _HIST_CELLS + 11 * net.n + 2 * net.n * (tracked + 1)
+        2 * device_bins * net.n + 5 * bins + 2 * _HIST_CELLS + 11 * net.n + net.n * (tracked + 1)
     )
     outputs += 8 * pairs
     pools = cap * kern.STATE_BYTES_PER_JOB
@@ -702,11 +748,13 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
     result (:func:`kernels.run_replication`).
     """
     R, n = len(plan.seeds), net.n
-    bins = plan.bins
+    bins, device_bins = plan.bins, plan.device_edges.size - 1
     out = kern.Outputs(
-        area=np.zeros((R, bins, n)),
-        busy=np.zeros((R, bins, n)),
+        area=np.zeros((R, device_bins, n)),
+        busy=np.zeros((R, device_bins, n)),
         join=np.zeros((R, bins)),
+        jobs=np.zeros((R, bins)),
+        busy_devices=np.zeros((R, bins)),
         lat_sum=np.zeros((R, bins)),
         lat_count=np.zeros((R, bins), np.int64),
         hist=np.zeros((R, 2, _HIST_CELLS), np.int64),
@@ -714,12 +762,18 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
         inferences=np.zeros((R, len(JOB_TYPES), n), np.int64),
         selected=np.zeros((R,) + plan.network.cum.shape, np.int64),
         totals=np.zeros((R, kern.N_TOTALS), np.int64),
-        queue_time=np.zeros((R, 2, n, plan.tracked + 1)),
+        queue_time=np.zeros((R, n, plan.tracked + 1)),
         t_end=np.zeros(R),
         type_area=np.zeros((R, 2, len(JOB_TYPES), n)),
     )
     controls = kern.Controls(
-        plan.t_stop, _edges(plan), plan.warm_bin, plan.cap, *plan.hist_grid, plan.preemptive
+        plan.t_stop,
+        _edges(plan),
+        plan.warm_bin,
+        plan.device_edges,
+        plan.cap,
+        *plan.hist_grid,
+        plan.preemptive,
     )
     levels = int(plan.network.level.max()) + 1
     state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape, levels)
@@ -799,7 +853,7 @@ def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int], levels:
         last=device(float),
         area=device(float),
         idle=device(float),
-        join_acc=np.empty((group, 2)),
+        pool=np.empty((group, kern.POOL_LAST + 1)),
         key=np.empty((group, leaves)),
         tree=np.empty((group, 2 * leaves), np.int64),
         job_next=pool(),
@@ -837,12 +891,16 @@ def _quantiles(
 
 @dataclass(frozen=True)
 class _Windows:
-    """Per replication and batch: covered time and integrals (queue, busy, joins, latency)."""
+    """Per replication and batch: covered time and integrals, network-wide (jobs, busy devices,
+    joins, latency) and per device (queue, busy; batches of device bins)."""
 
     cover: np.ndarray  # (R, B) clock units
-    area: np.ndarray  # (R, B, n)
+    jobs: np.ndarray  # (R, B)
+    busy_devices: np.ndarray
+    joins: np.ndarray
+    device_cover: np.ndarray  # (R, Bd)
+    area: np.ndarray  # (R, Bd, n)
     busy: np.ndarray
-    joins: np.ndarray  # (R, B)
     lat_sum: np.ndarray
     lat_count: np.ndarray
     mid: np.ndarray  # (B,) clock units
@@ -853,28 +911,43 @@ class _Windows:
 def _windows(out: kern.Outputs, plan: _Plan, relaxation_s: float) -> _Windows:
     """Group the covered bins after the warm-up into batches (all covered bins when a job cap
     stopped every replication before the warm-up ended), as many as :func:`batch_count` allows
-    for the covered window and the relaxation time."""
+    for the covered window and the relaxation time; the device bins likewise (after a complete
+    run, one device bin per batch: :func:`_device_edges`)."""
     edges = _edges(plan)
     cover = np.clip(out.t_end[:, None] - edges[None, :-1], 0.0, np.diff(edges)[None, :])
     covered = np.flatnonzero(cover.sum(axis=0) > 0)
     after = covered[covered >= plan.warm_bin]
     bins = after if after.size else covered
     window_s = float(cover[:, bins].sum(axis=1).max()) * plan.unit_s
-    groups = np.array_split(bins, batch_count(window_s, relaxation_s, bins.size))
 
-    def batch(x: np.ndarray) -> np.ndarray:
+    def batches(cover: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+        covered = np.flatnonzero(cover.sum(axis=0) > 0)
+        kept = covered[starts[covered] >= plan.warm_bin] if after.size else covered
+        return np.array_split(kept, batch_count(window_s, relaxation_s, kept.size))
+
+    def batch(x: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
         return np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
 
+    groups = batches(cover, np.arange(plan.bins))
+    device_cover = np.add.reduceat(cover, plan.device_edges[:-1], axis=1)
+    device_groups = batches(device_cover, plan.device_edges[:-1])
     mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
     hist = out.hist[:, 1] if after.size else out.hist.sum(axis=1)
-    level_time = out.queue_time[:, 1] if after.size else out.queue_time.sum(axis=1)
+    # a replication that ended in the warm-up holds its whole run: left out if others did not
+    ended = out.t_end <= edges[plan.warm_bin] if after.size else np.zeros(len(out.t_end), bool)
+    level_time = (
+        np.where(ended[:, None, None], 0.0, out.queue_time) if ended.any() else out.queue_time
+    )
     return _Windows(
-        batch(cover),
-        batch(out.area),
-        batch(out.busy),
-        batch(out.join),
-        batch(out.lat_sum),
-        batch(out.lat_count),
+        batch(cover, groups),
+        batch(out.jobs, groups),
+        batch(out.busy_devices, groups),
+        batch(out.join, groups),
+        batch(device_cover, device_groups),
+        batch(out.area, device_groups),
+        batch(out.busy, device_groups),
+        batch(out.lat_sum, groups),
+        batch(out.lat_count, groups),
         mid,
         hist.sum(axis=0),
         level_time.sum(axis=0),
@@ -900,17 +973,18 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
     out = raw.outputs
     if raw.partial:  # the replications that ran
         plan = dataclasses.replace(plan, seeds=plan.seeds[: out.t_end.shape[0]])
-    relaxation_s = _relaxation_time(net, plan)
+    relaxation_s = plan.relaxation_s
     w = _windows(out, plan, relaxation_s)
     unit = plan.unit_s
-    cover_n = np.repeat(w.cover[:, :, None], net.n, axis=2)
+    cover_n = np.repeat(w.device_cover[:, :, None], net.n, axis=2)
     mean_queue, mean_queue_ci = _ratio_ci(w.area, cover_n)
     utilisation, utilisation_ci = _ratio_ci(w.busy, cover_n)
-    total, total_ci = _ratio_ci(w.area.sum(axis=2), w.cover)
+    total, total_ci = _ratio_ci(w.jobs, w.cover)
+    busy_devices, busy_devices_ci = _ratio_ci(w.busy_devices, w.cover)
     latency, latency_ci = _ratio_ci(w.lat_sum, w.lat_count.astype(float))
     p50, p95, p99 = _quantiles(w.hist, plan.hist_grid, (0.5, 0.95, 0.99))
     covered = w.cover.sum(axis=0) > 0
-    series = w.area.sum(axis=(0, 2))[covered] / w.cover.sum(axis=0)[covered]
+    series = w.jobs.sum(axis=0)[covered] / w.cover.sum(axis=0)[covered]
     slope = growth_slope(w.mid[covered] * unit, series)
     totals = out.totals.sum(axis=0)
     capped = out.totals[:, kern.CAP_HIT] == 1
@@ -971,6 +1045,8 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
         selection_counts=_selection_counts(net, plan, out.selected.sum(axis=0)),
         total_queue_mean=float(total),
         total_queue_ci=float(total_ci),
+        busy_devices_mean=float(busy_devices),
+        busy_devices_ci=float(busy_devices_ci),
         growth_slope=slope.per_s,
         growth_slope_ci=slope.ci,
         verdict=verdict,
@@ -1007,14 +1083,13 @@ def _distribution(level_time: np.ndarray) -> np.ndarray:
         return level_time / level_time.sum(axis=1, keepdims=True)
 
 
-def _relaxation_time(net: MoANetwork, plan: _Plan) -> float:
+def _relaxation_time(net: MoANetwork, svc: kern.Service) -> float:
     """:func:`relaxation_time` of the network with its service law's squared coefficient of
     variation (the largest over job types for measured samples)."""
     rho = loads(net)
     rate = job_rates(net).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_s = np.where(rate > 0, rho / rate, 0.0)
-    svc = plan.service
     dist, scv, values, bounds = svc.dist, svc.scv, svc.samples, svc.bounds
     if dist == kern.EXPONENTIAL:
         scv = 1.0
@@ -1118,7 +1193,7 @@ def simulate(
         Keep the binned queue paths of replication 0 (``result.paths``).
     max_tracked_queue : int, optional
         :math:`B_{max}`: ``result.queue_distribution`` resolves queue lengths
-        :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`2 n (B_{max}+1)`
+        :math:`0..B_{max}-1` and lumps :math:`\ge B_{max}` (memory :math:`n (B_{max}+1)`
         doubles per replication, at most :math:`10^7` cells). Default
         :data:`MAX_TRACKED_QUEUE`, or fewer when ``n`` devices need it:
         :math:`\min(256, \lfloor 10^7/n \rfloor - 1)`.
@@ -1170,5 +1245,6 @@ def simulate(
         max_tracked_queue,
         discipline,
         preemptive,
+        bool(record_paths),
     )
     return _summarise(net, plan, _run(net, plan, progress), record_paths)

@@ -16,6 +16,7 @@ import pytest
 from moa_stability import MoANetwork, loads, paper_network
 from moa_stability.simulation import simulate as sim
 from moa_stability.simulation.simulate import simulate
+from moa_stability.simulation.statistics import MAX_BATCHES
 
 ARRAYS = (
     "mean_queue",
@@ -97,7 +98,27 @@ def test_defaults_fit_networks_beyond_39062_devices():
     net = MoANetwork(n=50_000, M=1, k=1, topology="ring", arrival_rate=0.01)
     plan = sim._plan(net, "events", 1.0, None, 0, "exponential", 1.0, None, 1, 0.2, 10**6, None)
     assert plan.tracked == 10**7 // 50_000 - 1
-    assert plan.bins * 16 * net.n <= sim._BIN_BUDGET_BYTES and plan.bins >= sim.MIN_BINS
+    # per-device integrals per batch (at most MAX_BATCHES after the warm-up, as many before)
+    assert plan.bins == sim.N_BINS and plan.device_edges.size - 1 <= 2 * MAX_BATCHES
+    assert plan.device_edges[0] == 0 and plan.device_edges[-1] == plan.bins
+    assert plan.warm_bin in plan.device_edges and np.all(np.diff(plan.device_edges) > 0)
+    paths = sim._plan(
+        net,
+        "events",
+        1.0,
+        None,
+        0,
+        "exponential",
+        1.0,
+        None,
+        1,
+        0.2,
+        10**6,
+        None,
+        record_paths=True,
+    )  # per-device paths: every bin, as many as the memory share allows
+    assert paths.bins * 16 * net.n <= sim._BIN_BUDGET_BYTES and paths.bins >= sim.MIN_BINS
+    assert np.array_equal(paths.device_edges, np.arange(paths.bins + 1))
     with pytest.raises(ValueError, match=r"^max_tracked_queue=256: "):
         sim._plan(net, "events", 1.0, None, 0, "exponential", 1.0, None, 1, 0.2, 10**6, 256)
 
