@@ -272,11 +272,11 @@ def tree_set(key, tree, s, value):
     winner at each level; those loads do not depend on the stores of this walk, which keeps
     the loop free of store-to-load chains and (with conditional moves) of branches.
     """
-    key[s] = value
-    node = tree.shape[0] // 2 + s
+    key[np.uint32(s)] = value  # unsigned indices: no negative-index wraparound (module doc)
+    node = np.uint32(tree.shape[0] // 2 + s)
     win = s
     while node > 1:
-        rival = tree[node ^ 1]
+        rival = np.uint32(tree[node ^ 1])
         rival_time = key[rival]
         take = rival_time < value
         win = rival if take else win
@@ -442,9 +442,10 @@ STATE_BYTES_PER_LEVEL = 2 * 8
 def _integrate(d, t, q, last, area, level_time, top):
     """Add device ``d``'s queue length since its last change to its integrals (queue area and
     time at that length) and return the elapsed width; the caller sets ``last[d]``."""
-    width = t - last[d]
-    area[d] += q[d] * width
-    level_time[d, min(q[d], top)] += width
+    u = np.uint32(d)  # unsigned: no negative-index wraparound (module docstring)
+    width = t - last[u]
+    area[u] += q[u] * width
+    level_time[u, np.uint32(min(q[u], top))] += width
     return width
 
 
