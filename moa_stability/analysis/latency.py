@@ -72,6 +72,7 @@ paper's) take a scalar path (:func:`_homogeneous_complete`); all others the batc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1054,14 +1055,8 @@ def latency(
     q = _overlaps(net, rates) if method == "estimate" else np.zeros((net.M, net.n))
     span = _range_guess(net, cls, service, scv)
     L = _default_grid(cls.load.size) if grid_points is None else int(grid_points)
-    for _ in range(_MAX_DOUBLINGS):
-        h = span / L
-        result = _compute(net, cls, service, scv, h, L, q, method)
-        if result is not None:
-            return result
-        span *= 2.0
-    raise _fail(  # pragma: no cover - the range guess covers the laws offered
-        "grid_points", grid_points, "the latency tail does not fit the grid", "raise it"
+    return _widening(
+        lambda h: _compute(net, cls, service, scv, h, L, q, method), span, L, grid_points
     )
 
 
@@ -1250,10 +1245,23 @@ def _homogeneous_complete(
     distinct = sorted({means[c] for c in used})
     law = {c: distinct.index(means[c]) for c in used}
     L = GRID_POINTS if grid_points is None else int(grid_points)
+    return _widening(
+        lambda h: _homogeneous_grid(
+            net, method, service, scv, h, L, rates, means, load, wait_mean, q, distinct, law
+        ),
+        span,
+        L,
+        grid_points,
+    )
+
+
+def _widening(
+    attempt: Callable[[float], LatencyResult | None], span: float, L: int, grid_points: int | None
+) -> LatencyResult:
+    """``attempt(h)`` on ``L`` cells of width ``h = span / L``, the span doubled until the
+    latency's tail fits (``attempt`` returns ``None`` when it does not)."""
     for _ in range(_MAX_DOUBLINGS):
-        result = _homogeneous_grid(
-            net, method, service, scv, span / L, L, rates, means, load, wait_mean, q, distinct, law
-        )
+        result = attempt(span / L)
         if result is not None:
             return result
         span *= 2.0
