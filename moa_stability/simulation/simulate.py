@@ -904,6 +904,7 @@ class _Windows:
     lat_sum: np.ndarray
     lat_count: np.ndarray
     mid: np.ndarray  # (B,) clock units
+    span: np.ndarray  # (B,) batch lengths, clock units
     hist: np.ndarray  # latency histogram of the window
     level_time: np.ndarray  # (n, max_tracked_queue + 1) time at each queue length
 
@@ -932,6 +933,7 @@ def _windows(out: kern.Outputs, plan: _Plan, relaxation_s: float) -> _Windows:
     device_cover = np.add.reduceat(cover, plan.device_edges[:-1], axis=1)
     device_groups = batches(device_cover, plan.device_edges[:-1])
     mid = np.array([(edges[g[0]] + edges[g[-1] + 1]) / 2 for g in groups])
+    span = np.array([edges[g[-1] + 1] - edges[g[0]] for g in groups])
     hist = out.hist[:, 1] if after.size else out.hist.sum(axis=1)
     # a replication that ended in the warm-up holds its whole run: left out if others did not
     ended = out.t_end <= edges[plan.warm_bin] if after.size else np.zeros(len(out.t_end), bool)
@@ -949,6 +951,7 @@ def _windows(out: kern.Outputs, plan: _Plan, relaxation_s: float) -> _Windows:
         batch(out.lat_sum, groups),
         batch(out.lat_count, groups),
         mid,
+        span,
         hist.sum(axis=0),
         level_time.sum(axis=0),
     )
@@ -985,7 +988,7 @@ def _summarise(net: MoANetwork, plan: _Plan, raw: _Raw, record_paths: bool) -> S
     p50, p95, p99 = _quantiles(w.hist, plan.hist_grid, (0.5, 0.95, 0.99))
     covered = w.cover.sum(axis=0) > 0
     series = w.jobs.sum(axis=0)[covered] / w.cover.sum(axis=0)[covered]
-    slope = growth_slope(w.mid[covered] * unit, series)
+    slope = growth_slope(w.mid[covered] * unit, series, w.span[covered] * unit)
     totals = out.totals.sum(axis=0)
     capped = out.totals[:, kern.CAP_HIT] == 1
     cap_time = float(out.t_end[capped].min() * unit) if capped.any() else None

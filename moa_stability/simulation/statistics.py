@@ -73,27 +73,117 @@ def t_interval(values: np.ndarray, level: float = CONFIDENCE) -> tuple[np.ndarra
 @dataclass(frozen=True)
 class Slope:
     """OLS slope of a series on time with its CI half-width, t statistic and degrees of
-    freedom (``per_s`` is in the series' units per second)."""
+    freedom (``per_s`` is in the series' units per second).
+
+    ``ci``, ``t_stat`` and ``dof`` come from the error model that :func:`growth_slope` chose:
+    independent residuals, or a random walk (``random_walk``). The growth test of the verdict
+    asks whether the series is stationary, so it uses the t statistic under independent batch
+    means whatever the model: ``stationary_t`` on ``stationary_dof`` degrees of freedom
+    (``None``: ``t_stat`` and ``dof`` are those).
+    """
 
     per_s: float
     ci: float
     t_stat: float
-    dof: int
+    dof: float
+    random_walk: bool = False
+    stationary_t: float | None = None
+    stationary_dof: int | None = None
+
+    def stationary_test(self) -> tuple[float, float]:
+        """t statistic of the slope and its degrees of freedom under independent residuals."""
+        if self.stationary_t is None:
+            return self.t_stat, self.dof
+        return self.stationary_t, float(self.stationary_dof)
 
 
-def growth_slope(times_s: np.ndarray, values: np.ndarray) -> Slope:
-    """OLS slope of ``values`` on ``times_s`` (at least three points)."""
-    x = np.asarray(times_s, dtype=float) - np.mean(times_s)
+def _t_ratio(beta: float, se: float) -> float:
+    """``beta / se``, with a zero standard error giving 0 or an infinite t."""
+    return beta / se if se > 0 else (0.0 if beta == 0 else float(np.copysign(np.inf, beta)))
+
+
+def growth_slope(
+    times_s: np.ndarray, values: np.ndarray, spans_s: float | np.ndarray = 0.0
+) -> Slope:
+    r"""OLS slope of ``values`` on ``times_s`` (at least three points) with an honest CI.
+
+    Parameters
+    ----------
+    times_s : ndarray (B,)
+        Increasing times: batch mid-times, or the sampling times of point values.
+    values : ndarray (B,)
+        The series: means over the batches ``[t_b - s_b/2, t_b + s_b/2]``, or point values.
+    spans_s : float or ndarray (B,)
+        Batch lengths :math:`s_b` (0: point values).
+
+    Notes
+    -----
+    The slope is :math:`\hat\beta = w^\top y` with :math:`w = x / x^\top x`, :math:`x` the
+    centred times; :math:`r = M y` are the residuals about the line (:math:`M` the projection
+    off the intercept and the slope). Two error models:
+
+    * **independent** (a stationary queue: batch means of 20 relaxation times are nearly
+      uncorrelated): :math:`\operatorname{Var}\hat\beta = \hat v\, w^\top w`,
+      :math:`\hat v = r^\top r/(B-2)`, :math:`B - 2` degrees of freedom.
+    * **random walk** (a growing queue is a random walk with drift, its netput
+      :math:`\sigma W(t)`): the batch means have covariance :math:`\sigma^2 \Sigma`,
+      :math:`\Sigma_{ab} = \min(t_a, t_b)` off the diagonal and :math:`t_b - s_b/6` on it (the
+      mean of a Brownian path over each batch). Its residuals are strongly positively
+      correlated, so :math:`\hat v w^\top w` under-covers (a third of M/M/1 runs at
+      :math:`\rho = 1.2` covered the exact drift at a nominal 95%). Then
+      :math:`\operatorname{Var}\hat\beta = \hat\sigma^2 w^\top \Sigma w` with the moment
+      estimate from the first differences :math:`\Delta r` of the residuals,
+      :math:`\hat\sigma^2 = |\Delta r|^2 / \operatorname{tr}(G)`, :math:`G = \Delta^\top\Delta M
+      \Sigma M`, on Satterthwaite's :math:`\operatorname{tr}(G)^2 / \operatorname{tr}(G^2)`
+      degrees of freedom.
+
+    The random walk is the model once the series is growing: its t statistic under
+    independence passes :data:`UNSTABLE_LEVEL`, so stationarity is rejected. Over 200 seeds
+    each (``benchmarks/slope_coverage.py``) the 95% interval covered the exact drift of M/M/1
+    at :math:`\rho = 1.2` in 97% (20 batches) and 95.5% (5 batches) of runs, against 34% and
+    65% for the independent interval, and the zero slope at :math:`\rho = 0.5, 0.9` in 96% and
+    95.5% (independent model throughout). A queue that grows too slowly for the test
+    (:math:`\rho = 1.05`, 5 batches, verdict ``inconclusive``) keeps the independent interval
+    for part of its runs: 89% coverage there.
+    """
+    t = np.asarray(times_s, dtype=float)
     y = np.asarray(values, dtype=float)
-    dof = len(x) - 2
+    points = len(t)
+    dof = points - 2
     if dof < 1:
         return Slope(float("nan"), float("nan"), float("nan"), max(dof, 0))
+    x = t - t.mean()
     sxx = float(x @ x)
     beta = float(x @ (y - y.mean()) / sxx)
     resid = y - y.mean() - beta * x
     se = float(np.sqrt(resid @ resid / dof / sxx))
-    t_stat = beta / se if se > 0 else (0.0 if beta == 0 else np.copysign(np.inf, beta))
-    return Slope(beta, float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se), t_stat, dof)
+    t_stat = _t_ratio(beta, se)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, dof)
+    independent = Slope(beta, float(half * se), t_stat, dof)
+    if not t_stat > stats.t.ppf(UNSTABLE_LEVEL, dof):
+        return independent
+    # Brownian covariance of the batch means, origin at the first batch's start (an origin
+    # shift adds a constant matrix, which M and w remove)
+    spans = np.broadcast_to(np.asarray(spans_s, dtype=float), t.shape)
+    start = t - t[0] + spans[0] / 2
+    cov = np.minimum.outer(start, start) - np.diag(spans / 6)
+    w = x / sxx
+    project = np.eye(points) - 1.0 / points - np.outer(x, w)  # M
+    diff = np.diff(np.eye(points), axis=0)
+    gram = diff.T @ diff @ project @ cov @ project
+    trace = float(np.trace(gram))
+    sigma2 = float(np.sum(np.diff(resid) ** 2)) / trace
+    se_walk = float(np.sqrt(sigma2 * (w @ cov @ w)))
+    dof_walk = trace**2 / float(np.trace(gram @ gram))
+    return Slope(
+        beta,
+        float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof_walk) * se_walk),
+        _t_ratio(beta, se_walk),
+        dof_walk,
+        random_walk=True,
+        stationary_t=t_stat,
+        stationary_dof=dof,
+    )
 
 
 def relaxation_time(mean_service_s: np.ndarray, load: np.ndarray, scv: float = 1.0) -> float:
@@ -215,9 +305,12 @@ def stability_verdict(
     * **evidence**: any other verdict needs :math:`W \ge` :data:`MIN_RELAXATIONS` :math:`T`
       (the empty start forgotten, many independent stretches) and :data:`MIN_PROMPTS` prompts
       (arrived for unstable, completed in the window for stable).
-    * **unstable**: :math:`\hat\beta > 0` at one-sided level :data:`UNSTABLE_LEVEL` *and*
-      relevant, :math:`\hat\beta A \ge` :data:`MIN_GROWTH` :math:`\bar Y` (growth linear from
-      the empty start has :math:`\bar Y = \beta A` exactly, whatever the warm-up).
+    * **unstable**: :math:`\hat\beta > 0` at one-sided level :data:`UNSTABLE_LEVEL` under
+      independent batch means (the test of a stationary queue, :meth:`Slope.stationary_test`)
+      and at one-sided 95% under the error model of the interval (a random walk once the
+      queue grows: :func:`growth_slope`), *and* relevant, :math:`\hat\beta A \ge`
+      :data:`MIN_GROWTH` :math:`\bar Y` (growth linear from the empty start has
+      :math:`\bar Y = \beta A` exactly, whatever the warm-up).
     * **stable**: relevant growth excluded at one-sided level 95%,
       :math:`(\hat\beta + \delta') A <` :data:`MIN_GROWTH` :math:`\bar Y` (:math:`\delta'` the
       one-sided 95% margin), and a settled level, :math:`h \le` :data:`MAX_SPREAD` :math:`\bar Y`. A
@@ -235,8 +328,7 @@ def stability_verdict(
     if need_window > ev.window_s or ev.arrived < MIN_PROMPTS:
         return _thin(ev, need_window, told)
     growth = slope.per_s * ev.age_s
-    growing = slope.t_stat > stats.t.ppf(UNSTABLE_LEVEL, slope.dof)
-    if growing and growth >= MIN_GROWTH * level:
+    if _grows(slope) and growth >= MIN_GROWTH * level:
         return Verdict("unstable", "the queue grows linearly: " + told, horizon)
     # one-sided 95% upper bound of the slope: se = ci / t_{0.975}
     upper = (
@@ -253,7 +345,12 @@ def stability_verdict(
         if room > 0:
             factor = max(factor, (upper * ev.age_s / room) ** 2)
         elif slope.t_stat > 0:  # relevant growth, not yet significant: t grows like sqrt(W)
-            factor = max(factor, (stats.t.ppf(UNSTABLE_LEVEL, slope.dof) / slope.t_stat) ** 2)
+            t_null, dof_null = slope.stationary_test()
+            need = max(  # both t statistics share the sign of the slope
+                stats.t.ppf(UNSTABLE_LEVEL, dof_null) / t_null,
+                stats.t.ppf(CONFIDENCE, slope.dof) / slope.t_stat,
+            )
+            factor = max(factor, need**2)
     if ev.completed < MIN_PROMPTS:
         factor = max(factor, MIN_PROMPTS / max(ev.completed, 1))
     needed = _horizon_for(factor * ev.window_s, ev)
@@ -262,6 +359,20 @@ def stability_verdict(
         f"neither settled nor clearly growing; a horizon of about {needed:.3g} s "
         f"({needed / horizon:.3g} x this one) should decide: " + told,
         needed,
+    )
+
+
+def _grows(slope: Slope) -> bool:
+    """Significant growth: stationarity rejected at :data:`UNSTABLE_LEVEL` (the t statistic
+    under independent residuals, the null model) *and* a positive slope at one-sided
+    :data:`CONFIDENCE` under the error model :func:`growth_slope` chose: a stationary excursion
+    that only looks like a trend to the first test fails the second, whose random-walk
+    interval is honest about it."""
+    t_null, dof_null = slope.stationary_test()
+    return (
+        dof_null >= 1
+        and t_null > stats.t.ppf(UNSTABLE_LEVEL, dof_null)
+        and slope.t_stat > stats.t.ppf(CONFIDENCE, slope.dof)
     )
 
 
@@ -313,8 +424,7 @@ def _capped(
         f"the jobs in the system reached the cap of {cap} at t = {cap_hit_time_s:.6g} s "
         f"(loads put {excess_per_s:.4g} jobs/s beyond the overloaded devices' capacity)"
     )
-    growing = slope.dof >= 1 and slope.t_stat > stats.t.ppf(UNSTABLE_LEVEL, slope.dof)
-    if excess_per_s > 0 or (growing and slope.per_s * ev.age_s >= MIN_GROWTH * level):
+    if excess_per_s > 0 or (_grows(slope) and slope.per_s * ev.age_s >= MIN_GROWTH * level):
         return Verdict("unstable", reached, horizon)
     return Verdict(
         "inconclusive",

@@ -25,13 +25,62 @@ def test_t_interval_is_the_student_interval():
     assert np.isnan(t_interval(np.array([1.0]))[1])
 
 
-def test_growth_slope_recovers_a_linear_trend_within_its_ci():
+def test_growth_slope_of_independent_noise_is_the_ols_interval():
+    # 400 flat series of independent batch means: the OLS interval on B - 2 degrees of freedom
+    # (scipy's regression), covering the zero slope in [0.92, 0.98] of them (binomial,
+    # probability 0.99); the random walk only where the slope is significant (~1 in 1000)
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1000, 20)
+    hits = walks = 0
+    for _ in range(400):
+        y = rng.normal(5, 1, t.size)
+        flat = growth_slope(t, y, t[1] - t[0])
+        hits += abs(flat.per_s) <= flat.ci
+        walks += flat.random_walk
+        if not flat.random_walk:
+            fit = stats.linregress(t, y)
+            assert flat.dof == 18 and flat.t_stat == pytest.approx(fit.slope / fit.stderr)
+            assert flat.ci == pytest.approx(stats.t.ppf(0.975, 18) * fit.stderr)
+    assert walks <= 3 and 0.92 <= hits / 400 <= 0.98
+
+
+def test_a_significant_trend_is_growth():
     rng = np.random.default_rng(0)
     t = np.linspace(0, 1000, 20)
     slope = growth_slope(t, 3.0 + 0.05 * t + rng.normal(0, 1, t.size))
-    assert abs(slope.per_s - 0.05) <= slope.ci and slope.t_stat > 10 and slope.dof == 18
-    flat = growth_slope(t, rng.normal(5, 1, t.size))
-    assert abs(flat.per_s) <= flat.ci
+    # the stationarity test keeps independent residuals; the interval turns to the random walk
+    # of a growing queue (wider for this trend plus noise, still covering)
+    t_null, dof_null = slope.stationary_test()
+    assert t_null > 10 and dof_null == 18
+    assert slope.random_walk and abs(slope.per_s - 0.05) <= slope.ci
+
+
+def brownian_batch_means(rng, drift, sigma, batches, steps, span):
+    """Batch means of ``drift t + sigma W(t)`` over ``batches`` consecutive batches of length
+    ``span``, from a fine Gaussian walk of ``steps`` steps per batch (trapezoid rule)."""
+    dt = span / steps
+    increments = drift * dt + sigma * np.sqrt(dt) * rng.standard_normal(batches * steps)
+    path = np.concatenate([[0.0], np.cumsum(increments)]).reshape(-1)
+    means = [
+        (path[b * steps : (b + 1) * steps].sum() + path[(b + 1) * steps] / 2 - path[b * steps] / 2)
+        / steps
+        for b in range(batches)
+    ]
+    return np.arange(batches) * span + span / 2, np.array(means)
+
+
+@pytest.mark.parametrize("batches", [5, 20])
+def test_growth_slope_covers_the_drift_of_a_random_walk(batches):
+    # 400 Brownian paths with drift 0.2 and sigma^2 = 2.2 (M/M/1 at rho = 1.2 away from 0):
+    # coverage of an honest 95% interval lies in [0.92, 0.98] with probability 0.99
+    # (binomial: sd 0.011); the independent-residual interval covered about a third.
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(400):
+        t, y = brownian_batch_means(rng, 0.2, np.sqrt(2.2), batches, 50, 1000.0)
+        slope = growth_slope(t, y, 1000.0)
+        hits += abs(slope.per_s - 0.2) <= slope.ci
+    assert 0.92 <= hits / 400 <= 0.98
 
 
 def evidence(**changes):
