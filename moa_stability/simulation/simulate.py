@@ -128,7 +128,9 @@ class SimulationResult:
         stable network it estimates the sum of the loads).
     growth_slope, growth_slope_ci : float
         OLS slope of the total jobs in the system on time, jobs per second, and its CI
-        half-width (batch means averaged over replications).
+        half-width (batch means averaged over replications): independent batch means, or a
+        random walk with drift once the slope is significant (``statistics.growth_slope``,
+        docs/model.md section 6.4).
     verdict : {"stable", "unstable", "inconclusive"}
     evidence : str
         The numbers behind the verdict (docs/model.md section 6 gives the rule).
