@@ -113,6 +113,26 @@ def test_verdict_rules():
     assert stability_verdict(slow, 40.0, 5.0, ev, None, 10**6, 0.0).verdict == "inconclusive"
 
 
+def test_growth_needs_the_random_walk_interval_too():
+    # independent batch means reject stationarity (t = 5 > t_0.999,18 = 3.6) but the
+    # random-walk interval of the same slope does not exclude 0 (t = 0.5): not unstable
+    excursion = Slope(
+        per_s=1e-4, ci=4e-4, t_stat=0.5, dof=16.0, random_walk=True, stationary_t=5.0,
+        stationary_dof=18,
+    )  # fmt: skip
+    ev = evidence()
+    judged = stability_verdict(excursion, 8.0, 1.0, ev, None, 10**6, 0.0)
+    assert judged.verdict == "inconclusive"
+    # (t_0.95,16 / 0.5)^2 = 12.2 windows: the random walk's t is the one that must grow
+    factor = (stats.t.ppf(0.95, 16.0) / 0.5) ** 2
+    assert judged.horizon_needed_s == pytest.approx(factor * 1e5)
+    growing = Slope(
+        per_s=1e-4, ci=4e-5, t_stat=5.0, dof=16.0, random_walk=True, stationary_t=9.0,
+        stationary_dof=18,
+    )  # fmt: skip
+    assert stability_verdict(growing, 8.0, 1.0, ev, None, 10**6, 0.0).verdict == "unstable"
+
+
 def test_significant_but_irrelevant_growth_is_stable():
     # the 3.2e7 s run at load 0.8: 2.75e-9 +- 2.3e-9 jobs/s beside ~16 jobs
     tiny = Slope(per_s=2.75e-9, ci=2.3e-9, t_stat=2.5, dof=18)
