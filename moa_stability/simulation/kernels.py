@@ -19,9 +19,10 @@ One discrete-event engine serves both simulators; only the clock differs.
 State per replication lives in arrays preallocated to ``cap`` jobs: jobs in a pool threaded by a
 free list, one FCFS linked list of jobs per device, and prompts (origin, birth, stage, join
 counter) in a second pool. A prompt in the system always has a job in some queue, so ``cap``
-bounds both pools. The next event comes from a tournament tree over ``2n`` sources: the next
-user prompt of each device (sources ``0..n-1``) and the head-of-line completion of each device
-(``n..2n-1``, infinite when idle).
+bounds both pools. The next event comes from a tournament tree over ``a + n`` sources: the next
+user prompt (``a = 1`` source on the continuous clock, where the devices' Poisson streams are
+superposed; ``a = n``, one per device, in slots) and the head-of-line completion of each device
+(``a..a+n-1``, infinite when idle).
 
 Statistics cost O(1) per event and O(1) per time bin whatever ``n``: the network-wide
 integrals (jobs in the system, busy devices, prompts at joins) are brought up to date once per
@@ -245,6 +246,49 @@ def complete_subset(rng, n, home, k, chosen):
     return k
 
 
+@njit(cache=True)
+def alias_table(weights):
+    r"""Walker's alias table of ``weights`` (Vose's construction, O(n)): ``(cut, alias)`` such
+    that :func:`alias_draw` returns ``i`` with probability :math:`w_i / \sum_j w_j` (all zero
+    weights: uniform)."""
+    n = weights.shape[0]
+    total = weights.sum()
+    scaled = weights * (n / total) if total > 0 else np.ones(n)
+    cut = np.ones(n)
+    alias = np.arange(n)
+    small = np.empty(n, np.int64)
+    large = np.empty(n, np.int64)
+    ns = nl = 0
+    for i in range(n):
+        if scaled[i] < 1.0:
+            small[ns] = i
+            ns += 1
+        else:
+            large[nl] = i
+            nl += 1
+    while ns > 0 and nl > 0:
+        ns -= 1
+        lo = small[ns]
+        hi = large[nl - 1]
+        cut[lo] = scaled[lo]
+        alias[lo] = hi
+        scaled[hi] -= 1.0 - scaled[lo]
+        if scaled[hi] < 1.0:
+            nl -= 1
+            small[ns] = hi
+            ns += 1
+    # what is left has probability one up to rounding: cut 1 (its own index)
+    return cut, alias
+
+
+@njit(cache=True)
+def alias_draw(rng, cut, alias):
+    """One index from an :func:`alias_table`: a uniform cell, kept with probability ``cut``."""
+    u = uniform(rng) * cut.shape[0]
+    i = min(int(u), cut.shape[0] - 1)
+    return i if u - i < cut[i] else alias[i]
+
+
 # ---- event selection: a tournament tree over the event sources --------------------------------
 @njit(cache=True)
 def new_tree(times):
@@ -300,6 +344,15 @@ class Network(NamedTuple):
     the priority level (0 served first) of a stage-``l`` job on a helper (``own = 0``) or on
     its origin (``own = 1``): :func:`moa_stability.model.discipline.level_table`, all zeros
     (one level) for FCFS.
+
+    On the continuous clock the user prompts of all devices are one stream (``origin_cut``
+    non-empty): a superposition of independent Poisson processes is a Poisson process of the
+    summed rate whose points belong to device ``i`` independently with probability
+    :math:`\lambda_i / \sum_j \lambda_j`, so the next prompt comes after
+    :func:`memoryless` with scale ``total_arrival`` and its origin from the alias table
+    ``origin_cut``, ``origin_alias`` (:func:`alias_draw`): one event source instead of ``n``.
+    On the slot clock Bernoulli streams do not superpose so (two prompts may share a slot),
+    and each device keeps its own source (``origin_cut`` empty).
     """
 
     arrival: np.ndarray
@@ -310,6 +363,9 @@ class Network(NamedTuple):
     indices: np.ndarray
     cum: np.ndarray
     level: np.ndarray
+    origin_cut: np.ndarray
+    origin_alias: np.ndarray
+    total_arrival: float
 
 
 class Service(NamedTuple):
@@ -430,8 +486,9 @@ eight 32-bit integer prompt arrays and one float64 (a prompt in the system alway
 so ``cap`` bounds both pools)."""
 STATE_BYTES_PER_DEVICE = 7 * 8 + 12 * 8
 """Bytes of :class:`State` per device, at most, with one priority level: five per-device
-arrays, one level's list ``head`` and ``tail``, and the tournament tree over ``2n`` sources
-padded to a power of two (``L < 4n`` leaves: ``L`` times and ``2L`` nodes);
+arrays, one level's list ``head`` and ``tail``, and the tournament tree over at most ``2n``
+sources (:func:`arrival_sources`) padded to a power of two (``L < 4n`` leaves: ``L`` times and
+``2L`` nodes);
 :data:`STATE_BYTES_PER_LEVEL` per further level."""
 STATE_BYTES_PER_LEVEL = 2 * 8
 """Bytes of :class:`State` per device and priority level: the list ``head`` and ``tail``."""
@@ -514,12 +571,19 @@ def close_type_area(row, t, st, stage_type, type_area):
                 j = st.job_next[j]
 
 
+@njit(cache=True)
+def arrival_sources(net):
+    """Event sources of user prompts: 1 (one superposed stream, :class:`Network`) or ``n``;
+    the head-of-line completion of device ``d`` is source ``arrival_sources(net) + d``."""
+    return 1 if net.origin_cut.shape[0] > 0 else net.arrival.shape[0]
+
+
 # ---- one replication ----------------------------------------------------------------------------
 @njit(cache=True)
 def start_replication(rng_seed, net, slotted, st):
     """Reset ``st`` (:class:`State`) to an empty network at time 0 with generator state
-    ``rng_seed`` (four uint64, not all zero), and draw each device's first user prompt
-    (``slotted``: on the slot clock)."""
+    ``rng_seed`` (four uint64, not all zero), and draw the first user prompt of each arrival
+    source (:func:`arrival_sources`; ``slotted``: on the slot clock)."""
     st.rng[:] = rng_seed
     n = net.arrival.shape[0]
     st.counters[:] = 0
@@ -535,10 +599,14 @@ def start_replication(rng_seed, net, slotted, st):
     st.pool[:] = 0.0
     for m in range(st.perm.shape[0]):
         st.perm[m] = np.arange(st.perm.shape[1])
-    first = np.full(2 * n, np.inf)
-    for i in range(n):
-        # A geometric gap counts from slot -1, so the first prompt may arrive in slot 0.
-        first[i] = draw_gap(st.rng, net.arrival[i], slotted) - (1.0 if slotted else 0.0)
+    sources = arrival_sources(net)
+    first = np.full(sources + n, np.inf)
+    if sources == 1:
+        first[0] = draw_gap(st.rng, net.total_arrival, slotted)
+    else:
+        for i in range(n):
+            # A geometric gap counts from slot -1, so the first prompt may arrive in slot 0.
+            first[i] = draw_gap(st.rng, net.arrival[i], slotted) - (1.0 if slotted else 0.0)
     key, tree = new_tree(first)
     st.key[:] = key
     st.tree[:] = tree
@@ -599,7 +667,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     removes what it makes dead. Inlined, not called: the constant must reach the loop."""
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
-    arrival, stage_type, stage_k, mode, indptr, indices, cum, level = net
+    arrival, stage_type, stage_k, mode, indptr, indices, cum, level, cut, alias, total = net
     slotted, mean, dist, scv, samples, bounds = svc
     t_stop, edges, warm_bin, _, cap, hist_lo, hist_scale, preemptive = ctl
     preemptive = preemptive and not one_level
@@ -618,6 +686,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
     done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
     n = arrival.shape[0]
+    a = arrival_sources(net)  # device d's completions are source a + d
     levels = 1 if one_level else head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
     chosen = np.empty(stage_k.max() + 1, np.uint32)
@@ -651,8 +720,13 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         pool_jobs += jobs * width
         pool_busy += busy * width
         pool_last = t
-        if s < n:  # a user prompt at device s
-            tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
+        if s < a:  # a user prompt, at device s or drawn from the superposed stream
+            if a == n:
+                home = s
+                tree_set(key, tree, s, t + draw_gap(rng, arrival[s], slotted))
+            else:
+                home = alias_draw(rng, cut, alias)
+                tree_set(key, tree, s, t + draw_gap(rng, total, slotted))
             if jobs + stage_k[0] + 1 > cap:
                 totals[CAP_HIT] = 1
                 t_end = t
@@ -664,14 +738,14 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 p = np.uint32(unused_prompt)
                 unused_prompt += 1
-            origin[p] = s
+            origin[p] = home
             birth[p] = t
             done[p] = 0
             done_home[p] = 0
             totals[ARRIVED] += 1
             nxt = 0
         else:  # the head-of-line job of device i completes
-            i = np.uint32(s - n)
+            i = np.uint32(s - a)
             lst = i if one_level else i * levels + serving[i]  # the job in service heads it
             j = np.uint32(head[lst])
             _integrate(i, t, q, last, area, level_time, top)
@@ -778,14 +852,14 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 job_next[np.uint32(tail[lst])] = j
             else:
                 head[lst] = j
-            if q[d] == 0 or (preemptive and v < serving[d] and key[n + d] > t):
+            if q[d] == 0 or (preemptive and v < serving[d] and key[a + d] > t):
                 # Start j; a job it preempts (not one completing at t, which in slots finishes
                 # before this slot's arrivals) heads its list with the service time it has left.
                 if q[d] == 0:
                     idle[d] += width
                     busy += 1
                 else:
-                    job_left[head[d * levels + serving[d]]] = key[n + d] - t
+                    job_left[head[d * levels + serving[d]]] = key[a + d] - t
                 if not one_level:
                     serving[d] = v
                 m = mean[c, d]
@@ -794,7 +868,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                     if dist == EXPONENTIAL
                     else draw_service(rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1])
                 )
-                tree_set(key, tree, n + d, t + duration)
+                tree_set(key, tree, a + d, t + duration)
             last[d] = t
             tail[lst] = j
             q[d] += 1

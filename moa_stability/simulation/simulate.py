@@ -485,6 +485,16 @@ def _memoryless_scale(rate: np.ndarray, slotted: bool) -> np.ndarray:
     return np.where(rate > 0, scale, np.inf)
 
 
+def _origins(net: MoANetwork, slotted: bool, unit_s: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The superposed prompt stream of the continuous clock (:class:`kernels.Network`): alias
+    table of the origins and memoryless scale of the summed rate; empty in slots."""
+    if slotted:
+        return np.ones(0), np.zeros(0, np.int64), 0.0
+    cut, alias = kern.alias_table(np.asarray(net.arrival_rate, float))
+    total = float(net.arrival_rate.sum()) * unit_s
+    return cut, alias, float(_memoryless_scale(np.array([total]), False)[0])
+
+
 def _stages(net: MoANetwork) -> tuple[np.ndarray, np.ndarray]:
     """Job type and helper count of each stage: proposer layers, then the aggregate."""
     if net.M == 0:
@@ -663,7 +673,9 @@ def _plan(
         unit_s,
         t_stop,
         warm_bin,
-        kern.Network(arrival, *_stages(net), *_selection(net), level),
+        kern.Network(
+            arrival, *_stages(net), *_selection(net), level, *_origins(net, slotted, unit_s)
+        ),
         svc,
         discipline,
         bool(preemptive),
@@ -778,7 +790,8 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
         plan.preemptive,
     )
     levels = int(plan.network.level.max()) + 1
-    state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape, levels)
+    sources = kern.arrival_sources(plan.network)
+    state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape, levels, sources)
     lo = started = 0  # first replication of the group in flight; replications started
     # Simulated time per chunk: first about _FIRST_CHUNK_EVENTS events (each job arrives and
     # completes), then doubled or halved towards the wall-time target, never below 1/16 of
@@ -831,11 +844,13 @@ def _edges(plan: _Plan) -> np.ndarray:
     return np.linspace(0.0, plan.t_stop, plan.bins + 1)
 
 
-def _new_state(group: int, n: int, cap: int, csr_shape: tuple[int, int], levels: int) -> kern.State:
+def _new_state(
+    group: int, n: int, cap: int, csr_shape: tuple[int, int], levels: int, sources: int
+) -> kern.State:
     """Uninitialised :class:`kernels.State` of ``group`` replications
-    (:func:`kernels.start_replications` fills it)."""
+    (:func:`kernels.start_replications` fills it), ``sources`` of them user prompts."""
     leaves = 1
-    while leaves < 2 * n:
+    while leaves < sources + n:
         leaves *= 2
 
     def pool(dtype: type = np.int32) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""Network-wide (pooled) statistics of the simulator and its per-device integrals per batch
-(issue 13: statistics that cost O(1) per event and stay meaningful when each device sees few
-events)."""
+"""The simulator at scale (issue 13): network-wide (pooled) statistics that cost O(1) per event
+and stay meaningful when each device sees few events, per-device integrals per batch, and the
+superposed stream of user prompts of the continuous clock."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from moa_stability import MoANetwork, loads, paper_network
+from moa_stability.simulation import kernels as kern
 from moa_stability.simulation import simulate as sim
 from moa_stability.simulation.simulate import simulate
 from moa_stability.simulation.statistics import MAX_BATCHES, batch_count
@@ -66,3 +68,34 @@ def test_pooled_utilisation_is_the_load_when_each_device_sees_few_events():
     assert r.busy_devices_ci < 0.02 * exact  # pooled: tight however few events per device
     assert r.mean_queue.shape == (net.n,) and np.all(np.isfinite(r.mean_queue_ci))
     assert r.utilisation.mean() == pytest.approx(r.busy_devices_mean / net.n, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [[0.5, 0.0, 2.0, 1.0, 0.25, 3.0], [1.0] * 7, [1e-3, 1.0, 0.0, 0.0, 5.0], [0.0, 0.0, 0.0]],
+)
+def test_alias_table_draws_origins_with_probability_lambda_over_the_sum(weights):
+    w = np.array(weights)
+    cut, alias = kern.alias_table(w)
+    rng = np.array([1, 2, 3, 4], np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    draws = 60_000
+    counts = np.bincount([kern.alias_draw(rng, cut, alias) for _ in range(draws)], minlength=w.size)
+    p = w / w.sum() if w.sum() > 0 else np.full(w.size, 1 / w.size)  # all zero: uniform
+    assert np.all(counts[p == 0] == 0)  # a device without user prompts is never an origin
+    live = p > 0
+    expected = draws * p[live]
+    chi2 = float(((counts[live] - expected) ** 2 / expected).sum())
+    assert chi2 < stats.chi2.ppf(0.999, max(live.sum() - 1, 1))
+
+
+def test_superposed_prompt_stream_keeps_each_devices_rate():
+    # Continuous clock: one Poisson stream of the summed rate, origins by the alias table. Each
+    # device's propose jobs on its own prompts (M = 0: one per prompt) count its arrivals, a
+    # Poisson count with mean lambda_i T: within 4 standard deviations.
+    rate = np.array([0.05, 0.2, 0.0, 0.1, 0.4])
+    net = MoANetwork(n=5, M=0, arrival_rate=rate, service_time=0.5)
+    r = simulate(net, method="events", horizon=20_000.0, seed=4)
+    counts = r.inferences_by_type[0]
+    mean = rate * 20_000.0
+    assert counts[2] == 0
+    assert np.all(np.abs(counts - mean) <= 4 * np.sqrt(mean) + 1e-9)
