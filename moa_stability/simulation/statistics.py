@@ -379,10 +379,11 @@ def _grows(slope: Slope) -> bool:
 def _told(slope: Slope, level: float, level_ci: float, ev: Evidence, excess: float) -> str:
     growth = slope.per_s * ev.age_s / level if level > 0 else float("nan")
     spans = ev.window_s / ev.relaxation_s if ev.relaxation_s > 0 else float("inf")
+    model = "random walk" if slope.random_walk else "independent batches"
     return (
         f"total jobs in system {level:.4g} +- {level_ci:.2g} (95% CI, {ev.batches} batches), "
-        f"slope {slope.per_s:.4g} +- {slope.ci:.2g} jobs/s (t = {slope.t_stat:.3g}) over a "
-        f"{ev.window_s:.6g} s window ({spans:.3g} relaxation times of "
+        f"slope {slope.per_s:.4g} +- {slope.ci:.2g} jobs/s ({model}, t = {slope.t_stat:.3g}) "
+        f"over a {ev.window_s:.6g} s window ({spans:.3g} relaxation times of "
         f"{ev.relaxation_s:.4g} s), growth x mean age {growth:.2f} x mean level; "
         f"{ev.completed} prompts completed in the window; loads predict an excess of "
         f"{excess:.4g} jobs/s, an upper bound on growth"
