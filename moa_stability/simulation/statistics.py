@@ -6,7 +6,8 @@ r"""Output analysis of the simulators: confidence intervals, growth slope, stabi
 * **Growth slope**: ordinary least squares of the batch means :math:`\bar Y_b` of the total jobs
   in the system on the batch mid-times :math:`t_b`,
   :math:`\hat\beta = \sum_b (t_b - \bar t)(\bar Y_b - \bar Y) / \sum_b (t_b - \bar t)^2`, with
-  standard error from the residuals and :math:`B - 2` degrees of freedom.
+  standard error from the residuals and :math:`B - 2` degrees of freedom while the series may
+  be stationary, and from a random walk with drift once it grows (:func:`growth_slope`).
 * **Batches** (:func:`batch_count`): a batch spans at least :data:`BATCH_RELAXATIONS`
   relaxation times (:func:`relaxation_time`), between :data:`MIN_BATCHES` and
   :data:`MAX_BATCHES` batches. The batch length comes from the model's time scale, not from a
