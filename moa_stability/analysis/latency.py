@@ -711,53 +711,53 @@ def _systematic_joins(
 
 
 @njit(cache=True)
-def _interp_sorted(x, xp, fp, left, right, out):  # pragma: no cover - numba
-    """``np.interp(x, xp, fp, left, right)`` for ascending ``x`` and non-decreasing ``xp``, by
-    one merge pass instead of a binary search per point (same formula, same ties: the last
-    ``xp[j] <= x``); writes ``out``."""
-    n = xp.size
-    j = 0
-    for i in range(x.size):
-        v = x[i]
-        if v < xp[0]:
-            out[i] = left
-        elif v > xp[n - 1]:
-            out[i] = right
-        else:
-            while j + 1 < n and xp[j + 1] <= v:
-                j += 1
-            if j == n - 1:
-                out[i] = fp[n - 1]
-            else:
-                slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-                out[i] = slope * (v - xp[j]) + fp[j]
+def _interp_sorted(xp, fp, left, right, out):  # pragma: no cover - numba
+    """``np.interp(x, xp, fp, left, right)`` at ``x = mid = i + 1/2`` (``i < out.size``) for
+    non-decreasing ``xp`` (same formula, same ties: the last ``xp[j] <= x``), by one merge
+    pass driven by the cells of ``xp`` (one slope per cell, not one division per point);
+    writes ``out``."""
+    n, L = xp.size, out.size
+    i = 0
+    while i < L and i + 0.5 < xp[0]:
+        out[i] = left
+        i += 1
+    for j in range(n - 1):
+        if i >= L:
+            return
+        if i + 0.5 < xp[j + 1]:
+            slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+            while i < L and i + 0.5 < xp[j + 1]:
+                out[i] = slope * (i + 0.5 - xp[j]) + fp[j]
+                i += 1
+    for x in range(i, L):  # beyond the last point (np.interp: fp[-1] at it, ``right`` after)
+        out[x] = right if x + 0.5 > xp[n - 1] else fp[n - 1]
 
 
 @njit(cache=True)
 def _add_quantile_function(cdf, u, weight, total):  # pragma: no cover - numba
     """``total += weight * np.interp(u, C, mid, mid[0], mid[-1])``, ``C`` the running maximum
     of ``cdf`` (FFT and ``power`` round-off can dent a CDF by an ulp) and ``mid = j + 1/2``:
-    the quantile function at ascending ``u`` in grid units, by :func:`_interp_sorted`'s merge
-    with the running maximum taken on the way (no monotone copy of the row; the spacing of
-    ``mid`` is exactly 1)."""
-    n = cdf.size
-    j = 0
+    the quantile function at ascending ``u`` in grid units, by a merge pass driven by the
+    cells of ``C`` (no monotone copy of the row, one division per cell that holds some
+    ``u``; the spacing of ``mid`` is exactly 1)."""
+    n, L = cdf.size, u.size
+    i = 0
+    while i < L and u[i] < cdf[0]:
+        total[i] += weight * 0.5
+        i += 1
     here = cdf[0]
-    ahead = max(here, cdf[1]) if n > 1 else here
-    for i in range(u.size):
-        v = u[i]
-        if v < cdf[0]:
-            total[i] += weight * 0.5
-            continue
-        while j + 1 < n and ahead <= v:
-            j += 1
-            here = ahead
-            if j + 1 < n:
-                ahead = max(here, cdf[j + 1])
-        if j == n - 1:  # (beyond the last point np.interp gives ``right`` = mid[-1] too)
-            total[i] += weight * (n - 0.5)
-        else:
-            total[i] += weight * (1.0 / (ahead - here) * (v - here) + (j + 0.5))
+    for j in range(n - 1):
+        if i >= L:
+            return
+        ahead = max(here, cdf[j + 1])
+        if u[i] < ahead:
+            inv = 1.0 / (ahead - here)
+            while i < L and u[i] < ahead:
+                total[i] += weight * (inv * (u[i] - here) + (j + 0.5))
+                i += 1
+        here = ahead
+    for x in range(i, L):  # (beyond the last point np.interp gives ``right`` = mid[-1] too)
+        total[x] += weight * (n - 0.5)
 
 
 @njit(cache=True)
@@ -791,7 +791,7 @@ def _cross_stage_row(cdf, total, rho, M, scv, c_mu, c_w, work, out):  # pragma: 
     mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
     como, mixed = work[0], work[1]
     damp = 2.0 / (1.0 + scv)
-    _interp_sorted(mid, total, mid / L, 0.0, 1.0, como)
+    _interp_sorted(total, mid / L, 0.0, 1.0, como)
     w = min(c_w * damp * rho, 1.0)
     for x in range(L):
         mixed[x] = (1.0 - w) * cdf[x] + w * como[x]
@@ -1433,10 +1433,15 @@ def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine):  # pragma: no cov
     pmf = np.empty((1, L))
     cycle = -math.expm1(L * log_R)
     pmf[0, 0] = factor * (alpha + beta * r * math.exp((L - 1) * log_R)) / cycle
+    # s_j = s_1 R^(j-1): eight interleaved products (s_j = s_(j-8) R^8) instead of one
+    # chain, whose multiplication latency would bound the loop.
     term = factor * (alpha * R + beta * r) / cycle
-    for j in range(1, L):
+    for j in range(1, min(L, 9)):
         pmf[0, j] = term
         term *= R
+    R8 = math.exp(8.0 * log_R)
+    for j in range(9, L):
+        pmf[0, j] = pmf[0, j - 8] * R8
     return hat, pmf
 
 
@@ -1520,22 +1525,31 @@ def _homogeneous_prompt(
     for j in range(J):
         row = joins[j]
         row[join_top[j] :] = 1.0
-        before, moment = 0.0, 0.0
-        for x in range(L):
-            pmf[x] = row[x] - before
-            before = row[x]
-            moment += x * pmf[x]
+        pmf[0] = row[0]
+        for x in range(1, L):
+            pmf[x] = row[x] - row[x - 1]
+        # sum x pmf[x] in four interleaved sums (one chain of additions bounds the loop)
+        m0, m1, m2, m3 = 0.0, 0.0, 0.0, 0.0
+        for x in range(0, L - 3, 4):
+            m0 += x * pmf[x]
+            m1 += (x + 1) * pmf[x + 1]
+            m2 += (x + 2) * pmf[x + 2]
+            m3 += (x + 3) * pmf[x + 3]
+        for x in range(L - L % 4, L):
+            m0 += x * pmf[x]
         join_hat[j] = np.fft.rfft(pmf)
-        join_mean[j] = h * moment
-    total = np.ones(F, np.complex128)
+        join_mean[j] = h * ((m0 + m1) + (m2 + m3))
     mean = 0.0
     for s in range(stages.shape[0]):
-        if stages[s, 0]:
-            total *= join_hat[stages[s, 1]]
-            mean += join_mean[stages[s, 1]]
+        mean += join_mean[stages[s, 1]] if stages[s, 0] else sojourn_mean[stages[s, 3]]
+    total = np.empty(F, np.complex128)
+    for s in range(stages.shape[0]):
+        row = join_hat[stages[s, 1]] if stages[s, 0] else hat[stages[s, 1]]
+        if s == 0:
+            total[:] = row
         else:
-            total *= hat[stages[s, 1]]
-            mean += sojourn_mean[stages[s, 3]]
+            for x in range(F):  # (an explicit loop: numba's ``*=`` on arrays is slower)
+                total[x] = total[x] * row[x]
     law = np.fft.irfft(total, L).reshape((1, L))
     _cdf_rows(law, law, np.empty(0))
     law = law[0]
