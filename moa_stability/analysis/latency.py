@@ -775,29 +775,31 @@ def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  
         total[:] = 0.0
         for s in range(key.shape[1]):
             _add_quantile_function(tables[s][key[g, s]], u, count[s], total)
-        stretch[g] = _cross_stage_row(cdf[g], total, rho[g], M, scv, c_mu, c_w, work, out[g])
+        stretch[g] = _cross_stage_row(cdf[g], total, u, rho[g], M, scv, c_mu, c_w, work, out[g])
     return stretch
 
 
 @njit(cache=True)
-def _cross_stage_row(cdf, total, rho, M, scv, c_mu, c_w, work, out):  # pragma: no cover - numba
+def _cross_stage_row(cdf, total, u, rho, M, scv, c_mu, c_w, work, out):  # pragma: no cover
     r"""One row of :func:`_cross_stage`, given ``total``, the sum of its stages' quantile
     functions at ``u = mid / L`` (grid units; :func:`_add_quantile_function`): mixes the
     comonotone law into ``cdf``, stretches the mixture, writes it to ``out`` (which may be
     ``cdf``: read whole before it is written) and returns the stretch factor. ``work`` is
     ``(2, L)`` scratch. The stretched law is read at ``mid / stretch`` on the uniform grid
-    ``mid``: ``np.interp`` by direct indexing."""
+    ``mid = j + 1/2`` (in units of h: the stretch and the interpolation are scale-free):
+    ``np.interp`` by direct indexing, with one reciprocal instead of a division per point
+    (within an ulp of ``mid / stretch``)."""
     L = cdf.size
-    mid = np.arange(L) + 0.5  # in units of h: the stretch and the interpolation are scale-free
     como, mixed = work[0], work[1]
     damp = 2.0 / (1.0 + scv)
-    _interp_sorted(total, mid / L, 0.0, 1.0, como)
+    _interp_sorted(total, u, 0.0, 1.0, como)
     w = min(c_w * damp * rho, 1.0)
     for x in range(L):
         mixed[x] = (1.0 - w) * cdf[x] + w * como[x]
     stretch = 1.0 + c_mu * damp * M * rho**2
+    shrink = 1.0 / stretch
     for i in range(L):
-        v = mid[i] / stretch
+        v = (i + 0.5) * shrink
         if v < 0.5:
             out[i] = 0.0
         else:
@@ -805,7 +807,7 @@ def _cross_stage_row(cdf, total, rho, M, scv, c_mu, c_w, work, out):  # pragma: 
             if j >= L - 1:
                 out[i] = mixed[L - 1]
             else:
-                out[i] = (mixed[j + 1] - mixed[j]) * (v - mid[j]) + mixed[j]
+                out[i] = (mixed[j + 1] - mixed[j]) * (v - (j + 0.5)) + mixed[j]
     return stretch
 
 
@@ -1561,7 +1563,7 @@ def _homogeneous_prompt(
                 table = joins if stages[s, 0] else cdf
                 _add_quantile_function(table[stages[s, 1]], u, float(stages[s, 2]), quantile_sum)
         work = np.empty((2, L))
-        mean *= _cross_stage_row(law, quantile_sum, load, M, scv, c_mu, c_w, work, law)
+        mean *= _cross_stage_row(law, quantile_sum, u, load, M, scv, c_mu, c_w, work, law)
     fits = 1.0 - law[L - 1] <= tail
     quantiles = np.empty((n, 3))
     if fits:
