@@ -1245,7 +1245,7 @@ def _homogeneous_complete(
     if not _alike(lam_all, st):
         return None
     lam = float(lam_all[0])
-    means = st[:, 0].tolist()
+    means = tuple(st[:, 0].tolist())
     # Job rates per device (loads.job_rates on the complete graph with equal rates): its own
     # prompt's job plus k_m / (n - 1) of each of the n - 1 others' in every layer.
     if M == 0:
@@ -1258,26 +1258,11 @@ def _homogeneous_complete(
     c2 = 1.0 if service == "exponential" else scv  # (scv is 0 for deterministic service)
     second = rates[0] * means[0] ** 2 + rates[1] * means[1] ** 2 + rates[2] * means[2] ** 2
     wait_mean = second * (1.0 + c2) / (2.0 * (1.0 - load))
-    used = [c for c in (PROPOSE, REFINE, AGGREGATE) if rates[c] > 0]
-    longest = max([means[c] for c in used])
-    # _range_guess: every stage's mean sojourn plus 25 tail lengths (E[S] + E[S^2]/E[S]).
-    span = (M + 1) * (wait_mean + longest) + 25.0 * (
-        (wait_mean / load if load > 0 else 0.0) + longest * (2.0 + c2)
+    q, distinct, share, longest, structure = _homogeneous_layout(
+        n, M, ks, means, method == "estimate"
     )
-    q = 0.0
-    if method == "estimate" and M and max(ks):
-        # _overlaps on the complete graph with all rates alike: every layer the same value.
-        scale = 1.0 / math.sqrt(sum(rates))
-        direct = sum([km / (n - 1) for km in ks])
-        third = sum([km * (km - 1) / ((n - 1) * (n - 2)) for km in ks])
-        a = (direct - third) * lam + third * (n * lam)
-        q = scale * (a * (n - 1) * scale + (direct - third) * (n - 1) * lam * scale) / (n - 1)
-    distinct = sorted({means[c] for c in used})
-    law = tuple([distinct.index(means[c]) if rates[c] > 0 else -1 for c in range(3)])
-    structure = _stage_structure(M, ks, law)
-    share = [0.0] * len(distinct)  # each distinct mean's share of the work (B_e's weights)
-    for c in used:
-        share[law[c]] += rates[c] * means[c] / load
+    # _range_guess: every stage's mean sojourn plus 25 tail lengths (E[S] + E[S^2]/E[S]).
+    span = (M + 1) * (wait_mean + longest) + 25.0 * (wait_mean / load + longest * (2.0 + c2))
     L = GRID_POINTS if grid_points is None else int(grid_points)
     return _widening(
         lambda h: _homogeneous_grid(
@@ -1289,16 +1274,35 @@ def _homogeneous_complete(
     )
 
 
-@lru_cache(maxsize=64)
-def _stage_structure(
-    M: int, ks: tuple[int, ...], law: tuple[int, int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stages of a homogeneous prompt (``law[c]``: the row of job type ``c``'s sojourn in
-    the sojourn table): the siblings ``K`` and the sojourn row of each distinct join (layers
-    with the same ``K`` and law are twins: one join), and per stage ``(is a join, row in its
-    table, count, job type)``, the count being how often the stage's law occurs in the prompt
-    at its first occurrence and 0 at repeats (the cross-stage correction sums each distinct
-    stage law once, times its count). Cached: sweeps ask for the same few structures."""
+@lru_cache(maxsize=256)
+def _homogeneous_layout(
+    n: int, M: int, ks: tuple[int, ...], means: tuple[float, float, float], estimate: bool
+) -> tuple[float, list[float], list[float], float, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """What :func:`_homogeneous_complete` needs that does not depend on the arrival rate
+    (cached: a sweep over rates asks for the same few): the estimate's sibling overlap ``q``
+    (a ratio of job rates), the distinct service means in use, their shares of the work, the
+    longest mean, and the prompt's stages: the siblings ``K`` and the sojourn row of each
+    distinct join (layers with the same ``K`` and law are twins: one join), and per stage
+    ``(is a join, row in its table, count, job type)``, the count being how often the
+    stage's law occurs in the prompt at its first occurrence and 0 at repeats (the
+    cross-stage correction sums each distinct stage law once, times its count)."""
+    # Job rates at unit arrival rate (as in _homogeneous_complete).
+    rates = (1.0, 0.0, 0.0) if M == 0 else (1.0 + ks[0], sum([1.0 + km for km in ks[1:]]), 1.0)
+    used = [c for c in (PROPOSE, REFINE, AGGREGATE) if rates[c] > 0]
+    q = 0.0
+    if estimate and M and max(ks):
+        # _overlaps on the complete graph with all rates alike: every layer the same value.
+        scale = 1.0 / math.sqrt(sum(rates))
+        direct = sum([km / (n - 1) for km in ks])
+        third = sum([km * (km - 1) / ((n - 1) * (n - 2)) for km in ks])
+        a = (direct - third) + third * n
+        q = scale * (a * (n - 1) * scale + (direct - third) * (n - 1) * scale) / (n - 1)
+    distinct = sorted({means[c] for c in used})
+    law = [distinct.index(means[c]) if rates[c] > 0 else -1 for c in range(3)]
+    load = rates[0] * means[0] + rates[1] * means[1] + rates[2] * means[2]
+    share = [0.0] * len(distinct)  # each distinct mean's share of the work (B_e's weights)
+    for c in used:
+        share[law[c]] += rates[c] * means[c] / load
     joins: dict[tuple[int, int], int] = {}
     stages: list[list[int]] = []
     first: dict[tuple[int, int], int] = {}
@@ -1314,9 +1318,12 @@ def _stage_structure(
         else:
             first[stage] = len(stages)
             stages.append([*stage, 1, c])
-    siblings = np.array([K for K, _ in joins], np.int64)
-    join_law = np.array([v for _, v in joins], np.int64)
-    return siblings, join_law, np.array(stages, np.int64)
+    structure = (
+        np.array([K for K, _ in joins], np.int64),
+        np.array([v for _, v in joins], np.int64),
+        np.array(stages, np.int64),
+    )
+    return q, distinct, share, max([means[c] for c in used]), structure
 
 
 @njit(cache=True)
@@ -1513,7 +1520,7 @@ def _homogeneous_prompt(
     r"""The prompt law of the one class, from its sojourn table (``cdf``, ``hat``) and its
     join laws ``joins`` (row ``j`` valid up to ``join_top[j]``, exactly 1 beyond):
     the joins' pmfs, transforms and means; the product of the stage transforms
-    (``stages`` as :func:`_stage_structure`; a one-job stage of type ``c`` has the exact P-K
+    (``stages`` as :func:`_homogeneous_layout`; a one-job stage of type ``c`` has the exact P-K
     mean ``sojourn_mean[c]``); its inverse made a monotone CDF; for the estimate (``cross``)
     the cross-stage correction (:func:`_cross_stage_row`); p50/p95/p99.
     ``constants = (c_mu, c_w, tail)``. Returns the law, the mean, the quantiles repeated
