@@ -65,8 +65,10 @@ is below :data:`TAIL_TOLERANCE`. Means of stages with one job (``k_m = 0``, the 
 ``M = 0`` gives the M/G/1 mean sojourn exactly and its quantiles to grid accuracy.
 
 Paths: networks whose devices are all alike on the complete graph with uniform selection (the
-paper's) take a scalar path (:func:`_homogeneous_complete`); all others the batched one
-(:func:`_compute`). Same grid and transforms, equal to round-off (docs/latency.md).
+paper's) take a compiled scalar path (:func:`_homogeneous_complete`: numba kernels, numpy's FFT
+in them through ``rocket-fft``, exponential service of one mean in closed form); all others
+the batched one (:func:`_compute`). Same grid and transforms, equal to round-off
+(docs/latency.md).
 """
 
 from __future__ import annotations
