@@ -10,9 +10,9 @@
   distinct devices the latency needs n x 512 grid points per array (4 GB each), so
   ``--homogeneous-only`` skips the heterogeneous networks there.
 
-The paper network takes the homogeneous scalar path of ``latency`` (docs/latency.md, "Speed
-by design"); ``--grid-points 1024`` times it on a coarser grid than the default 4096 (the
-accuracy of each grid is in docs/latency.md).
+The paper network takes the compiled homogeneous path of ``latency`` (docs/latency.md, "Speed
+by design": two FFTs of the grid per evaluation); ``--grid-points 1024`` times it on a coarser
+grid than the default 4096 (the accuracy of each grid is in docs/latency.md).
 
 The first call of each shape (numba compilation, imports) is excluded. Timings on a busy
 machine are meaningless, so it refuses to run at a 1-minute load average above 0.3 unless

@@ -57,6 +57,91 @@ def test_homogeneous_path_equals_the_general_path(n, layers, per_type, service, 
     _assert_same(latency(net, **kw), _general(net, **kw))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(3, 50),
+    layers=st.lists(st.integers(0, 4), min_size=0, max_size=3),
+    means=st.lists(st.floats(0.2, 5.0), min_size=3, max_size=3),
+    per_type=st.booleans(),
+    service=st.sampled_from(SERVICES),
+    load=st.floats(0.05, 0.97),
+    method=st.sampled_from(["estimate", "bound"]),
+)
+def test_random_homogeneous_networks_equal_the_general_path(
+    n, layers, means, per_type, service, load, method
+):
+    """Hypothesis-drawn homogeneous complete networks (n 3..50, M 0..3, k per layer, loads
+    0.05..0.97, random per-type or common means, every service law): the compiled scalar
+    path gives the general path's mean, quantiles and law."""
+    ks = [min(km, n - 1) for km in layers]
+    type_means = np.array(means if per_type else [means[0]] * 3)[:, None]
+    net = MoANetwork(
+        n=n,
+        M=len(ks),
+        k=ks,
+        arrival_rate=0.1,
+        service_time=np.broadcast_to(type_means, (3, n)),
+    ).at_load(load)
+    kw = dict(method=method, service=service[0], scv=service[1])
+    _assert_same(latency(net, **kw), _general(net, **kw))
+
+
+def test_exponential_transforms_in_closed_form_equal_the_fft():
+    """The DFT of the exponential grid law as a finite geometric sum, and the grid M/M/1
+    sojourn (geometric pmf and its transform), against numpy's FFT of the same steps."""
+    for L in (64, 1000, 4096):
+        omc, sine = lat._twiddles(L)
+        k = np.arange(L // 2 + 1)
+        np.testing.assert_allclose(omc, 1 - np.cos(2 * np.pi * k / L), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(sine, np.sin(2 * np.pi * k / L), rtol=0, atol=1e-15)
+        for s, rho, h in [(1.0, 0.5, 0.03), (2.0, 0.97, 0.5), (0.3, 0.05, 1e-3), (1.0, 0.9, 3.0)]:
+            rows = lat._exponential_rows(np.array([s, 2 * s]), h, np.empty((2, L)))
+            fft = np.fft.rfft(rows, axis=1)
+            job, be = lat._exponential_hats(
+                np.array([s, 2 * s]), np.array([0.25, 0.75]), h, L, omc, sine
+            )
+            np.testing.assert_allclose(job, fft, rtol=0, atol=1e-13)
+            np.testing.assert_allclose(be, 0.25 * fft[0] + 0.75 * fft[1], rtol=0, atol=1e-13)
+            pk = (1 - rho) * fft[0] / (1 - rho * fft[0])  # Pollaczek-Khinchine on the grid
+            hat, pmf = lat._geometric_sojourn(s, rho, h, L, omc, sine)
+            np.testing.assert_allclose(hat[0], pk, rtol=0, atol=1e-13)
+            np.testing.assert_allclose(pmf[0], np.fft.irfft(pk, L), rtol=0, atol=1e-15)
+
+
+def test_interp_at_mids_matches_np_interp():
+    """The cell-driven merge against np.interp at x = j + 1/2: ties in xp, points below the
+    first and beyond the last, a point exactly at the last."""
+    rng = np.random.default_rng(5)
+    L = 300
+    xp = np.sort(rng.uniform(3.0, 180.0, 120))
+    xp[40:44] = xp[40]  # ties: np.interp takes the last xp[j] <= x
+    xp[-1] = 180.5  # exactly at a mid point
+    fp = np.sort(rng.random(120))
+    out = np.empty(L)
+    lat._interp_sorted(xp, fp, -1.0, 2.0, out)
+    np.testing.assert_allclose(out, np.interp(np.arange(L) + 0.5, xp, fp, -1.0, 2.0), rtol=1e-13)
+
+
+def test_quantile_checks_and_shapes():
+    """Scalars give floats, arrays keep their shape; an empty array, a probability outside
+    (0, 1) and one beyond the grid's last CDF value are refused."""
+    result = latency(paper_network(arrival_rate=1.0).at_load(0.6))
+    assert isinstance(result.quantile(0.5), float)
+    grid = np.array([[0.5, 0.95], [0.99, 0.2]])
+    got = result.quantile(grid)
+    assert got.shape == (2, 2)
+    np.testing.assert_allclose(got.ravel(), [result.quantile(p) for p in grid.ravel()])
+    with pytest.raises(ValueError, match="q=.*must lie in"):
+        result.quantile(np.array([]))
+    with pytest.raises(ValueError, match="q=.*must lie in"):
+        result.quantile([0.5, 1.5])
+    last = result.cdf[-1]
+    beyond = np.nextafter(last, 1.0)
+    if beyond < 1.0:
+        with pytest.raises(ValueError, match="beyond the grid"):
+            result.quantile(beyond)
+
+
 def test_homogeneous_path_only_takes_homogeneous_complete_uniform_networks():
     """Any device unlike the others, a sparse graph, a given selection, n < 3 or no prompts
     send a network to the general path."""
