@@ -420,10 +420,24 @@ def _kappa(k: int, degree: np.ndarray) -> np.ndarray:
 
 def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
     """``(M, n)``: per layer and origin, the pi-weighted mean overlap with its helpers."""
-    lam, total = net.arrival_rate, rates.sum(axis=0)
-    out = np.zeros((net.M, net.n))
+    lam = net.arrival_rate
     if net.M == 0 or max(net.k) == 0:
+        return np.zeros((net.M, net.n))
+    if net.selection is None and not net.is_complete:
+        # Uniform on a sparse graph: pi[j, i] = k_m / d_j on the edges, so the overlap of an
+        # edge needs only its two ends and their common neighbours (a kernel, no n x n
+        # products, and no per-device temporaries: fresh memory costs page faults at 10^6).
+        adj = net.topology
+        ks = np.array([km for km in net.k if km], np.int64)
+        mean = _uniform_edge_overlap(adj.indptr, adj.indices, lam, rates, ks)
+        np.minimum(mean, 1.0, out=mean)
+        if ks.size == net.M:  # every layer the same (read-only) row
+            return np.broadcast_to(mean, (net.M, net.n))
+        out = np.zeros((net.M, net.n))
+        out[np.array(net.k) > 0] = mean
         return out
+    out = np.zeros((net.M, net.n))
+    total = rates.sum(axis=0)
     scale = 1.0 / np.sqrt(np.where(total > 0, total, np.inf))
     if net.is_complete and net.selection is None and net.n > 2:
         # Uniform on the complete graph: every pair shares the same form of traffic, summed
@@ -441,17 +455,6 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
             others = a * (s_sum - scale) + (direct - third) * (ls_sum - lam * scale)
             out[m] = scale * others / (n - 1)
         return out
-    if net.selection is None and not net.is_complete:
-        # Uniform on a sparse graph: pi[j, i] = k_m / d_j on the edges, so the overlap of an
-        # edge needs only its two ends and their common neighbours (a kernel, no n x n products).
-        deg = net.degrees.astype(float)
-        third = sum(lam * _kappa(km, deg) * (km / deg) ** 2 for km in net.k if km)
-        adj = net.topology
-        mean = _uniform_edge_overlap(adj.indptr, adj.indices, sum(net.k) * lam / deg, third, scale)
-        for m, km in enumerate(net.k):
-            if km:
-                out[m] = mean
-        return np.minimum(out, 1.0)
     shared = sp.csr_array((net.n, net.n))
     pis = [net.inclusion(m) for m in range(net.M)]
     for m, pi in enumerate(pis):
@@ -466,10 +469,26 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no cover - numba
-    r"""Per origin :math:`j`: :math:`\frac{1}{d_j}\sum_{i \in \mathcal N(j)} s_j s_i
-    \big(\text{direct}_j + \text{direct}_i + \sum_{o \in \mathcal N(j) \cap
-    \mathcal N(i)} \text{third}_o\big)`, on sorted CSR rows.
+def _third_party(lam, degree, ks):  # pragma: no cover - numba
+    r""":math:`\text{third}_o = \lambda_o \sum_m \kappa(k_m, d_o)\,(k_m/d_o)^2`: the rate at
+    which origin :math:`o`'s prompts pick two given neighbours of :math:`o` together (the
+    scalar form of :func:`_kappa`)."""
+    total = 0.0
+    for k in ks:
+        if k > 1:
+            total += (k - 1) * degree / (k * max(degree - 1.0, 1.0)) * (k / degree) ** 2
+    return lam * total
+
+
+@njit(cache=True)
+def _uniform_edge_overlap(indptr, indices, lam, rates, ks):  # pragma: no cover - numba
+    r"""Per origin :math:`j` of a sparse graph with uniform selection (``ks`` the positive
+    :math:`k_m`, every degree :math:`\ge 1`): :math:`\frac{1}{d_j}\sum_{i \in \mathcal N(j)}
+    s_j s_i \big(\text{direct}_j + \text{direct}_i + \sum_{o \in \mathcal N(j) \cap
+    \mathcal N(i)} \text{third}_o\big)` with :math:`s_i = r_i^{-1/2}` (:math:`r_i` the
+    total job rate, ``rates`` summed over types; 0 where no job comes),
+    :math:`\text{direct}_i = \lambda_i \sum_m k_m / d_i` and :func:`_third_party`, on sorted
+    CSR rows.
 
     The sum splits into :math:`s_j\big(\text{direct}_j \sum_i s_i + \sum_i s_i
     \text{direct}_i\big)`, one pass over row :math:`j`, and the triangles: a common neighbour
@@ -481,13 +500,17 @@ def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no 
     The comparison counts matches over whole ranges, with no branch per element (sparse graphs
     have few triangles, and a merge's data-dependent branches mostly mispredict); only an edge
     with a match is walked again to credit its triangles. Time: one read of row :math:`i` per
-    edge and :math:`O(\sum_j d_j^2)` comparisons in cache; memory :math:`O(n)`. The per-device
-    numbers a row visit reads sit side by side (one cache line per random visit, not two)."""
+    edge and :math:`O(\sum_j d_j^2)` comparisons in cache; memory: three arrays of ``n``
+    (the per-device numbers a row visit reads sit side by side: one cache line per visit)."""
     n = indptr.size - 1
+    K = ks.sum()
     device = np.empty((n, 2))  # s_i, s_i direct_i
-    device[:, 0] = scale
-    device[:, 1] = scale * direct
-    acc = np.zeros(n)
+    for i in range(n):
+        total = rates[0, i] + rates[1, i] + rates[2, i]
+        s = 1.0 / math.sqrt(total) if total > 0 else 0.0
+        device[i, 0] = s
+        device[i, 1] = s * K * lam[i] / (indptr[i + 1] - indptr[i])
+    out = np.zeros(n)
     for j in range(n):
         start, stop = indptr[j], indptr[j + 1]
         total, weighted = 0.0, 0.0
@@ -495,7 +518,7 @@ def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no 
             i = indices[p]
             total += device[i, 0]
             weighted += device[i, 1]
-        acc[j] += direct[j] * total + weighted
+        out[j] += K * lam[j] / (stop - start) * total + weighted
         first = start
         while first < stop and indices[first] <= j:
             first += 1
@@ -513,14 +536,16 @@ def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no 
                 o = indices[a]
                 for b in range(lo, hi):
                     if indices[b] == o:
-                        acc[j] += scale[i] * third[o] + scale[o] * third[i]
-                        acc[i] += scale[j] * third[o] + scale[o] * third[j]
-                        acc[o] += scale[j] * third[i] + scale[i] * third[j]
-    out = np.zeros(n)
+                        # (triangles are rare: their third parties computed here)
+                        tj = _third_party(lam[j], stop - start, ks)
+                        ti = _third_party(lam[i], hi - lo, ks)
+                        to = _third_party(lam[o], indptr[o + 1] - indptr[o], ks)
+                        sj, si, so = device[j, 0], device[i, 0], device[o, 0]
+                        out[j] += si * to + so * ti
+                        out[i] += sj * to + so * tj
+                        out[o] += sj * ti + si * tj
     for j in range(n):
-        degree = indptr[j + 1] - indptr[j]
-        if degree:
-            out[j] = scale[j] * acc[j] / degree
+        out[j] *= device[j, 0] / (indptr[j + 1] - indptr[j])
     return out
 
 
