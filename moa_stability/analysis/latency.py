@@ -244,23 +244,29 @@ class _Classes:
     wait_mean: np.ndarray  # (U,) exact P-K mean wait
 
 
-def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_rows(keys: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first occurrence of each distinct row of ``keys`` (in sorted order) and
-    each row's group, as :func:`numpy.unique` (``keys`` without NaN); all rows alike
-    (homogeneous networks, the common case) skips the rest. Columns equal in every row decide
-    nothing, so they are dropped first (the neighbour-law columns of a homogeneous graph).
-    The rows are grouped by hashing (:func:`_hash_rows`, O(n)); only the distinct rows are
-    sorted, which at scale are few (10^6 devices of a homogeneous 8-regular graph: 2)."""
-    varies = (keys != keys[:1]).any(axis=0)
-    if not varies.any():
-        return np.zeros(1, np.int64), np.zeros(keys.shape[0], np.int64)
-    keys = keys[:, varies]
-    if keys.dtype.kind == "f":
-        bits = np.ascontiguousarray(keys + 0.0).view(np.uint64)  # + 0.0: -0.0 becomes 0.0
-    else:
-        bits = np.ascontiguousarray(keys, dtype=np.int64).view(np.uint64)
+    each row's group, as :func:`numpy.unique`; ``keys`` is an ``(n, c)`` array or a list of
+    its ``c`` columns (without NaN). Columns equal in every row decide nothing, so they are
+    dropped first (the neighbour-law columns of a homogeneous graph), without stacking the
+    columns; all rows alike (homogeneous networks) stops there. The rows are grouped by
+    hashing (:func:`_hash_rows`, O(n)) and only the distinct rows are sorted, which at scale
+    are few (10^6 devices of a homogeneous 8-regular graph: 2)."""
+    columns = list(keys.T) if isinstance(keys, np.ndarray) else keys
+    n = columns[0].shape[0]
+    varying = [col for col in columns if (col != col[0]).any()]
+    if not varying:
+        return np.zeros(1, np.int64), np.zeros(n, np.int64)
+    bits = np.empty((n, len(varying)), np.uint64)
+    for x, col in enumerate(varying):
+        if col.dtype.kind == "f":  # its bits, with -0.0 made 0.0 (they are equal)
+            np.add(col, 0.0, out=bits[:, x].view(np.float64))
+        else:
+            bits[:, x] = col.astype(np.int64, copy=False).view(np.uint64)
     seen, group = _hash_rows(bits)
-    order = np.lexsort(keys[seen].T[::-1])  # lexicographic, first column first
+    order = np.lexsort([col[seen] for col in reversed(varying)])  # first column first
+    if np.array_equal(order, np.arange(order.size)):
+        return seen, group
     rank = np.empty(order.size, np.int64)
     rank[order] = np.arange(order.size)
     return seen[order], rank[group]
@@ -269,13 +275,13 @@ def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @njit(cache=True)
 def _hash_rows(bits):  # pragma: no cover - numba
     """Rows of ``bits`` (uint64) grouped by value in order of first occurrence: the first row of
-    each group and each row's group, by open addressing in a table of at least twice as many
-    slots as rows (expected O(1) probes per row; equal rows stop at their group's slot)."""
+    each group and each row's group, by open addressing (linear probing) in a table kept at
+    least twice as large as the number of groups (expected O(1) probes per row; the table
+    grows with the groups, not the rows, so few groups cost little memory)."""
     n, c = bits.shape
-    size = 1
-    while size < 2 * n:
-        size *= 2
+    size = 1024
     table = np.full(size, -1, np.int64)
+    hashes = np.empty(n, np.uint64)  # of each group's first row, for rehashing
     first = np.empty(n, np.int64)
     group = np.empty(n, np.int64)
     count = 0
@@ -283,25 +289,33 @@ def _hash_rows(bits):  # pragma: no cover - numba
         h = np.uint64(0)
         for x in range(c):
             h = (h ^ bits[r, x]) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
-        slot = np.int64((h ^ (h >> np.uint64(29))) & np.uint64(size - 1))
+        h ^= h >> np.uint64(29)
+        slot = np.int64(h & np.uint64(size - 1))
         while True:
             g = table[slot]
             if g < 0:
                 table[slot] = count
                 first[count] = r
+                hashes[count] = h
                 group[r] = count
                 count += 1
                 break
             f = first[g]
-            same = True
+            same = hashes[g] == h
             for x in range(c):
-                if bits[f, x] != bits[r, x]:
-                    same = False
-                    break
+                same = same and bits[f, x] == bits[r, x]
             if same:
                 group[r] = g
                 break
             slot = (slot + 1) & (size - 1)
+        if 2 * count > size:
+            size *= 2
+            table = np.full(size, -1, np.int64)
+            for g in range(count):
+                slot = np.int64(hashes[g] & np.uint64(size - 1))
+                while table[slot] >= 0:
+                    slot = (slot + 1) & (size - 1)
+                table[slot] = g
     return first[:count].copy(), group
 
 
@@ -311,7 +325,7 @@ def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _C
         # Homogeneous (the common case at scale): no (6, n) key to stack and compare.
         first, inverse = np.zeros(1, np.int64), np.zeros(net.n, np.int64)
     else:
-        first, inverse = _distinct_rows(np.vstack([rates, service_time]).T)
+        first, inverse = _distinct_rows([*rates, *service_time])
     r, s = rates[:, first], service_time[:, first]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
@@ -387,7 +401,7 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
         be_hat, be_row = np.fft.rfft(mixture, axis=1), np.arange(active.size)
     # Distinct (class, mean) pairs in use: each is one sojourn law.
     pair_key = np.stack([class_of, law[busy]])
-    first, pair_of = _distinct_rows(pair_key.T)
+    first, pair_of = _distinct_rows(list(pair_key))
     pairs = pair_key[:, first]
     hat = np.ones((pairs.shape[1] + 1, job_hat.shape[1]), complex)  # last row: no sojourn
     at = position[pairs[0]]
@@ -702,27 +716,27 @@ def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k:
 
 
 def _neighbour_groups(
-    adj: sp.csr_array, own: np.ndarray, key: np.ndarray
+    adj: sp.csr_array, own: np.ndarray, key: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_distinct_rows` of (``key`` row, the multiset of the neighbours' laws ``own``) per
-    device: rows of sorted neighbour laws padded to the largest degree where that is compact
-    (near-regular graphs), else one dictionary key per device (a star's hub would pad every
-    row to n). With one law for every device the multiset is its degree (O(n), no edge sort:
-    homogeneous networks at 10^6 devices)."""
+    """:func:`_distinct_rows` of (``key`` row, given as columns, the multiset of the
+    neighbours' laws ``own``) per device: rows of sorted neighbour laws padded to the largest
+    degree where that is compact (near-regular graphs), else one dictionary key per device (a
+    star's hub would pad every row to n). With one law for every device the multiset is its
+    degree (O(n), no edge sort: homogeneous networks at 10^6 devices)."""
     n, degree = adj.shape[0], np.diff(adj.indptr)
     if (own == own[0]).all():
-        return _distinct_rows(np.column_stack([key, degree]))
+        return _distinct_rows([*key, degree])
     edge_row = np.repeat(np.arange(n), degree)
     laws = own[adj.indices][np.lexsort((own[adj.indices], edge_row))]  # sorted within rows
     width = int(degree.max(initial=0))
     if n * width <= 4 * laws.size + n:
         padded = np.full((n, width), -1, dtype=np.int64)
         padded[edge_row, np.arange(laws.size) - adj.indptr[edge_row]] = laws
-        return _distinct_rows(np.column_stack([key, padded]))
+        return _distinct_rows([*key, *padded.T])
     seen: dict[tuple[bytes, bytes], int] = {}
     group, first = np.empty(n, np.int64), []
     for j in range(n):
-        sig = (key[j].tobytes(), laws[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
+        sig = (tuple(col[j] for col in key), laws[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
         if sig not in seen:
             seen[sig] = len(first)
             first.append(j)
@@ -747,12 +761,12 @@ def _layer_joins(
         return _systematic_joins(net, own, rho, Fc, m, q_m, method)
     # Per origin group (its first device): the mean load of its helpers and binomial(d, k).
     if net.is_complete:
-        first, group = _distinct_rows(np.column_stack([own, q_m]))
+        first, group = _distinct_rows([own, q_m])
         helpers_rho = (rho.sum() - rho[first]) / (net.n - 1)
         d = np.full(first.size, net.n - 1)
     else:
         adj = net.topology
-        first, group = _neighbour_groups(adj, own, np.column_stack([own, q_m]))
+        first, group = _neighbour_groups(adj, own, [own, q_m])
         d = net.degrees[first]
         helpers_rho = (adj[first] @ rho) / np.maximum(d, 1)  # the groups' rows only
     choices = np.array([float(math.comb(int(v), k)) for v in d])
@@ -1236,9 +1250,8 @@ def _compute(
             stage_cdfs.append(soj.cdf)
             stage_means.append(soj.mean)
 
-    keys = np.stack(stage_groups, axis=1)
-    first, origin_group = _distinct_rows(keys)
-    origin_key = np.ascontiguousarray(keys[first])
+    first, origin_group = _distinct_rows(stage_groups)
+    origin_key = np.column_stack([column[first] for column in stage_groups])
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
     mean = stage_means[0][origin_key[:, 0]]
     for s in range(1, len(stage_means)):
