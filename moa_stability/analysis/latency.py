@@ -281,8 +281,8 @@ def _hash_rows(bits):  # pragma: no cover - numba
     n, c = bits.shape
     size = 1024
     table = np.full(size, -1, np.int64)
-    hashes = np.empty(n, np.uint64)  # of each group's first row, for rehashing
-    first = np.empty(n, np.int64)
+    hashes = np.empty(size // 2 + 1, np.uint64)  # of each group's first row, for rehashing
+    first = np.empty(size // 2 + 1, np.int64)
     group = np.empty(n, np.int64)
     count = 0
     for r in range(n):
@@ -311,6 +311,12 @@ def _hash_rows(bits):  # pragma: no cover - numba
         if 2 * count > size:
             size *= 2
             table = np.full(size, -1, np.int64)
+            grown = np.empty(size // 2 + 1, np.uint64)
+            grown[:count] = hashes[:count]
+            hashes = grown
+            grown_first = np.empty(size // 2 + 1, np.int64)
+            grown_first[:count] = first[:count]
+            first = grown_first
             for g in range(count):
                 slot = np.int64(hashes[g] & np.uint64(size - 1))
                 while table[slot] >= 0:
@@ -755,20 +761,22 @@ def _layer_joins(
     k = net.k[m]
     Fc = soj.cdf
     own = soj.of_class[cls.of_device, PROPOSE if m == 0 else REFINE]  # law row per device
-    rho = cls.load[cls.of_device]
     q_m = np.round(q[m], 9) if method == "estimate" else np.zeros(net.n)
     if net.selection is not None:
-        return _systematic_joins(net, own, rho, Fc, m, q_m, method)
+        return _systematic_joins(net, own, cls.load[cls.of_device], Fc, m, q_m, method)
     # Per origin group (its first device): the mean load of its helpers and binomial(d, k).
     if net.is_complete:
         first, group = _distinct_rows([own, q_m])
+        rho = cls.load[cls.of_device]
         helpers_rho = (rho.sum() - rho[first]) / (net.n - 1)
         d = np.full(first.size, net.n - 1)
     else:
         adj = net.topology
         first, group = _neighbour_groups(adj, own, [own, q_m])
         d = net.degrees[first]
-        helpers_rho = (adj[first] @ rho) / np.maximum(d, 1)  # the groups' rows only
+        rows = adj[first]  # the groups' rows only (never empty: d >= k)
+        rho = cls.load[cls.of_device[rows.indices]]
+        helpers_rho = np.add.reduceat(rho, rows.indptr[:-1]) / d
     choices = np.array([float(math.comb(int(v), k)) for v in d])
     if not net.is_complete:
         start, stop = adj.indptr[first], adj.indptr[first + 1]
@@ -777,7 +785,7 @@ def _layer_joins(
         counts = np.bincount(own, minlength=Fc.shape[0])
         joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
     if method == "estimate":
-        sib_rho = (rho[first] + k * helpers_rho) / (k + 1)
+        sib_rho = (cls.load[cls.of_device[first]] + k * helpers_rho) / (k + 1)
         power = _effective_siblings(k + 1, sib_rho, np.ascontiguousarray(q_m[first])) / (k + 1)
         np.power(joins, power[:, None], out=joins)
     return group, joins
@@ -1152,8 +1160,7 @@ def latency(
     if fast is not None:
         return fast
     rates = job_rates(net)
-    load = (rates * net.service_time).sum(axis=0)
-    _check_stable(net, load)
+    _check_stable(net, np.einsum("cn,cn->n", rates, net.service_time))  # (no 3 x n temporary)
     lam = net.arrival_rate
     if lam.sum() == 0:
         raise _fail(
@@ -1256,8 +1263,7 @@ def _compute(
     mean = stage_means[0][origin_key[:, 0]]
     for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
-    group_load = np.zeros(len(origin_key))  # the cross-stage correction uses the origin's load
-    group_load[origin_group] = cls.load[own]
+    group_load = cls.load[own[first]]  # the cross-stage correction uses the origin's load
     # The prompt laws in blocks of origin groups: the network-wide law, the quantiles and the
     # means are all that is kept of them, and a block's arrays (at most _BLOCK_POINTS values)
     # are recycled by the allocator, where n x grid arrays would be fresh memory each time.
@@ -1277,14 +1283,17 @@ def _compute(
             return None
         quantiles[block] = _row_quantiles(cdf, h, np.array(_QUANTILES))
         law += weights[block] @ cdf
-    born = net.arrival_rate > 0
+    unborn = net.arrival_rate == 0
+    origin_mean, origin_quantiles = mean[origin_group], quantiles[origin_group]
+    origin_mean[unborn] = np.nan  # (in place: fresh n-sized arrays cost page faults at scale)
+    origin_quantiles[unborn] = np.nan
     return LatencyResult(
         method=method,
         service=service,
         scv=scv,
         mean_s=float(weights @ mean / weights.sum()),
-        origin_mean_s=np.where(born, mean[origin_group], np.nan),
-        origin_quantiles_s=np.where(born[:, None], quantiles[origin_group], np.nan),
+        origin_mean_s=origin_mean,
+        origin_quantiles_s=origin_quantiles,
         arrival_rate=net.arrival_rate,
         loads=cls.load[own],
         grid_step_s=h,
