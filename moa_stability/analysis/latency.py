@@ -725,29 +725,60 @@ def _neighbour_groups(
     adj: sp.csr_array, own: np.ndarray, key: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_distinct_rows` of (``key`` row, given as columns, the multiset of the
-    neighbours' laws ``own``) per device: rows of sorted neighbour laws padded to the largest
-    degree where that is compact (near-regular graphs), else one dictionary key per device (a
-    star's hub would pad every row to n). With one law for every device the multiset is its
-    degree (O(n), no edge sort: homogeneous networks at 10^6 devices)."""
+    neighbours' laws ``own``) per device, the multiset encoded exactly and without sorting
+    the edges: with one law for every device it is the degree (homogeneous networks); with at
+    most as many laws in use as the largest degree, the count of each law among the
+    neighbours (a few device classes: O(edges)); else the row's laws sorted (row by row, in a
+    kernel) and padded to the largest degree where that is compact (near-regular graphs), or
+    one dictionary key per device (a star's hub would pad every row to n)."""
     n, degree = adj.shape[0], np.diff(adj.indptr)
     if (own == own[0]).all():
         return _distinct_rows([*key, degree])
-    edge_row = np.repeat(np.arange(n), degree)
-    laws = own[adj.indices][np.lexsort((own[adj.indices], edge_row))]  # sorted within rows
+    used = np.bincount(own) > 0
+    laws = int(used.sum())
     width = int(degree.max(initial=0))
-    if n * width <= 4 * laws.size + n:
+    if laws <= width:
+        code = np.cumsum(used) - 1  # law -> 0..laws-1
+        counts = _law_counts(adj.indptr, adj.indices, code[own], laws)
+        return _distinct_rows([*key, *counts.T])
+    ordered = _sorted_row_laws(adj.indptr, adj.indices, own)
+    if n * width <= 4 * ordered.size + n:
         padded = np.full((n, width), -1, dtype=np.int64)
-        padded[edge_row, np.arange(laws.size) - adj.indptr[edge_row]] = laws
+        padded[np.arange(width) < degree[:, None]] = ordered  # row-major order is CSR order
         return _distinct_rows([*key, *padded.T])
     seen: dict[tuple[bytes, bytes], int] = {}
     group, first = np.empty(n, np.int64), []
     for j in range(n):
-        sig = (tuple(col[j] for col in key), laws[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
+        sig = (tuple(col[j] for col in key), ordered[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
         if sig not in seen:
             seen[sig] = len(first)
             first.append(j)
         group[j] = seen[sig]
     return np.array(first, np.int64), group
+
+
+@njit(cache=True)
+def _law_counts(indptr, indices, code, laws):  # pragma: no cover - numba
+    """``(n, laws)``: how many neighbours of each device have each law ``code`` (CSR rows)."""
+    n = indptr.size - 1
+    out = np.zeros((n, laws), np.int64)
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            out[j, code[indices[p]]] += 1
+    return out
+
+
+@njit(cache=True)
+def _sorted_row_laws(indptr, indices, own):  # pragma: no cover - numba
+    """``own`` of each CSR entry, sorted within each row (one small in-place sort per row
+    instead of a lexicographic sort of all edges)."""
+    out = np.empty(indices.size, np.int64)
+    for j in range(indptr.size - 1):
+        lo, hi = indptr[j], indptr[j + 1]
+        for p in range(lo, hi):
+            out[p] = own[indices[p]]
+        out[lo:hi].sort()
+    return out
 
 
 def _layer_joins(

@@ -181,3 +181,34 @@ def test_distinct_rows_by_hashing_matches_numpy_with_many_groups() -> None:
         _, ref_first, ref_group = np.unique(rows, axis=0, return_index=True, return_inverse=True)
         np.testing.assert_array_equal(first, ref_first)
         np.testing.assert_array_equal(group, ref_group.ravel())
+
+
+@pytest.mark.parametrize(
+    ("graph", "laws"),
+    [("regular", 3), ("regular", 200), ("star", 3), ("star", 0), ("attachment", 40)],
+)
+def test_neighbour_groups_are_the_multisets_of_neighbour_laws(graph: str, laws: int) -> None:
+    """Two devices share a group exactly when their keys and the multisets of their
+    neighbours' laws agree, whichever encoding applies: counts per law (few laws), sorted rows
+    padded to the degree (many laws, near-regular graph) or one key per device (a star)."""
+    rng = np.random.default_rng(laws)
+    if graph == "star":
+        adj = nx.to_scipy_sparse_array(
+            nx.compose(nx.star_graph(60), nx.cycle_graph(range(1, 61))), format="csr"
+        )
+    else:
+        adj = _graph("regular" if graph == "regular" else "attachment", 200, seed=laws)
+    n = adj.shape[0]
+    own = rng.integers(0, laws, n) if laws else rng.permutation(n)  # 0: all distinct
+    key = [rng.choice([0.0, 0.5], n)]
+    first, group = lat._neighbour_groups(adj, own, key)
+    signature = [
+        (key[0][j], tuple(sorted(own[adj.indices[adj.indptr[j] : adj.indptr[j + 1]]])))
+        for j in range(n)
+    ]
+    index = {sig: g for g, sig in enumerate(dict.fromkeys(signature))}
+    expected = np.array([index[sig] for sig in signature])
+    # Same partition: the groups map one-to-one onto the signatures.
+    pairs = set(zip(group.tolist(), expected.tolist(), strict=True))
+    assert len(pairs) == len(set(group.tolist())) == len(index)
+    assert np.array_equal(group[first], np.arange(first.size))
