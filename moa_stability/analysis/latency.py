@@ -521,30 +521,42 @@ def _uniform_edge_overlap(indptr, indices, lam, rates, ks):  # pragma: no cover 
     have few triangles, and a merge's data-dependent branches mostly mispredict); only an edge
     with a match is walked again to credit its triangles. Time: one read of row :math:`i` per
     edge and :math:`O(\sum_j d_j^2)` comparisons in cache; memory: three arrays of ``n``
-    (the per-device numbers a row visit reads sit side by side: one cache line per visit)."""
+    (the per-device numbers a row visit reads sit side by side: one cache line per visit).
+
+    The random reads are the cost (each a cache miss at 10^6 devices, and each waits for the
+    one before: row :math:`i` starts at ``indptr[i]``). Two common cases skip them: when all
+    devices have the same :math:`(s_i, s_i\,\text{direct}_i)` the first sum is
+    :math:`d_j` times it, and on a regular graph row :math:`i` starts at :math:`d i`, so the
+    rows of one origin's neighbours are fetched in parallel (2-3x faster at 10^6)."""
     n = indptr.size - 1
     K = ks.sum()
     device = np.empty((n, 2))  # s_i, s_i direct_i
+    alike, regular, d = True, True, indptr[1] - indptr[0]
     for i in range(n):
         total = rates[0, i] + rates[1, i] + rates[2, i]
         s = 1.0 / math.sqrt(total) if total > 0 else 0.0
         device[i, 0] = s
         device[i, 1] = s * K * lam[i] / (indptr[i + 1] - indptr[i])
+        alike = alike and device[i, 0] == device[0, 0] and device[i, 1] == device[0, 1]
+        regular = regular and indptr[i + 1] == d * (i + 1)
     out = np.zeros(n)
     for j in range(n):
         start, stop = indptr[j], indptr[j + 1]
-        total, weighted = 0.0, 0.0
-        for p in range(start, stop):
-            i = indices[p]
-            total += device[i, 0]
-            weighted += device[i, 1]
+        if alike:
+            total, weighted = (stop - start) * device[0, 0], (stop - start) * device[0, 1]
+        else:
+            total, weighted = 0.0, 0.0
+            for p in range(start, stop):
+                i = indices[p]
+                total += device[i, 0]
+                weighted += device[i, 1]
         out[j] += K * lam[j] / (stop - start) * total + weighted
         first = start
         while first < stop and indices[first] <= j:
             first += 1
         for p in range(first, stop - 1):
             i = indices[p]
-            lo, hi = indptr[i], indptr[i + 1]
+            lo, hi = (d * i, d * (i + 1)) if regular else (indptr[i], indptr[i + 1])
             hits = 0
             for a in range(p + 1, stop):
                 o = indices[a]

@@ -110,22 +110,26 @@ def _dense_overlap(net: MoANetwork) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("classes", [1, 3])
 @pytest.mark.parametrize("kind", ["regular", "gnp", "attachment"])
 @pytest.mark.parametrize("seed", range(3))
-def test_uniform_overlap_kernel_equals_dense_matrices(kind: str, seed: int) -> None:
+def test_uniform_overlap_kernel_equals_dense_matrices(kind: str, seed: int, classes: int) -> None:
     """The triangle-based kernel on graphs with few (regular, G(n, p)) and many (preferential
-    attachment) triangles, with distinct rates and speeds, against dense matrices."""
-    net = _random_network(kind, 60 + 50 * seed, seed, classes=3)
+    attachment) triangles, all devices alike (the kernel's shortcuts for alike devices and
+    regular graphs) or with distinct rates and speeds, against dense matrices."""
+    net = _random_network(kind, 60 + 50 * seed, seed, classes=classes)
     np.testing.assert_allclose(
         lat._overlaps(net, job_rates(net)), _dense_overlap(net), rtol=1e-12, atol=1e-15
     )
 
 
-def test_uniform_overlap_on_an_explicit_complete_graph_equals_the_implicit_one() -> None:
+@pytest.mark.parametrize("alike", [True, False])
+def test_uniform_overlap_on_an_explicit_complete_graph_equals_the_implicit_one(alike) -> None:
     """Every edge of a complete graph has n - 2 common neighbours (the kernel's worst case):
     the explicit adjacency gives the implicit complete graph's closed form."""
     n = 9
-    net = MoANetwork(n=n, M=3, k=[2, 0, 3], arrival_rate=np.linspace(0.02, 0.04, n))
+    rate = 0.03 if alike else np.linspace(0.02, 0.04, n)
+    net = MoANetwork(n=n, M=3, k=[2, 0, 3], arrival_rate=rate)
     explicit = net.replace(topology=sp.csr_array(np.ones((n, n)) - np.eye(n)))
     rates = job_rates(net)
     np.testing.assert_allclose(
