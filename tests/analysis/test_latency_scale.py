@@ -216,3 +216,18 @@ def test_neighbour_groups_are_the_multisets_of_neighbour_laws(graph: str, laws: 
     pairs = set(zip(group.tolist(), expected.tolist(), strict=True))
     assert len(pairs) == len(set(group.tolist())) == len(index)
     assert np.array_equal(group[first], np.arange(first.size))
+
+
+@pytest.mark.parametrize("method", ["estimate", "bound"])
+def test_int32_graphs_give_the_int64_numbers(method: str) -> None:
+    """Large graphs come with int32 indices (random_regular_graph beyond 10^5 edge ends), small
+    ones with int64: the kernels compiled for either give the same numbers."""
+    net = _random_network("regular", 120, seed=3, classes=1)
+    adj = net.topology
+    narrow = sp.csr_array(
+        (adj.data, adj.indices.astype(np.int32), adj.indptr.astype(np.int32)), shape=adj.shape
+    )
+    assert adj.indices.dtype == np.int64
+    wide, small = latency(net, method=method), latency(net.replace(topology=narrow), method=method)
+    assert small.mean_s == pytest.approx(wide.mean_s, rel=1e-14)
+    np.testing.assert_allclose(small.origin_quantiles_s, wide.origin_quantiles_s, rtol=1e-14)
