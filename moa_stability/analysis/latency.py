@@ -247,14 +247,21 @@ class _Classes:
 def _distinct_rows(keys: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first occurrence of each distinct row of ``keys`` (in sorted order) and
     each row's group, as :func:`numpy.unique`; ``keys`` is an ``(n, c)`` array or a list of
-    its ``c`` columns (without NaN). Columns equal in every row decide nothing, so they are
-    dropped first (the neighbour-law columns of a homogeneous graph), without stacking the
-    columns; all rows alike (homogeneous networks) stops there. The rows are grouped by
-    hashing (:func:`_hash_rows`, O(n)) and only the distinct rows are sorted, which at scale
-    are few (10^6 devices of a homogeneous 8-regular graph: 2)."""
+    its ``c`` columns (without NaN). Columns equal in every row, or equal to the column before,
+    decide nothing, so they are dropped first (the neighbour-law columns of a homogeneous
+    graph), without stacking the columns; all rows alike (homogeneous networks) stops there.
+    The rows are grouped by hashing (:func:`_hash_rows`, O(n)) and only the distinct rows
+    are sorted, which at scale are few (10^6 devices of a homogeneous 8-regular graph: 2)."""
     columns = list(keys.T) if isinstance(keys, np.ndarray) else keys
     n = columns[0].shape[0]
-    varying = [col for col in columns if (col != col[0]).any()]
+    varying: list[np.ndarray] = []
+    for col in columns:
+        # A column equal to the one before decides nothing either (twin layers' groups, the
+        # service means of the job types of devices with one mean).
+        if (col != col[0]).any() and not (
+            varying and (col is varying[-1] or np.array_equal(col, varying[-1]))
+        ):
+            varying.append(col)
     if not varying:
         return np.zeros(1, np.int64), np.zeros(n, np.int64)
     bits = np.empty((n, len(varying)), np.uint64)
