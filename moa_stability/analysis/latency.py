@@ -765,7 +765,7 @@ def _neighbour_groups(
         padded = np.full((n, width), -1, dtype=np.int64)
         padded[np.arange(width) < degree[:, None]] = ordered  # row-major order is CSR order
         return _distinct_rows([*key, *padded.T])
-    seen: dict[tuple[bytes, bytes], int] = {}
+    seen: dict[tuple[tuple, bytes], int] = {}
     group, first = np.empty(n, np.int64), []
     for j in range(n):
         sig = (tuple(col[j] for col in key), ordered[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
