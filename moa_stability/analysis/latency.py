@@ -248,20 +248,92 @@ class _Classes:
     wait_mean: np.ndarray  # (U,) exact P-K mean wait
 
 
-def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_rows(keys: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first occurrence of each distinct row of ``keys`` (in sorted order) and
-    each row's group, as :func:`numpy.unique`; all rows alike (homogeneous networks, the
-    common case) skips the sort. Columns equal in every row decide nothing in the
-    lexicographic order, so they are dropped first: the neighbour-law columns of a
-    homogeneous graph, leaving one column whose 1-d sort is far cheaper than a row sort."""
-    varies = (keys != keys[:1]).any(axis=0)
-    if not varies.any():
-        return np.zeros(1, np.int64), np.zeros(keys.shape[0], np.int64)
-    keys = keys[:, varies]
-    if keys.shape[1] == 1:
-        keys = keys[:, 0]
-    _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return first, group.ravel()
+    each row's group, as :func:`numpy.unique`; ``keys`` is an ``(n, c)`` array or a list of
+    its ``c`` columns (without NaN). Columns equal in every row, or equal to the column before,
+    decide nothing, so they are dropped first (the neighbour-law columns of a homogeneous
+    graph), without stacking the columns; all rows alike (homogeneous networks) stops there.
+    The rows are grouped by hashing (:func:`_hash_rows`, O(n)) and only the distinct rows
+    are sorted, which at scale are few (10^6 devices of a homogeneous 8-regular graph: 2)."""
+    columns = list(keys.T) if isinstance(keys, np.ndarray) else keys
+    n = columns[0].shape[0]
+    varying: list[np.ndarray] = []
+    for col in columns:
+        # A column equal to the one before decides nothing either (twin layers' groups, the
+        # service means of the job types of devices with one mean).
+        if (col != col[0]).any() and not (
+            varying and (col is varying[-1] or np.array_equal(col, varying[-1]))
+        ):
+            varying.append(col)
+    if not varying:
+        return np.zeros(1, np.int64), np.zeros(n, np.int64)
+    bits = np.empty((n, len(varying)), np.uint64)
+    for x, col in enumerate(varying):
+        if col.dtype.kind == "f":  # its bits, with -0.0 made 0.0 (they are equal)
+            np.add(col, 0.0, out=bits[:, x].view(np.float64))
+        else:
+            bits[:, x] = col.astype(np.int64, copy=False).view(np.uint64)
+    seen, group = _hash_rows(bits)
+    order = np.lexsort([col[seen] for col in reversed(varying)])  # first column first
+    if np.array_equal(order, np.arange(order.size)):
+        return seen, group
+    rank = np.empty(order.size, np.int64)
+    rank[order] = np.arange(order.size)
+    return seen[order], rank[group]
+
+
+@njit(cache=True)
+def _hash_rows(bits):  # pragma: no cover - numba
+    """Rows of ``bits`` (uint64) grouped by value in order of first occurrence: the first row of
+    each group and each row's group, by open addressing (linear probing) in a table kept at
+    least twice as large as the number of groups (expected O(1) probes per row; the table
+    grows with the groups, not the rows, so few groups cost little memory)."""
+    n, c = bits.shape
+    size = 1024
+    table = np.full(size, -1, np.int64)
+    hashes = np.empty(size // 2 + 1, np.uint64)  # of each group's first row, for rehashing
+    first = np.empty(size // 2 + 1, np.int64)
+    group = np.empty(n, np.int64)
+    count = 0
+    for r in range(n):
+        h = np.uint64(0)
+        for x in range(c):
+            h = (h ^ bits[r, x]) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+        h ^= h >> np.uint64(29)
+        slot = np.int64(h & np.uint64(size - 1))
+        while True:
+            g = table[slot]
+            if g < 0:
+                table[slot] = count
+                first[count] = r
+                hashes[count] = h
+                group[r] = count
+                count += 1
+                break
+            f = first[g]
+            same = hashes[g] == h
+            for x in range(c):
+                same = same and bits[f, x] == bits[r, x]
+            if same:
+                group[r] = g
+                break
+            slot = (slot + 1) & (size - 1)
+        if 2 * count > size:
+            size *= 2
+            table = np.full(size, -1, np.int64)
+            grown = np.empty(size // 2 + 1, np.uint64)
+            grown[:count] = hashes[:count]
+            hashes = grown
+            grown_first = np.empty(size // 2 + 1, np.int64)
+            grown_first[:count] = first[:count]
+            first = grown_first
+            for g in range(count):
+                slot = np.int64(hashes[g] & np.uint64(size - 1))
+                while table[slot] >= 0:
+                    slot = (slot + 1) & (size - 1)
+                table[slot] = g
+    return first[:count].copy(), group
 
 
 def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _Classes:
@@ -270,7 +342,7 @@ def _classes(net: MoANetwork, rates: np.ndarray, service: str, scv: float) -> _C
         # Homogeneous (the common case at scale): no (6, n) key to stack and compare.
         first, inverse = np.zeros(1, np.int64), np.zeros(net.n, np.int64)
     else:
-        first, inverse = _distinct_rows(np.vstack([rates, service_time]).T)
+        first, inverse = _distinct_rows([*rates, *service_time])
     r, s = rates[:, first], service_time[:, first]
     load = (r * s).sum(axis=0)
     second = (r * _second_moment(service, scv, s)).sum(axis=0)
@@ -346,7 +418,7 @@ def _sojourn_cdfs(cls: _Classes, service: str, scv: float, h: float, L: int) -> 
         be_hat, be_row = np.fft.rfft(mixture, axis=1), np.arange(active.size)
     # Distinct (class, mean) pairs in use: each is one sojourn law.
     pair_key = np.stack([class_of, law[busy]])
-    first, pair_of = _distinct_rows(pair_key.T)
+    first, pair_of = _distinct_rows(list(pair_key))
     pairs = pair_key[:, first]
     hat = np.ones((pairs.shape[1] + 1, job_hat.shape[1]), complex)  # last row: no sojourn
     at = position[pairs[0]]
@@ -379,10 +451,24 @@ def _kappa(k: int, degree: np.ndarray) -> np.ndarray:
 
 def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
     """``(M, n)``: per layer and origin, the pi-weighted mean overlap with its helpers."""
-    lam, total = net.arrival_rate, rates.sum(axis=0)
-    out = np.zeros((net.M, net.n))
+    lam = net.arrival_rate
     if net.M == 0 or max(net.k) == 0:
+        return np.zeros((net.M, net.n))
+    if net.selection is None and not net.is_complete:
+        # Uniform on a sparse graph: pi[j, i] = k_m / d_j on the edges, so the overlap of an
+        # edge needs only its two ends and their common neighbours (a kernel, no n x n
+        # products, and no per-device temporaries: fresh memory costs page faults at 10^6).
+        adj = net.topology
+        ks = np.array([km for km in net.k if km], np.int64)
+        mean = _uniform_edge_overlap(adj.indptr, adj.indices, lam, rates, ks)
+        np.minimum(mean, 1.0, out=mean)
+        if ks.size == net.M:  # every layer the same (read-only) row
+            return np.broadcast_to(mean, (net.M, net.n))
+        out = np.zeros((net.M, net.n))
+        out[np.array(net.k) > 0] = mean
         return out
+    out = np.zeros((net.M, net.n))
+    total = rates.sum(axis=0)
     scale = 1.0 / np.sqrt(np.where(total > 0, total, np.inf))
     if net.is_complete and net.selection is None and net.n > 2:
         # Uniform on the complete graph: every pair shares the same form of traffic, summed
@@ -400,17 +486,6 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
             others = a * (s_sum - scale) + (direct - third) * (ls_sum - lam * scale)
             out[m] = scale * others / (n - 1)
         return out
-    if net.selection is None and not net.is_complete:
-        # Uniform on a sparse graph: pi[j, i] = k_m / d_j on the edges, so the overlap of an
-        # edge needs only its two ends and their common neighbours (a kernel, no n x n products).
-        deg = net.degrees.astype(float)
-        third = sum(lam * _kappa(km, deg) * (km / deg) ** 2 for km in net.k if km)
-        adj = net.topology
-        mean = _uniform_edge_overlap(adj.indptr, adj.indices, sum(net.k) * lam / deg, third, scale)
-        for m, km in enumerate(net.k):
-            if km:
-                out[m] = mean
-        return np.minimum(out, 1.0)
     shared = sp.csr_array((net.n, net.n))
     pis = [net.inclusion(m) for m in range(net.M)]
     for m, pi in enumerate(pis):
@@ -425,38 +500,95 @@ def _overlaps(net: MoANetwork, rates: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _uniform_edge_overlap(indptr, indices, direct, third, scale):  # pragma: no cover - numba
-    r"""Per origin :math:`j`: :math:`\frac{1}{d_j}\sum_{i \in \mathcal N(j)} s_j s_i
-    \big(\text{direct}_j + \text{direct}_i + \sum_{o \in \mathcal N(j) \cap
-    \mathcal N(i)} \text{third}_o\big)`. Each edge is visited once (``j < i``) and credited
-    to both ends; its common neighbours come from merging the two sorted adjacency rows. The
-    per-device numbers sit side by side (one cache line per random visit, not three)."""
+def _third_party(lam, degree, ks):  # pragma: no cover - numba
+    r""":math:`\text{third}_o = \lambda_o \sum_m \kappa(k_m, d_o)\,(k_m/d_o)^2`: the rate at
+    which origin :math:`o`'s prompts pick two given neighbours of :math:`o` together (the
+    scalar form of :func:`_kappa`)."""
+    total = 0.0
+    for k in ks:
+        if k > 1:
+            total += (k - 1) * degree / (k * max(degree - 1.0, 1.0)) * (k / degree) ** 2
+    return lam * total
+
+
+@njit(cache=True)
+def _uniform_edge_overlap(indptr, indices, lam, rates, ks):  # pragma: no cover - numba
+    r"""Per origin :math:`j` of a sparse graph with uniform selection (``ks`` the positive
+    :math:`k_m`, every degree :math:`\ge 1`): :math:`\frac{1}{d_j}\sum_{i \in \mathcal N(j)}
+    s_j s_i \big(\text{direct}_j + \text{direct}_i + \sum_{o \in \mathcal N(j) \cap
+    \mathcal N(i)} \text{third}_o\big)` with :math:`s_i = r_i^{-1/2}` (:math:`r_i` the
+    total job rate, ``rates`` summed over types; 0 where no job comes),
+    :math:`\text{direct}_i = \lambda_i \sum_m k_m / d_i` and :func:`_third_party`, on sorted
+    CSR rows.
+
+    The sum splits into :math:`s_j\big(\text{direct}_j \sum_i s_i + \sum_i s_i
+    \text{direct}_i\big)`, one pass over row :math:`j`, and the triangles: a common neighbour
+    :math:`o` of the edge :math:`(j, i)` makes a triangle :math:`\{j, i, o\}`, which credits
+    each of its vertices with the terms of its two edges (:math:`j` gets
+    :math:`s_i\,\text{third}_o + s_o\,\text{third}_i`). Each triangle :math:`j < i < o` is
+    found once, from :math:`j`: for each neighbour :math:`i > j`, row :math:`i` is compared
+    with the neighbours of :math:`j` after :math:`i` (all :math:`> i`: the row is sorted).
+    The comparison counts matches over whole ranges, with no branch per element (sparse graphs
+    have few triangles, and a merge's data-dependent branches mostly mispredict); only an edge
+    with a match is walked again to credit its triangles. Time: one read of row :math:`i` per
+    edge and :math:`O(\sum_j d_j^2)` comparisons in cache; memory: three arrays of ``n``
+    (the per-device numbers a row visit reads sit side by side: one cache line per visit).
+
+    The random reads are the cost (each a cache miss at 10^6 devices, and each waits for the
+    one before: row :math:`i` starts at ``indptr[i]``). Two common cases skip them: when all
+    devices have the same :math:`(s_i, s_i\,\text{direct}_i)` the first sum is
+    :math:`d_j` times it, and on a regular graph row :math:`i` starts at :math:`d i`, so the
+    rows of one origin's neighbours are fetched in parallel (2-3x faster at 10^6)."""
     n = indptr.size - 1
-    device = np.zeros((n, 3))  # direct, scale, accumulated total
-    device[:, 0] = direct
-    device[:, 1] = scale
-    for j in range(n):
-        for p in range(indptr[j], indptr[j + 1]):
-            i = indices[p]
-            if i <= j:
-                continue
-            shared = device[j, 0] + device[i, 0]
-            a, b = indptr[j], indptr[i]
-            while a < indptr[j + 1] and b < indptr[i + 1]:
-                if indices[a] == indices[b]:
-                    shared += third[indices[a]]
-                    a += 1
-                    b += 1
-                elif indices[a] < indices[b]:
-                    a += 1
-                else:
-                    b += 1
-            device[j, 2] += device[i, 1] * shared
-            device[i, 2] += device[j, 1] * shared
+    K = ks.sum()
+    device = np.empty((n, 2))  # s_i, s_i direct_i
+    alike, regular, d = True, True, indptr[1] - indptr[0]
+    for i in range(n):
+        total = rates[0, i] + rates[1, i] + rates[2, i]
+        s = 1.0 / math.sqrt(total) if total > 0 else 0.0
+        device[i, 0] = s
+        device[i, 1] = s * K * lam[i] / (indptr[i + 1] - indptr[i])
+        alike = alike and device[i, 0] == device[0, 0] and device[i, 1] == device[0, 1]
+        regular = regular and indptr[i + 1] == d * (i + 1)
     out = np.zeros(n)
     for j in range(n):
-        if indptr[j + 1] > indptr[j]:
-            out[j] = scale[j] * device[j, 2] / (indptr[j + 1] - indptr[j])
+        start, stop = indptr[j], indptr[j + 1]
+        if alike:
+            total, weighted = (stop - start) * device[0, 0], (stop - start) * device[0, 1]
+        else:
+            total, weighted = 0.0, 0.0
+            for p in range(start, stop):
+                i = indices[p]
+                total += device[i, 0]
+                weighted += device[i, 1]
+        out[j] += K * lam[j] / (stop - start) * total + weighted
+        first = start
+        while first < stop and indices[first] <= j:
+            first += 1
+        for p in range(first, stop - 1):
+            i = indices[p]
+            lo, hi = (d * i, d * (i + 1)) if regular else (indptr[i], indptr[i + 1])
+            hits = 0
+            for a in range(p + 1, stop):
+                o = indices[a]
+                for b in range(lo, hi):
+                    hits += indices[b] == o
+            if hits == 0:
+                continue
+            for a in range(p + 1, stop):
+                o = indices[a]
+                for b in range(lo, hi):
+                    if indices[b] == o:
+                        # (triangles are rare: their third parties computed here)
+                        tj = _third_party(lam[j], stop - start, ks)
+                        ti = _third_party(lam[i], hi - lo, ks)
+                        to = _third_party(lam[o], indptr[o + 1] - indptr[o], ks)
+                        sj, si, so = device[j, 0], device[i, 0], device[o, 0]
+                        out[j] += si * to + so * ti
+                        out[i] += sj * to + so * tj
+                        out[o] += sj * ti + si * tj
+    for j in range(n):
+        out[j] *= device[j, 0] / (indptr[j + 1] - indptr[j])
     return out
 
 
@@ -569,10 +701,10 @@ def _complete_helpers(Fc: np.ndarray, counts: np.ndarray, owners: np.ndarray, k:
 
 
 @njit(cache=True)
-def _graph_joins(F, own, start, stop, laws, k, choices):  # pragma: no cover - numba
+def _graph_joins(F, own, start, stop, indices, law, k, choices):  # pragma: no cover - numba
     r"""Join CDFs per row ``r``: :math:`F_{own_r}\,e_k(F_{\mathcal N})/\binom{d}{k}` with
     ``choices[r]`` :math:`= \binom{d}{k}`, where :math:`e_k` of the neighbours' CDFs (the law
-    rows ``laws[start[r]:stop[r]]``, a CSR slice) comes from the recurrence
+    rows ``law[indices[start[r]:stop[r]]]``, a CSR slice) comes from the recurrence
     :math:`e_j \leftarrow e_j + F_t e_{j-1}` over the neighbours. A kernel: the gathered
     neighbour rows and the intermediate products are never materialised, so memory traffic
     stays at one pass over the output. (The estimate's power is taken by numpy afterwards:
@@ -584,7 +716,7 @@ def _graph_joins(F, own, start, stop, laws, k, choices):  # pragma: no cover - n
         e[0] = 1.0
         e[1:] = 0.0
         for t in range(start[r], stop[r]):
-            row = F[laws[t]]
+            row = F[law[indices[t]]]
             for j in range(k, 0, -1):
                 for x in range(L):
                     e[j, x] += row[x] * e[j - 1, x]
@@ -613,32 +745,63 @@ def _systematic_join(F: np.ndarray, helper_class: np.ndarray, pi: np.ndarray, k:
 
 
 def _neighbour_groups(
-    adj: sp.csr_array, own: np.ndarray, key: np.ndarray
+    adj: sp.csr_array, own: np.ndarray, key: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_distinct_rows` of (``key`` row, the multiset of the neighbours' laws ``own``) per
-    device: rows of sorted neighbour laws padded to the largest degree where that is compact
-    (near-regular graphs), else one dictionary key per device (a star's hub would pad every
-    row to n). With one law for every device the multiset is its degree (O(n), no edge sort:
-    homogeneous networks at 10^6 devices)."""
+    """:func:`_distinct_rows` of (``key`` row, given as columns, the multiset of the
+    neighbours' laws ``own``) per device, the multiset encoded exactly and without sorting
+    the edges: with one law for every device it is the degree (homogeneous networks); with at
+    most as many laws in use as the largest degree, the count of each law among the
+    neighbours (a few device classes: O(edges)); else the row's laws sorted (row by row, in a
+    kernel) and padded to the largest degree where that is compact (near-regular graphs), or
+    one dictionary key per device (a star's hub would pad every row to n)."""
     n, degree = adj.shape[0], np.diff(adj.indptr)
     if (own == own[0]).all():
-        return _distinct_rows(np.column_stack([key, degree]))
-    edge_row = np.repeat(np.arange(n), degree)
-    laws = own[adj.indices][np.lexsort((own[adj.indices], edge_row))]  # sorted within rows
+        return _distinct_rows([*key, degree])
+    used = np.bincount(own) > 0
+    laws = int(used.sum())
     width = int(degree.max(initial=0))
-    if n * width <= 4 * laws.size + n:
+    if laws <= width:
+        code = np.cumsum(used) - 1  # law -> 0..laws-1
+        counts = _law_counts(adj.indptr, adj.indices, code[own], laws)
+        return _distinct_rows([*key, *counts.T])
+    ordered = _sorted_row_laws(adj.indptr, adj.indices, own)
+    if n * width <= 4 * ordered.size + n:
         padded = np.full((n, width), -1, dtype=np.int64)
-        padded[edge_row, np.arange(laws.size) - adj.indptr[edge_row]] = laws
-        return _distinct_rows(np.column_stack([key, padded]))
-    seen: dict[tuple[bytes, bytes], int] = {}
+        padded[np.arange(width) < degree[:, None]] = ordered  # row-major order is CSR order
+        return _distinct_rows([*key, *padded.T])
+    seen: dict[tuple[tuple, bytes], int] = {}
     group, first = np.empty(n, np.int64), []
     for j in range(n):
-        sig = (key[j].tobytes(), laws[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
+        sig = (tuple(col[j] for col in key), ordered[adj.indptr[j] : adj.indptr[j + 1]].tobytes())
         if sig not in seen:
             seen[sig] = len(first)
             first.append(j)
         group[j] = seen[sig]
     return np.array(first, np.int64), group
+
+
+@njit(cache=True)
+def _law_counts(indptr, indices, code, laws):  # pragma: no cover - numba
+    """``(n, laws)``: how many neighbours of each device have each law ``code`` (CSR rows)."""
+    n = indptr.size - 1
+    out = np.zeros((n, laws), np.int64)
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            out[j, code[indices[p]]] += 1
+    return out
+
+
+@njit(cache=True)
+def _sorted_row_laws(indptr, indices, own):  # pragma: no cover - numba
+    """``own`` of each CSR entry, sorted within each row (one small in-place sort per row
+    instead of a lexicographic sort of all edges)."""
+    out = np.empty(indices.size, np.int64)
+    for j in range(indptr.size - 1):
+        lo, hi = indptr[j], indptr[j + 1]
+        for p in range(lo, hi):
+            out[p] = own[indices[p]]
+        out[lo:hi].sort()
+    return out
 
 
 def _layer_joins(
@@ -652,28 +815,31 @@ def _layer_joins(
     k = net.k[m]
     Fc = soj.cdf
     own = soj.of_class[cls.of_device, PROPOSE if m == 0 else REFINE]  # law row per device
-    rho = cls.load[cls.of_device]
     q_m = np.round(q[m], 9) if method == "estimate" else np.zeros(net.n)
     if net.selection is not None:
-        return _systematic_joins(net, own, rho, Fc, m, q_m, method)
+        return _systematic_joins(net, own, cls.load[cls.of_device], Fc, m, q_m, method)
+    # Per origin group (its first device): the mean load of its helpers and binomial(d, k).
     if net.is_complete:
-        first, group = _distinct_rows(np.column_stack([own, q_m]))
-        helpers_rho = (rho.sum() - rho) / (net.n - 1)
-        d = net.n - 1
+        first, group = _distinct_rows([own, q_m])
+        rho = cls.load[cls.of_device]
+        helpers_rho = (rho.sum() - rho[first]) / (net.n - 1)
+        d = np.full(first.size, net.n - 1)
     else:
         adj = net.topology
-        first, group = _neighbour_groups(adj, own, np.column_stack([own, q_m]))
-        helpers_rho = (adj @ rho) / np.maximum(net.degrees, 1)
-        d = net.degrees
-    choices = np.array([float(math.comb(int(v), k)) for v in np.broadcast_to(d, own.shape)[first]])
+        first, group = _neighbour_groups(adj, own, [own, q_m])
+        d = net.degrees[first]
+        rows = adj[first]  # the groups' rows only (never empty: d >= k)
+        rho = cls.load[cls.of_device[rows.indices]]
+        helpers_rho = np.add.reduceat(rho, rows.indptr[:-1]) / d
+    choices = np.array([float(math.comb(int(v), k)) for v in d])
     if not net.is_complete:
         start, stop = adj.indptr[first], adj.indptr[first + 1]
-        joins = _graph_joins(Fc, own[first], start, stop, own[adj.indices], k, choices)
+        joins = _graph_joins(Fc, own[first], start, stop, adj.indices, own, k, choices)
     else:
         counts = np.bincount(own, minlength=Fc.shape[0])
         joins = Fc[own[first]] * _complete_helpers(Fc, counts, own[first], k) / choices[:, None]
     if method == "estimate":
-        sib_rho = (rho[first] + k * helpers_rho[first]) / (k + 1)
+        sib_rho = (cls.load[cls.of_device[first]] + k * helpers_rho) / (k + 1)
         power = _effective_siblings(k + 1, sib_rho, np.ascontiguousarray(q_m[first])) / (k + 1)
         np.power(joins, power[:, None], out=joins)
     return group, joins
@@ -1084,8 +1250,7 @@ def latency(
     if fast is not None:
         return fast
     rates = job_rates(net)
-    load = (rates * net.service_time).sum(axis=0)
-    _check_stable(net, load)
+    _check_stable(net, np.einsum("cn,cn->n", rates, net.service_time))  # (no 3 x n temporary)
     lam = net.arrival_rate
     if lam.sum() == 0:
         raise _fail(
@@ -1182,15 +1347,13 @@ def _compute(
             stage_cdfs.append(soj.cdf)
             stage_means.append(soj.mean)
 
-    keys = np.stack(stage_groups, axis=1)
-    first, origin_group = _distinct_rows(keys)
-    origin_key = np.ascontiguousarray(keys[first])
+    first, origin_group = _distinct_rows(stage_groups)
+    origin_key = np.column_stack([column[first] for column in stage_groups])
     weights = np.bincount(origin_group, weights=net.arrival_rate, minlength=len(origin_key))
     mean = stage_means[0][origin_key[:, 0]]
     for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
-    group_load = np.zeros(len(origin_key))  # the cross-stage correction uses the origin's load
-    group_load[origin_group] = cls.load[own]
+    group_load = cls.load[own[first]]  # the cross-stage correction uses the origin's load
     # The prompt laws in blocks of origin groups: the network-wide law, the quantiles and the
     # means are all that is kept of them, and a block's arrays (at most _BLOCK_POINTS values)
     # are recycled by the allocator, where n x grid arrays would be fresh memory each time.
@@ -1210,14 +1373,17 @@ def _compute(
             return None
         quantiles[block] = _row_quantiles(cdf, h, np.array(_QUANTILES))
         law += weights[block] @ cdf
-    born = net.arrival_rate > 0
+    unborn = net.arrival_rate == 0
+    origin_mean, origin_quantiles = mean[origin_group], quantiles[origin_group]
+    origin_mean[unborn] = np.nan  # (in place: fresh n-sized arrays cost page faults at scale)
+    origin_quantiles[unborn] = np.nan
     return LatencyResult(
         method=method,
         service=service,
         scv=scv,
         mean_s=float(weights @ mean / weights.sum()),
-        origin_mean_s=np.where(born, mean[origin_group], np.nan),
-        origin_quantiles_s=np.where(born[:, None], quantiles[origin_group], np.nan),
+        origin_mean_s=origin_mean,
+        origin_quantiles_s=origin_quantiles,
         arrival_rate=net.arrival_rate,
         loads=cls.load[own],
         grid_step_s=h,

@@ -293,7 +293,7 @@ def test_neighbour_groups_of_one_law_are_the_degrees():
     adj = nx.to_scipy_sparse_array(graph, format="csr", dtype=float)
     n = adj.shape[0]
     key = np.column_stack([np.zeros(n), np.arange(n) % 2])
-    first, group = lat._neighbour_groups(adj, np.zeros(n, np.int64), key)
+    first, group = lat._neighbour_groups(adj, np.zeros(n, np.int64), list(key.T))
     degree = np.diff(adj.indptr)
     signature = [(tuple(key[j]), degree[j]) for j in range(n)]
     for a in range(n):
