@@ -95,7 +95,7 @@ def own_user_first_example(load: float = 0.9) -> MoANetwork:
     device 1's helper jobs wait behind them, so device 1's aggregates are not released and it
     serves device 0's helper jobs, which feed device 0's aggregates again: the two devices'
     aggregates form a virtual station (Lu-Kumar) with load :math:`\lambda_0 a_0 + \lambda_1
-    a_1 pprox 2 	imes 0.86 > 1`, although each device's load is ``load``.
+    a_1 \approx 2 \times 0.86 > 1`, although each device's load is ``load``.
     """
     table = {"propose": 0.05, "refine": 0.05, "aggregate": 1.0}
     net = MoANetwork(n=2, M=1, k=1, arrival_rate=1.0, service_time=table)
