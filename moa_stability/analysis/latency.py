@@ -1572,7 +1572,8 @@ def _exponential_hats(mean, share, h, L, one_minus_cos, sine):  # pragma: no cov
 
 
 @njit(cache=True, error_model="numpy")
-def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine):  # pragma: no cover - numba
+def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine, cumulative=False):
+    # pragma: no cover - numba
     r"""The sojourn law of the one class with exponential service of one mean :math:`s`
     (the paper's networks): Pollaczek-Khinchine's transform of :func:`_exponential_hats`'s
     row, :math:`\widehat p = (\alpha + \beta z)/(1 - z)` (:math:`\alpha = p_0 - C r^L`,
@@ -1587,7 +1588,13 @@ def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine):  # pragma: no cov
     :math:`j \ge 1` and :math:`s_0 = \frac{1-\rho}{\gamma}(\alpha + \beta r R^{L-1})/(1-R^L)`:
     the FFT route's numbers to round-off, without its two transforms. :math:`\ln R` comes
     from ``log1p`` and :math:`1 - R`, :math:`1 - R^L` from ``expm1``, without cancellation.
-    Returns the transform ``(1, L // 2 + 1)`` and the pmf ``(1, L)``."""
+    Returns the transform ``(1, L // 2 + 1)`` and the pmf ``(1, L)``, or with ``cumulative``
+    its CDF (capped at 1) in closed form instead of by a running sum,
+    :math:`F_j = s_0 + s_1 (1 - R^j)/(1 - R) = A - s_j R/(1 - R)` with
+    :math:`A = s_0 + s_1/(1 - R)`: one independent operation per point, not a chain of
+    additions; monotone because the computed :math:`s_j` decrease (the relative round-off of
+    the products, below :math:`L \cdot 10^{-16}`, is far below :math:`1 - R`; else, and then
+    only, the running sum :func:`_cdf_rows`)."""
     F = L // 2 + 1
     a = h / mean
     r = math.exp(-a)
@@ -1620,6 +1627,16 @@ def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine):  # pragma: no cov
     R8 = math.exp(8.0 * log_R)
     for j in range(9, L):
         pmf[0, j] = pmf[0, j - 8] * R8
+    if cumulative:
+        if gap > L * 1e-15:
+            row = pmf[0]
+            slope = R / gap
+            total = row[0] + row[1] / gap
+            for j in range(1, L):
+                row[j] = min(total - slope * row[j], 1.0)
+            row[0] = min(row[0], 1.0)
+        else:
+            _cdf_rows(pmf, pmf, np.empty(0))
     return hat, pmf
 
 
@@ -1645,19 +1662,31 @@ def _pk_sojourns(job_hat, be_hat, load, L):  # pragma: no cover - numba
     return hat, pmf
 
 
+@njit(cache=True, error_model="numpy")
+def _geometric_table(mean, load, h, L, one_minus_cos, sine, siblings, q, estimate, tail):
+    # pragma: no cover - numba
+    """:func:`_sojourn_table` of :func:`_geometric_sojourn`'s closed-form CDF (one compiled
+    call from Python for both: the paper's networks pay each call's dispatch per
+    evaluation); returns ``hat`` and the table."""
+    hat, cdf = _geometric_sojourn(mean, load, h, L, one_minus_cos, sine, True)
+    return hat, _sojourn_table(hat, cdf, load, siblings, q, estimate, tail, 0.0, True)
+
+
 @njit(cache=True)
-def _sojourn_table(hat, pmf, load, siblings, q, estimate, tail, round_off):
+def _sojourn_table(hat, pmf, load, siblings, q, estimate, tail, round_off, cumulative=False):
     # pragma: no cover - numba
     r"""The sojourn table of the one class from its transforms ``hat`` and pmfs ``pmf``
     (rows: distinct service means): the pmfs become monotone CDFs in place
     (:func:`_cdf_rows`); a row that this changed beyond ``round_off`` gets the transform of
-    the stored law (as :func:`_sojourn_cdfs`). Returns the CDFs, per row the index from
+    the stored law (as :func:`_sojourn_cdfs`). With ``cumulative`` the rows of ``pmf`` are
+    such CDFs already. Returns the CDFs, per row the index from
     which the CDF is exactly 1 (the join's power is taken before it only), the join
     exponents (the estimate's :func:`_effective_siblings`, or :math:`K`) of the joins of
     ``siblings`` siblings, and whether the tail fits (mass beyond the grid <= ``tail``)."""
     V, L = pmf.shape
-    change = np.empty(V)
-    cdf = _cdf_rows(pmf, pmf, change)  # in place: each entry is read before it is written
+    change = np.zeros(V)
+    # in place: each entry is read before it is written
+    cdf = pmf if cumulative else _cdf_rows(pmf, pmf, change)
     top = np.empty(V, np.int64)
     fits = True
     for v in range(V):
@@ -1769,8 +1798,11 @@ def _homogeneous_grid(
     discretised as in :func:`_grid_laws` and transformed by FFT; then
     :func:`_sojourn_table`, the joins' powers and :func:`_homogeneous_prompt`."""
     siblings, join_law, stages = structure
+    estimate = method == "estimate"
     if service == "exponential" and len(distinct) == 1:
-        hat, pmf = _geometric_sojourn(distinct[0], load, h, L, *_twiddles(L))
+        hat, (cdf, top, power, fits) = _geometric_table(
+            distinct[0], load, h, L, *_twiddles(L), siblings, q, estimate, TAIL_TOLERANCE
+        )
     else:
         if service == "exponential":
             job_hat, be_hat = _exponential_hats(
@@ -1781,10 +1813,9 @@ def _homogeneous_grid(
             job_hat = np.fft.rfft(job, axis=1)
             be_hat = np.fft.rfft(np.array(share) @ equilibrium)
         hat, pmf = _pk_sojourns(job_hat, be_hat, load, L)
-    estimate = method == "estimate"
-    cdf, top, power, fits = _sojourn_table(
-        hat, pmf, load, siblings, q, estimate, TAIL_TOLERANCE, _ROUND_OFF
-    )
+        cdf, top, power, fits = _sojourn_table(
+            hat, pmf, load, siblings, q, estimate, TAIL_TOLERANCE, _ROUND_OFF
+        )
     if not fits:
         return None
     # The joins F^a by numpy's SIMD power (a compiled scalar pow is several times slower),
