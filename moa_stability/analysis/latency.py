@@ -1527,6 +1527,13 @@ def _widening(
 
 
 @lru_cache(maxsize=8)
+def _unit_mids(L: int) -> np.ndarray:
+    """``(j + 1/2)/L``, ``j = 0..L-1``: the probabilities at which the cross-stage correction
+    reads the quantile functions (cached: the compiled path is called per evaluation)."""
+    return (np.arange(L) + 0.5) / L
+
+
+@lru_cache(maxsize=8)
 def _twiddles(L: int) -> tuple[np.ndarray, np.ndarray]:
     r""":math:`1 - \cos\theta_k = 2\sin^2(\theta_k/2)` and :math:`\sin\theta_k` for
     :math:`\theta_k = 2\pi k/L`, :math:`k = 0..L/2` (the sine from the nearer of
@@ -1712,7 +1719,7 @@ def _sojourn_table(hat, pmf, load, siblings, q, estimate, tail, round_off, cumul
 
 @njit(cache=True)
 def _homogeneous_prompt(
-    cdf, hat, joins, join_top, stages, sojourn_mean, constants, h, cross, M, load, scv, n
+    cdf, hat, joins, join_top, stages, sojourn_mean, constants, h, cross, u, M, load, scv, n
 ):
     # pragma: no cover - numba
     r"""The prompt law of the one class, from its sojourn table (``cdf``, ``hat``) and its
@@ -1720,9 +1727,10 @@ def _homogeneous_prompt(
     the joins' pmfs, transforms and means; the product of the stage transforms
     (``stages`` as :func:`_homogeneous_layout`; a one-job stage of type ``c`` has the exact P-K
     mean ``sojourn_mean[c]``); its inverse made a monotone CDF; for the estimate (``cross``)
-    the cross-stage correction (:func:`_cross_stage_row`); p50/p95/p99.
-    ``constants = (c_mu, c_w, tail)``. Returns the law, the mean, the quantiles repeated
-    for the ``n`` origins and whether the tail fits (mass beyond the grid <= ``tail``)."""
+    the cross-stage correction (:func:`_cross_stage_row`, at ``u`` = :func:`_unit_mids`);
+    p50/p95/p99. ``constants = (c_mu, c_w, tail)``. Returns the law, the mean, the quantiles,
+    means and loads repeated for the ``n`` origins, and whether the tail fits (mass beyond the
+    grid <= ``tail``)."""
     c_mu, c_w, tail = constants
     L, F = cdf.shape[1], hat.shape[1]
     J = joins.shape[0]
@@ -1761,7 +1769,6 @@ def _homogeneous_prompt(
     _cdf_rows(law, law, np.empty(0))
     law = law[0]
     if cross:
-        u = (np.arange(L) + 0.5) / L
         quantile_sum = np.zeros(L)
         for s in range(stages.shape[0]):
             if stages[s, 2]:
@@ -1775,7 +1782,7 @@ def _homogeneous_prompt(
         _quantiles_of(law, h, np.array(_QUANTILES), quantiles[0])
         for i in range(1, n):
             quantiles[i] = quantiles[0]
-    return law, mean, quantiles, fits
+    return law, mean, quantiles, np.full(n, mean), np.full(n, load), fits
 
 
 def _homogeneous_grid(
@@ -1821,10 +1828,11 @@ def _homogeneous_grid(
     # The joins F^a by numpy's SIMD power (a compiled scalar pow is several times slower),
     # only where 0 < F < 1 matters: F is exactly 1 over much of the grid's tail.
     joins = np.empty((siblings.size, L))
+    tops = top.tolist()  # (slicing by Python ints: this runs per evaluation)
     for j, v in enumerate(join_law.tolist()):
-        np.power(cdf[v, : top[v]], power[j], out=joins[j, : top[v]])
+        np.power(cdf[v, : tops[v]], power[j], out=joins[j, : tops[v]])
     n = net.n
-    law, mean, quantiles, fits = _homogeneous_prompt(
+    law, mean, quantiles, origin_mean, loads, fits = _homogeneous_prompt(
         cdf,
         hat,
         joins,
@@ -1834,6 +1842,7 @@ def _homogeneous_grid(
         (CROSS_STAGE_MEAN, CROSS_STAGE_SPREAD, TAIL_TOLERANCE),
         h,
         estimate and net.M > 0,
+        _unit_mids(L),
         net.M,
         load,
         scv,
@@ -1846,10 +1855,10 @@ def _homogeneous_grid(
         service=service,
         scv=scv,
         mean_s=mean,
-        origin_mean_s=np.full(n, mean),
+        origin_mean_s=origin_mean,
         origin_quantiles_s=quantiles,
         arrival_rate=net.arrival_rate,
-        loads=np.full(n, load),
+        loads=loads,
         grid_step_s=h,
         cdf=law,
     )
