@@ -108,6 +108,20 @@ def test_exponential_transforms_in_closed_form_equal_the_fft():
             np.testing.assert_allclose(pmf[0], np.fft.irfft(pk, L), rtol=0, atol=1e-15)
 
 
+def test_geometric_cdf_in_closed_form_equals_the_running_sum():
+    """The grid M/M/1 sojourn's CDF in closed form (``cumulative``) against the capped running
+    maximum of the cumulative sum of its pmf, monotone; and where ``1 - R`` is too small for
+    the closed form (a step of 1e-12 mean service times), the running sum itself."""
+    for L in (64, 1000, 4096):
+        omc, sine = lat._twiddles(L)
+        for s, rho, h in [(1.0, 0.5, 0.03), (2.0, 0.97, 0.5), (0.3, 0.05, 1e-3), (1.0, 0.5, 1e-12)]:
+            _, pmf = lat._geometric_sojourn(s, rho, h, L, omc, sine)
+            hat, cdf = lat._geometric_sojourn(s, rho, h, L, omc, sine, True)
+            running = np.minimum(np.maximum.accumulate(np.cumsum(pmf[0])), 1.0)
+            np.testing.assert_allclose(cdf[0], running, rtol=0, atol=4e-15)
+            assert np.all(np.diff(cdf[0]) >= 0) and cdf[0, -1] <= 1.0
+
+
 def test_interp_at_mids_matches_np_interp():
     """The cell-driven merge against np.interp at x = j + 1/2: ties in xp, points below the
     first and beyond the last, a point exactly at the last."""
