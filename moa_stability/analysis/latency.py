@@ -1739,18 +1739,21 @@ def _homogeneous_prompt(
     pmf = np.empty(L)
     for j in range(J):
         row = joins[j]
+        # Beyond the top the law is exactly 1 and its pmf exactly 0: the loops stop there.
+        top = min(join_top[j] + 1, L)
         row[join_top[j] :] = 1.0
+        pmf[top:] = 0.0
         pmf[0] = row[0]
-        for x in range(1, L):
+        for x in range(1, top):
             pmf[x] = row[x] - row[x - 1]
         # sum x pmf[x] in four interleaved sums (one chain of additions bounds the loop)
         m0, m1, m2, m3 = 0.0, 0.0, 0.0, 0.0
-        for x in range(0, L - 3, 4):
+        for x in range(0, top - 3, 4):
             m0 += x * pmf[x]
             m1 += (x + 1) * pmf[x + 1]
             m2 += (x + 2) * pmf[x + 2]
             m3 += (x + 3) * pmf[x + 3]
-        for x in range(L - L % 4, L):
+        for x in range(top - top % 4, top):
             m0 += x * pmf[x]
         join_hat[j] = np.fft.rfft(pmf)
         join_mean[j] = h * ((m0 + m1) + (m2 + m3))
