@@ -191,17 +191,26 @@ def _grid_laws(
 
 
 @njit(cache=True)
+def _geometric_cells(mean, h):  # pragma: no cover - numba
+    r"""The exponential law of mean :math:`s` dispersed on the grid of step :math:`h`
+    (:func:`_exponential_rows`), as its constants: with :math:`a = h/s`, returns
+    :math:`(a, r, p_0, C)`, :math:`r = e^{-a}`, :math:`p_0 = 1 + (e^{-a} - 1)/a` and
+    :math:`C = \frac{4}{a}\sinh^2(a/2)`, the cells being :math:`p_0` then :math:`C r^j`."""
+    a = h / mean
+    return a, math.exp(-a), 1.0 + math.expm1(-a) / a, 4.0 * math.sinh(0.5 * a) ** 2 / a
+
+
+@njit(cache=True)
 def _exponential_rows(mean, h, out):  # pragma: no cover - numba
     r""":func:`_disperse` of :math:`\ell(x) = s(1 - e^{-x/s})` in closed form, one row per
-    mean :math:`s` (with :math:`a = h/s`): :math:`p_0 = 1 + (e^{-a} - 1)/a` and
-    :math:`p_j = \frac{4}{a}\sinh^2(a/2)\,e^{-ja}` for :math:`j \ge 1`, a geometric
-    sequence (one multiplication per point; the second difference of :math:`\ell` is
-    taken exactly, without the cancellation of differencing). Returns ``out``."""
+    mean :math:`s` (:func:`_geometric_cells`): :math:`p_0` and :math:`p_j = C r^j` for
+    :math:`j \ge 1`, a geometric sequence (one multiplication per point; the second
+    difference of :math:`\ell` is taken exactly, without the cancellation of differencing).
+    Returns ``out``."""
     for v in range(mean.size):
-        a = h / mean[v]
-        ratio = math.exp(-a)
-        out[v, 0] = 1.0 + math.expm1(-a) / a
-        term = 4.0 * math.sinh(0.5 * a) ** 2 / a * ratio
+        _, ratio, head, C = _geometric_cells(mean[v], h)
+        out[v, 0] = head
+        term = C * ratio
         for j in range(1, out.shape[1]):
             out[v, j] = term
             term *= ratio
@@ -1415,21 +1424,16 @@ def _homogeneous_complete(
         return None
     lam = float(lam_all[0])
     means = tuple(st[:, 0].tolist())
-    # Job rates per device (loads.job_rates on the complete graph with equal rates): its own
-    # prompt's job plus k_m / (n - 1) of each of the n - 1 others' in every layer.
-    if M == 0:
-        rates = (lam, 0.0, 0.0)  # PROPOSE, REFINE, AGGREGATE
-    else:
-        rates = (lam + lam * ks[0], sum([lam + lam * km for km in ks[1:]]), lam)
+    unit_rates, q, distinct, share, longest, structure = _homogeneous_layout(
+        n, M, ks, means, method == "estimate"
+    )
+    rates = (lam * unit_rates[0], lam * unit_rates[1], lam * unit_rates[2])
     load = rates[0] * means[0] + rates[1] * means[1] + rates[2] * means[2]
     if load >= 1:
         _check_stable(net, np.full(n, load))
     c2 = 1.0 if service == "exponential" else scv  # (scv is 0 for deterministic service)
     second = rates[0] * means[0] ** 2 + rates[1] * means[1] ** 2 + rates[2] * means[2] ** 2
     wait_mean = second * (1.0 + c2) / (2.0 * (1.0 - load))
-    q, distinct, share, longest, structure = _homogeneous_layout(
-        n, M, ks, means, method == "estimate"
-    )
     # _range_guess: every stage's mean sojourn plus 25 tail lengths (E[S] + E[S^2]/E[S]).
     span = (M + 1) * (wait_mean + longest) + 25.0 * (wait_mean / load + longest * (2.0 + c2))
     L = GRID_POINTS if grid_points is None else int(grid_points)
@@ -1446,16 +1450,25 @@ def _homogeneous_complete(
 @lru_cache(maxsize=256)
 def _homogeneous_layout(
     n: int, M: int, ks: tuple[int, ...], means: tuple[float, float, float], estimate: bool
-) -> tuple[float, list[float], list[float], float, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> tuple[
+    tuple[float, float, float],
+    float,
+    list[float],
+    list[float],
+    float,
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+]:
     """What :func:`_homogeneous_complete` needs that does not depend on the arrival rate
-    (cached: a sweep over rates asks for the same few): the estimate's sibling overlap ``q``
+    (cached: a sweep over rates asks for the same few): the job rates per device at arrival
+    rate 1 (``loads.job_rates`` on the complete graph with equal rates: its own prompt's job
+    plus :math:`k_m/(n-1)` of each of the :math:`n-1` others' in every layer; propose, refine,
+    aggregate), the estimate's sibling overlap ``q``
     (a ratio of job rates), the distinct service means in use, their shares of the work, the
     longest mean, and the prompt's stages: the siblings ``K`` and the sojourn row of each
     distinct join (layers with the same ``K`` and law are twins: one join), and per stage
     ``(is a join, row in its table, count, job type)``, the count being how often the
     stage's law occurs in the prompt at its first occurrence and 0 at repeats (the
     cross-stage correction sums each distinct stage law once, times its count)."""
-    # Job rates at unit arrival rate (as in _homogeneous_complete).
     rates = (1.0, 0.0, 0.0) if M == 0 else (1.0 + ks[0], sum([1.0 + km for km in ks[1:]]), 1.0)
     used = [c for c in (PROPOSE, REFINE, AGGREGATE) if rates[c] > 0]
     q = 0.0
@@ -1492,7 +1505,7 @@ def _homogeneous_layout(
         np.array([v for _, v in joins], np.int64),
         np.array(stages, np.int64),
     )
-    return q, distinct, share, max([means[c] for c in used]), structure
+    return rates, q, distinct, share, max([means[c] for c in used]), structure
 
 
 @njit(cache=True)
@@ -1559,10 +1572,7 @@ def _exponential_hats(mean, share, h, L, one_minus_cos, sine):  # pragma: no cov
     job = np.empty((V, F), np.complex128)
     be = np.zeros(F, np.complex128)
     for v in range(V):
-        a = h / mean[v]
-        r = math.exp(-a)
-        head = 1.0 + math.expm1(-a) / a
-        C = 4.0 * math.sinh(0.5 * a) ** 2 / a
+        a, r, head, C = _geometric_cells(mean[v], h)
         rL = math.exp(-a * L)
         gap = -math.expm1(-a)
         for x in range(F):
@@ -1603,10 +1613,7 @@ def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine, cumulative=False):
     the products, below :math:`L \cdot 10^{-16}`, is far below :math:`1 - R`; else, and then
     only, the running sum :func:`_cdf_rows`)."""
     F = L // 2 + 1
-    a = h / mean
-    r = math.exp(-a)
-    head = 1.0 + math.expm1(-a) / a
-    C = 4.0 * math.sinh(0.5 * a) ** 2 / a
+    a, r, head, C = _geometric_cells(mean, h)
     alpha = head - C * math.exp(-a * L)
     beta = C - head
     gamma = 1.0 - load * alpha
