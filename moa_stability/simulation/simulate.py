@@ -821,7 +821,9 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
                 start = time.perf_counter()
                 kern.run_replications(plan.network, plan.service, controls, rows, st, t)
                 wall = time.perf_counter() - start
-                bar.update((t - t_before) * plan.unit_s * (hi - lo))
+                # (capped: the chunks' rounded sum may pass the total by an ulp, and a bar
+                # past its total makes tqdm warn)
+                bar.update(min((t - t_before) * plan.unit_s * (hi - lo), bar.total - bar.n))
                 if wall < _CHUNK_WALL_S / 4:
                     span *= 2
                 elif wall > _CHUNK_WALL_S:
