@@ -441,68 +441,92 @@ class State(NamedTuple):
     leading replication axis in :func:`run_replications`).
 
     ``rng`` the xoshiro256+ state; ``counters`` the integer registers (:data:`FREE_JOB` ...
-    :data:`BUSY`); ``clock[0]`` the time reached; per device the queue length ``q``, the
-    priority level of the job in service ``serving``, the time of the last change ``last`` and
-    the open device bin's integrals ``area``, ``idle``; per (device ``i``, level ``v``) the FCFS
-    list ``head``/``tail`` at ``i * levels + v`` (-1: empty); ``pool`` the open bin's
-    network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the tournament tree
-    ``key``/``tree`` (:func:`new_tree`); the job pool (``job_next``, ``job_prompt``,
-    ``job_left``: the service time left to a preempted job, else 0) and the prompt pool
-    (``origin``, ``birth``, ``stage``, ``pending``, ``stage_size``, ``done``, ``done_home``,
-    ``free_prompts``), ``cap`` entries each; ``perm``, the permutations of
-    :func:`uniform_subset`.
+    :data:`BUSY`); ``clock[0]`` the time reached; ``device[i]``, device ``i``'s row of
+    ``int64`` (:data:`DEV_Q` ...; the float fields through a ``float64`` view): its queue
+    length, the priority level of the job in service, its largest queue so far, the time of
+    its last change and the open device bin's integrals of queue length and idle time, then
+    per level ``v`` the head and tail of its FCFS list (-1: empty, :func:`list_slot`); ``pool``
+    the open bin's network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the
+    tournament tree ``key``/``tree`` (:func:`new_tree`); the job pool (``job[j]``: next job in
+    its list or free list, and its prompt; ``job_left``: the service time left to a preempted
+    job, else 0) and the prompt pool (``prompt[p]``, ``uint32``: :data:`P_ORIGIN` ...,
+    its birth through a ``float64`` view, :data:`P_BIRTH`; ``free_prompts``), ``cap`` entries
+    each; ``perm``, the permutations of :func:`uniform_subset`.
+
+    What one event reads of a device, a job or a prompt sits in one row (array of structs),
+    not in one array per field: at ``n = 10^5`` the rows are spread over more memory than the
+    caches keep close, and each separate array cost a cache miss per event.
+    :func:`simulate` allocates ``device`` and ``prompt`` aligned to 64 bytes, so that a
+    device's row (one level) is one cache line and a prompt's half of one.
     """
 
     rng: np.ndarray
     counters: np.ndarray
     clock: np.ndarray
-    q: np.ndarray
-    serving: np.ndarray
-    head: np.ndarray
-    tail: np.ndarray
-    last: np.ndarray
-    area: np.ndarray
-    idle: np.ndarray
+    device: np.ndarray
     pool: np.ndarray
     key: np.ndarray
     tree: np.ndarray
-    job_next: np.ndarray
-    job_prompt: np.ndarray
+    job: np.ndarray
     job_left: np.ndarray
-    origin: np.ndarray
-    birth: np.ndarray
-    stage: np.ndarray
-    pending: np.ndarray
-    stage_size: np.ndarray
-    done: np.ndarray
-    done_home: np.ndarray
+    prompt: np.ndarray
     free_prompts: np.ndarray
     perm: np.ndarray
 
 
-STATE_BYTES_PER_JOB = 2 * 4 + 8 + 8 * 4 + 8
-"""Bytes of :class:`State` per job of the cap: two 32-bit integer and one float64 job arrays,
-eight 32-bit integer prompt arrays and one float64 (a prompt in the system always has a job,
-so ``cap`` bounds both pools)."""
-STATE_BYTES_PER_DEVICE = 7 * 8 + 12 * 8
-"""Bytes of :class:`State` per device, at most, with one priority level: five per-device
-arrays, one level's list ``head`` and ``tail``, and the tournament tree over at most ``2n``
-sources (:func:`arrival_sources`) padded to a power of two (``L < 4n`` leaves: ``L`` times and
-``2L`` nodes);
+DEV_Q, DEV_SERVING, DEV_MAX, DEV_LAST, DEV_AREA, DEV_IDLE, DEV_LISTS = range(7)
+"""Fields of a device's row (:class:`State` ``device``): queue length, level in service, largest
+queue (``int64``); time of the last change, queue-length and idle integrals of the open device
+bin (``float64``, read through a view); then the FCFS lists (:func:`list_slot`)."""
+J_NEXT, J_PROMPT = range(2)
+"""Fields of a job's row (:class:`State` ``job``, ``int32``): the next job (-1: none) and its
+prompt."""
+P_ORIGIN, P_STAGE, P_PENDING, P_SIZE, P_DONE, P_DONE_HOME = range(6)
+"""Fields of a prompt's row (:class:`State` ``prompt``, ``uint32``): origin device, current
+stage, responses of the stage still pending, the stage's jobs, inferences done for it in all
+and on its origin."""
+P_BIRTH = 3
+"""Column of a prompt's birth time in the ``float64`` view of its row (``uint32`` 6 and 7)."""
+PROMPT_FIELDS = 8
+"""``uint32`` per prompt row: 32 bytes, two prompts per cache line."""
+
+
+def device_fields(levels: int) -> int:
+    """``int64`` per device row (:class:`State` ``device``): six registers and a head and a
+    tail per priority level; eight (one cache line) with one level."""
+    return DEV_LISTS + 2 * levels
+
+
+@njit(inline="always")
+def list_slot(v):
+    """Column of the head of a device's level-``v`` list in its row; the tail is the next."""
+    return DEV_LISTS + 2 * v
+
+
+STATE_BYTES_PER_JOB = 2 * 4 + 8 + PROMPT_FIELDS * 4 + 4
+"""Bytes of :class:`State` per job of the cap: a job row (two 32-bit integers), the float64
+``job_left``, a prompt row and a free-prompt slot (a prompt in the system always has a job, so
+``cap`` bounds both pools)."""
+STATE_BYTES_PER_DEVICE = 8 * device_fields(1) + 12 * 8
+"""Bytes of :class:`State` per device, at most, with one priority level: its row (one level's
+list) and the tournament tree over at most ``2n`` sources (:func:`arrival_sources`) padded to
+a power of two (``L < 4n`` leaves: ``L`` times and ``2L`` nodes);
 :data:`STATE_BYTES_PER_LEVEL` per further level."""
 STATE_BYTES_PER_LEVEL = 2 * 8
-"""Bytes of :class:`State` per device and priority level: the list ``head`` and ``tail``."""
+"""Bytes of :class:`State` per device and further priority level: its list's head and tail."""
 
 
 # ---- time integrals ---------------------------------------------------------------------------
 @njit(inline="always")
-def _integrate(d, t, q, last, area, level_time, top):
+def _integrate(d, t, dev, devf, level_time, top):
     """Add device ``d``'s queue length since its last change to its integrals (queue area and
-    time at that length) and return the elapsed width; the caller sets ``last[d]``."""
+    time at that length) and return the elapsed width; the caller sets its ``DEV_LAST``.
+    ``dev`` is :class:`State` ``device``, ``devf`` its ``float64`` view."""
     u = np.uint32(d)  # unsigned: no negative-index wraparound (module docstring)
-    width = t - last[u]
-    area[u] += q[u] * width
-    level_time[u, np.uint32(min(q[u], top))] += width
+    q = dev[u, DEV_Q]
+    width = t - devf[u, DEV_LAST]
+    devf[u, DEV_AREA] += q * width
+    level_time[u, np.uint32(min(q, top))] += width
     return width
 
 
@@ -518,14 +542,15 @@ def _integrate_pool(pool, joins, jobs, busy, t):
 
 
 @njit(cache=True)
-def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy, out):
+def close_bin(b, t, db, final, ctl, dev, pool, joins, jobs, busy, out):
     """Close bin ``b`` at ``t`` (its end, or the end of the run): store its network-wide
     integrals into ``out`` (:class:`Outputs`) and restart them, O(1). When ``t`` also ends
     device bin ``db`` (``b`` is its last bin, or ``final``), close every device's integrals of
     queue length and busy time too, adding the time since each device's last change to
     ``out.queue_time`` (restarted at the warm-up edge): O(n), but only at the
     ``device_edges`` (a few dozen per run unless paths are recorded). Returns the device bin
-    open after ``t``. Not inlined: one copy keeps the event loop small."""
+    open after ``t``. ``dev`` is :class:`State` ``device``. Not inlined: one copy keeps the
+    event loop small."""
     _integrate_pool(pool, joins, jobs, busy, t)
     out.join[b] = pool[POOL_JOINS]
     out.jobs[b] = pool[POOL_JOBS]
@@ -536,15 +561,16 @@ def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy
     start = ctl.edges[ctl.device_edges[db]]
     level_time = out.queue_time
     top = level_time.shape[1] - 1
-    for i in range(q.shape[0]):
-        width = _integrate(i, t, q, last, area, level_time, top)
-        if q[i] == 0:
-            idle[i] += width
-        last[i] = t
-        out.area[db, i] = area[i]
-        out.busy[db, i] = (t - start) - idle[i]
-        area[i] = 0.0
-        idle[i] = 0.0
+    devf = dev.view(np.float64)
+    for i in range(dev.shape[0]):
+        width = _integrate(i, t, dev, devf, level_time, top)
+        if dev[i, DEV_Q] == 0:
+            devf[i, DEV_IDLE] += width
+        devf[i, DEV_LAST] = t
+        out.area[db, i] = devf[i, DEV_AREA]
+        out.busy[db, i] = (t - start) - devf[i, DEV_IDLE]
+        devf[i, DEV_AREA] = 0.0
+        devf[i, DEV_IDLE] = 0.0
     if not final and b + 1 == ctl.warm_bin:  # keep the time at each length after the warm-up
         level_time[:] = 0.0
     return db + 1
@@ -561,14 +587,14 @@ def close_type_area(row, t, st, stage_type, type_area):
     """
     if row == 0:
         type_area[0] = type_area[1]
-    n = st.q.shape[0]
-    levels = st.head.shape[0] // n
-    for i in range(n):
+    dev = st.device
+    levels = (dev.shape[1] - DEV_LISTS) // 2
+    for i in range(dev.shape[0]):
         for v in range(levels):
-            j = st.head[i * levels + v]
+            j = dev[i, list_slot(v)]
             while j >= 0:
-                type_area[row, stage_type[st.stage[st.job_prompt[j]]], i] += t
-                j = st.job_next[j]
+                type_area[row, stage_type[st.prompt[st.job[j, J_PROMPT], P_STAGE]], i] += t
+                j = st.job[j, J_NEXT]
 
 
 @njit(cache=True)
@@ -589,13 +615,8 @@ def start_replication(rng_seed, net, slotted, st):
     st.counters[:] = 0
     st.counters[FREE_JOB] = -1
     st.clock[0] = 0.0
-    st.q[:] = 0
-    st.serving[:] = 0
-    st.head[:] = -1
-    st.tail[:] = -1
-    st.last[:] = 0.0
-    st.area[:] = 0.0
-    st.idle[:] = 0.0
+    st.device[:] = 0  # zero bits are 0.0 in the float fields
+    st.device[:, DEV_LISTS:] = -1
     st.pool[:] = 0.0
     for m in range(st.perm.shape[0]):
         st.perm[m] = np.arange(st.perm.shape[1])
@@ -616,20 +637,19 @@ def start_replication(rng_seed, net, slotted, st):
 def finish_replication(stage_type, ctl, out, st, t_end):
     """Close the open bins up to ``t_end`` (the horizon, the cap hit, or the time reached when
     interrupted) and the integrals per job type (:func:`close_type_area`), record the jobs left
-    in the system and mark ``st`` finished."""
+    in the system and the largest queues, and mark ``st`` finished."""
     edges, warm_bin, c = ctl.edges, ctl.warm_bin, st.counters
     b, db, joins, jobs, busy = c[BIN], c[DEVICE_BIN], c[JOINS], c[JOBS], c[BUSY]
-    q, last, area, idle, pool = st.q, st.last, st.area, st.idle, st.pool
+    dev, pool = st.device, st.pool
     while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        db = close_bin(
-            b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
-        )
+        db = close_bin(b, edges[b + 1], db, False, ctl, dev, pool, joins, jobs, busy, out)
         b += 1
         if b == warm_bin:
             close_type_area(0, edges[b], st, stage_type, out.type_area)
     if b < edges.shape[0] - 1:
-        close_bin(b, t_end, db, True, ctl, q, last, area, idle, pool, joins, jobs, busy, out)
+        close_bin(b, t_end, db, True, ctl, dev, pool, joins, jobs, busy, out)
     close_type_area(1, t_end, st, stage_type, out.type_area)
+    out.max_queue[:] = dev[:, DEV_MAX]
     st.counters[BIN] = b
     st.counters[FINISHED] = 1
     st.clock[0] = t_end
@@ -654,7 +674,7 @@ def run_replication(net, svc, ctl, out, st, t_until):
     """
     if st.counters[FINISHED]:
         return
-    if st.head.shape[0] == st.q.shape[0]:
+    if st.device.shape[1] == DEV_LISTS + 2:
         _advance(net, svc, ctl, out, st, t_until, True)
     else:
         _advance(net, svc, ctl, out, st, t_until, False)
@@ -671,7 +691,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     slotted, mean, dist, scv, samples, bounds = svc
     t_stop, edges, warm_bin, _, cap, hist_lo, hist_scale, preemptive = ctl
     preemptive = preemptive and not one_level
-    lat_sum, lat_count, hist, max_queue = out.lat_sum, out.lat_count, out.hist, out.max_queue
+    lat_sum, lat_count, hist = out.lat_sum, out.lat_count, out.hist
     inferences, selected, totals, queue_time = (
         out.inferences,
         out.selected,
@@ -679,15 +699,17 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         out.queue_time,
     )
     type_area = out.type_area[1]  # the running sums of close_type_area
-    rng, counters, q, head, tail, last = st.rng, st.counters, st.q, st.head, st.tail, st.last
-    serving, job_left = st.serving, st.job_left
-    area, idle, pool, key, tree = st.area, st.idle, st.pool, st.key, st.tree
-    job_next, job_prompt, origin, birth = st.job_next, st.job_prompt, st.origin, st.birth
-    stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
-    done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
+    rng, counters, dev, pool, key, tree = st.rng, st.counters, st.device, st.pool, st.key, st.tree
+    job, job_left, prompt, free_prompts, perm = (
+        st.job,
+        st.job_left,
+        st.prompt,
+        st.free_prompts,
+        st.perm,
+    )
+    devf, birth = dev.view(np.float64), prompt.view(np.float64)  # the rows' float fields
     n = arrival.shape[0]
     a = arrival_sources(net)  # device d's completions are source a + d
-    levels = 1 if one_level else head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
     chosen = np.empty(stage_k.max() + 1, np.uint32)
     log_lo = np.log(hist_lo)
@@ -708,9 +730,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             break
         while t >= edges[b + 1]:
             pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
-            db = close_bin(
-                b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
-            )
+            db = close_bin(b, edges[b + 1], db, False, ctl, dev, pool, joins, jobs, busy, out)
             pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
             b += 1
             if b == warm_bin:
@@ -738,32 +758,32 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 p = np.uint32(unused_prompt)
                 unused_prompt += 1
-            origin[p] = home
-            birth[p] = t
-            done[p] = 0
-            done_home[p] = 0
+            prompt[p, P_ORIGIN] = home
+            birth[p, P_BIRTH] = t
+            prompt[p, P_DONE] = 0
+            prompt[p, P_DONE_HOME] = 0
             totals[ARRIVED] += 1
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = np.uint32(s - a)
-            lst = i if one_level else i * levels + serving[i]  # the job in service heads it
-            j = np.uint32(head[lst])
-            _integrate(i, t, q, last, area, level_time, top)
-            last[i] = t
-            q[i] -= 1
-            head[lst] = job_next[j]
-            p = job_prompt[j]
-            job_next[j] = free_job
+            h = list_slot(0 if one_level else dev[i, DEV_SERVING])  # the job in service heads it
+            j = np.uint32(dev[i, h])
+            _integrate(i, t, dev, devf, level_time, top)
+            devf[i, DEV_LAST] = t
+            dev[i, DEV_Q] -= 1
+            dev[i, h] = job[j, J_NEXT]
+            p = np.uint32(job[j, J_PROMPT])
+            job[j, J_NEXT] = free_job
             free_job = j
             jobs -= 1
-            if q[i] > 0:
+            if dev[i, DEV_Q] > 0:
                 if not one_level:  # the first non-empty level
-                    lst = i * levels
-                    while head[lst] < 0:
-                        lst += 1
-                    serving[i] = lst - i * levels
-                nj = np.uint32(head[lst])
-                c = stage_type[stage[job_prompt[nj]]]
+                    h = list_slot(0)
+                    while dev[i, h] < 0:
+                        h += 2
+                    dev[i, DEV_SERVING] = (h - list_slot(0)) // 2
+                nj = np.uint32(dev[i, h])
+                c = stage_type[prompt[np.uint32(job[nj, J_PROMPT]), P_STAGE]]
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
                     duration = job_left[nj]
                     job_left[nj] = 0.0
@@ -780,24 +800,24 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 tree_set(key, tree, s, np.inf)
                 busy -= 1
-            c = stage_type[stage[p]]
+            c = stage_type[prompt[p, P_STAGE]]
             inferences[c, i] += 1
             type_area[c, i] += t
-            done[p] += 1
-            if i == origin[p]:
-                done_home[p] += 1
-            pending[p] -= 1
-            if pending[p] > 0:
-                if pending[p] == size[p] - 1:  # the first response of the stage: join opens
-                    joins += 1
+            prompt[p, P_DONE] += 1
+            if i == prompt[p, P_ORIGIN]:
+                prompt[p, P_DONE_HOME] += 1
+            prompt[p, P_PENDING] -= 1
+            if prompt[p, P_PENDING] > 0:
+                if prompt[p, P_PENDING] == prompt[p, P_SIZE] - 1:  # the stage's first response
+                    joins += 1  # its join opens
                 continue
-            if size[p] > 1:
+            if prompt[p, P_SIZE] > 1:
                 joins -= 1
-            if stage[p] == last_stage:  # the answer
+            if prompt[p, P_STAGE] == last_stage:  # the answer
                 totals[COMPLETED] += 1
-                totals[PROMPT_INFERENCES] += done[p]
-                totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
-                latency = t - birth[p]
+                totals[PROMPT_INFERENCES] += prompt[p, P_DONE]
+                totals[PROMPT_ORIGIN_INFERENCES] += prompt[p, P_DONE_HOME]
+                latency = t - birth[p, P_BIRTH]
                 lat_sum[b] += latency
                 lat_count[b] += 1
                 cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
@@ -805,7 +825,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 free_prompts[np.uint32(free_top)] = p
                 free_top += 1
                 continue
-            nxt = stage[p] + 1
+            nxt = prompt[p, P_STAGE] + 1
             if jobs + stage_k[nxt] + 1 > cap:
                 totals[CAP_HIT] = 1
                 t_end = t
@@ -813,8 +833,8 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 break
         # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
         p = np.uint32(p)  # known non-negative on both paths here (module docstring)
-        stage[p] = nxt
-        home = origin[p]
+        prompt[p, P_STAGE] = nxt
+        home = prompt[p, P_ORIGIN]
         helpers = 0
         if stage_k[nxt] > 0:
             if mode[nxt] == COMPLETE:
@@ -828,40 +848,40 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 for r in range(1, helpers + 1):  # CSR positions to devices
                     selected[nxt, chosen[r]] += 1
                     chosen[r] = indices[nxt, chosen[r]]
-        pending[p] = helpers + 1
-        size[p] = helpers + 1
+        prompt[p, P_PENDING] = helpers + 1
+        prompt[p, P_SIZE] = helpers + 1
         c = stage_type[nxt]
         for r in range(helpers + 1):
             d = home if r == 0 else chosen[r]
             if free_job >= 0:
                 j = np.uint32(free_job)
-                free_job = job_next[j]
+                free_job = job[j, J_NEXT]
             else:
                 j = np.uint32(unused_job)
                 unused_job += 1
                 if preemptive:
                     job_left[j] = 0.0
             jobs += 1
-            job_prompt[j] = p
-            job_next[j] = -1
+            job[j, J_PROMPT] = p
+            job[j, J_NEXT] = -1
             type_area[c, d] -= t
-            v = 0 if one_level else level[nxt, int(r == 0)]
-            lst = d * levels + v
-            width = _integrate(d, t, q, last, area, level_time, top)
-            if head[lst] >= 0:
-                job_next[np.uint32(tail[lst])] = j
+            h = list_slot(0 if one_level else level[nxt, int(r == 0)])
+            width = _integrate(d, t, dev, devf, level_time, top)
+            if dev[d, h] >= 0:
+                job[np.uint32(dev[d, h + 1]), J_NEXT] = j
             else:
-                head[lst] = j
-            if q[d] == 0 or (preemptive and v < serving[d] and key[a + d] > t):
+                dev[d, h] = j
+            q = dev[d, DEV_Q]
+            if q == 0 or (preemptive and h < list_slot(dev[d, DEV_SERVING]) and key[a + d] > t):
                 # Start j; a job it preempts (not one completing at t, which in slots finishes
                 # before this slot's arrivals) heads its list with the service time it has left.
-                if q[d] == 0:
-                    idle[d] += width
+                if q == 0:
+                    devf[d, DEV_IDLE] += width
                     busy += 1
                 else:
-                    job_left[head[d * levels + serving[d]]] = key[a + d] - t
+                    job_left[dev[d, list_slot(dev[d, DEV_SERVING])]] = key[a + d] - t
                 if not one_level:
-                    serving[d] = v
+                    dev[d, DEV_SERVING] = (h - list_slot(0)) // 2
                 m = mean[c, d]
                 duration = (
                     memoryless(rng, m, slotted)
@@ -869,11 +889,11 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                     else draw_service(rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1])
                 )
                 tree_set(key, tree, a + d, t + duration)
-            last[d] = t
-            tail[lst] = j
-            q[d] += 1
-            if q[d] > max_queue[d]:
-                max_queue[d] = q[d]
+            devf[d, DEV_LAST] = t
+            dev[d, h + 1] = j
+            dev[d, DEV_Q] = q + 1
+            if q + 1 > dev[d, DEV_MAX]:
+                dev[d, DEV_MAX] = q + 1
     counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS] = free_job, unused_job, jobs
     counters[FREE_TOP], counters[UNUSED_PROMPT] = free_top, unused_prompt
     counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY] = joins, b, db, busy
@@ -938,26 +958,13 @@ def state_row(st, r):
         st.rng[r],
         st.counters[r],
         st.clock[r],
-        st.q[r],
-        st.serving[r],
-        st.head[r],
-        st.tail[r],
-        st.last[r],
-        st.area[r],
-        st.idle[r],
+        st.device[r],
         st.pool[r],
         st.key[r],
         st.tree[r],
-        st.job_next[r],
-        st.job_prompt[r],
+        st.job[r],
         st.job_left[r],
-        st.origin[r],
-        st.birth[r],
-        st.stage[r],
-        st.pending[r],
-        st.stage_size[r],
-        st.done[r],
-        st.done_home[r],
+        st.prompt[r],
         st.free_prompts[r],
         st.perm[r],
     )

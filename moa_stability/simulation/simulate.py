@@ -852,40 +852,31 @@ def _new_state(
     leaves = 1
     while leaves < sources + n:
         leaves *= 2
-
-    def pool(dtype: type = np.int32) -> np.ndarray:
-        return np.empty((group, cap), dtype)
-
-    def device(dtype: type = np.int64) -> np.ndarray:
-        return np.empty((group, n), dtype)
-
     return kern.State(
         rng=np.empty((group, 4), np.uint64),
         counters=np.empty((group, kern.N_COUNTERS), np.int64),
         clock=np.zeros((group, 1)),
-        q=device(),
-        serving=device(),
-        head=np.empty((group, n * levels), np.int64),
-        tail=np.empty((group, n * levels), np.int64),
-        last=device(float),
-        area=device(float),
-        idle=device(float),
+        device=_aligned((group, n, kern.device_fields(levels)), np.int64),
         pool=np.empty((group, kern.POOL_LAST + 1)),
         key=np.empty((group, leaves)),
         tree=np.empty((group, 2 * leaves), np.int64),
-        job_next=pool(),
-        job_prompt=pool(np.uint32),
-        job_left=pool(float),
-        origin=pool(np.uint32),
-        birth=pool(float),
-        stage=pool(np.uint32),
-        pending=pool(),
-        stage_size=pool(),
-        done=pool(),
-        done_home=pool(),
-        free_prompts=pool(np.uint32),
+        job=np.empty((group, cap, 2), np.int32),
+        job_left=np.empty((group, cap)),
+        prompt=_aligned((group, cap, kern.PROMPT_FIELDS), np.uint32),
+        free_prompts=np.empty((group, cap), np.uint32),
         perm=np.empty((group,) + csr_shape, np.int64),
     )
+
+
+def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An uninitialised array whose data starts on a 64-byte boundary (a cache line), so that
+    rows of 64 or 32 bytes (:class:`kernels.State` ``device``, ``prompt``) never straddle two
+    lines; numpy itself only guarantees 16."""
+    itemsize = np.dtype(dtype).itemsize
+    size = int(np.prod(shape))
+    buffer = np.empty(size + 64 // itemsize, dtype)
+    skip = (-buffer.ctypes.data % 64) // itemsize
+    return buffer[skip : skip + size].reshape(shape)
 
 
 def _quantiles(
