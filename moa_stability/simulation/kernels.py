@@ -448,7 +448,7 @@ class State(NamedTuple):
     per level ``v`` the head and tail of its FCFS list (-1: empty, :func:`list_slot`); ``pool``
     the open bin's network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the
     tournament tree ``key``/``tree`` (:func:`new_tree`); the job pool (``job[j]``: next job in
-    its list or free list, and its prompt; ``job_left``: the service time left to a preempted
+    its list or free list, its prompt and type; ``job_left``: the service time left to a preempted
     job, else 0) and the prompt pool (``prompt[p]``, ``uint32``: :data:`P_ORIGIN` ...,
     its birth through a ``float64`` view, :data:`P_BIRTH`; ``free_prompts``), ``cap`` entries
     each; ``perm``, the permutations of :func:`uniform_subset`.
@@ -478,9 +478,11 @@ DEV_Q, DEV_SERVING, DEV_MAX, DEV_LAST, DEV_AREA, DEV_IDLE, DEV_LISTS = range(7)
 """Fields of a device's row (:class:`State` ``device``): queue length, level in service, largest
 queue (``int64``); time of the last change, queue-length and idle integrals of the open device
 bin (``float64``, read through a view); then the FCFS lists (:func:`list_slot`)."""
-J_NEXT, J_PROMPT = range(2)
-"""Fields of a job's row (:class:`State` ``job``, ``int32``): the next job (-1: none) and its
-prompt."""
+J_NEXT, J_PROMPT, J_TYPE = range(3)
+"""Fields of a job's row (:class:`State` ``job``, ``int32``): the next job (-1: none), its
+prompt and its job type (kept in the row so that starting a job's service reads no prompt)."""
+JOB_FIELDS = 4
+"""``int32`` per job row: 16 bytes (the fourth is padding), four jobs per cache line."""
 P_ORIGIN, P_STAGE, P_PENDING, P_SIZE, P_DONE, P_DONE_HOME = range(6)
 """Fields of a prompt's row (:class:`State` ``prompt``, ``uint32``): origin device, current
 stage, responses of the stage still pending, the stage's jobs, inferences done for it in all
@@ -503,8 +505,8 @@ def list_slot(v):
     return DEV_LISTS + 2 * v
 
 
-STATE_BYTES_PER_JOB = 2 * 4 + 8 + PROMPT_FIELDS * 4 + 4
-"""Bytes of :class:`State` per job of the cap: a job row (two 32-bit integers), the float64
+STATE_BYTES_PER_JOB = JOB_FIELDS * 4 + 8 + PROMPT_FIELDS * 4 + 4
+"""Bytes of :class:`State` per job of the cap: a job row (four 32-bit integers), the float64
 ``job_left``, a prompt row and a free-prompt slot (a prompt in the system always has a job, so
 ``cap`` bounds both pools)."""
 STATE_BYTES_PER_DEVICE = 8 * device_fields(1) + 12 * 8
@@ -593,7 +595,7 @@ def close_type_area(row, t, st, stage_type, type_area):
         for v in range(levels):
             j = dev[i, list_slot(v)]
             while j >= 0:
-                type_area[row, stage_type[st.prompt[st.job[j, J_PROMPT], P_STAGE]], i] += t
+                type_area[row, st.job[j, J_TYPE], i] += t
                 j = st.job[j, J_NEXT]
 
 
@@ -773,6 +775,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             dev[i, DEV_Q] -= 1
             dev[i, h] = job[j, J_NEXT]
             p = np.uint32(job[j, J_PROMPT])
+            ct = np.uint32(job[j, J_TYPE])
             job[j, J_NEXT] = free_job
             free_job = j
             jobs -= 1
@@ -783,7 +786,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                         h += 2
                     dev[i, DEV_SERVING] = (h - list_slot(0)) // 2
                 nj = np.uint32(dev[i, h])
-                c = stage_type[prompt[np.uint32(job[nj, J_PROMPT]), P_STAGE]]
+                c = np.uint32(job[nj, J_TYPE])
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
                     duration = job_left[nj]
                     job_left[nj] = 0.0
@@ -800,9 +803,8 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 tree_set(key, tree, s, np.inf)
                 busy -= 1
-            c = stage_type[prompt[p, P_STAGE]]
-            inferences[c, i] += 1
-            type_area[c, i] += t
+            inferences[ct, i] += 1
+            type_area[ct, i] += t
             prompt[p, P_DONE] += 1
             if i == prompt[p, P_ORIGIN]:
                 prompt[p, P_DONE_HOME] += 1
@@ -863,6 +865,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                     job_left[j] = 0.0
             jobs += 1
             job[j, J_PROMPT] = p
+            job[j, J_TYPE] = c
             job[j, J_NEXT] = -1
             type_area[c, d] -= t
             h = list_slot(0 if one_level else level[nxt, int(r == 0)])

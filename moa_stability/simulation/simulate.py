@@ -860,7 +860,7 @@ def _new_state(
         pool=np.empty((group, kern.POOL_LAST + 1)),
         key=np.empty((group, leaves)),
         tree=np.empty((group, 2 * leaves), np.int64),
-        job=np.empty((group, cap, 2), np.int32),
+        job=_aligned((group, cap, kern.JOB_FIELDS), np.int32),
         job_left=np.empty((group, cap)),
         prompt=_aligned((group, cap, kern.PROMPT_FIELDS), np.uint32),
         free_prompts=np.empty((group, cap), np.uint32),
@@ -870,7 +870,8 @@ def _new_state(
 
 def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """An uninitialised array whose data starts on a 64-byte boundary (a cache line), so that
-    rows of 64 or 32 bytes (:class:`kernels.State` ``device``, ``prompt``) never straddle two
+    rows of 64, 32 or 16 bytes (:class:`kernels.State` ``device``, ``prompt``, ``job``) never
+    straddle two
     lines; numpy itself only guarantees 16."""
     itemsize = np.dtype(dtype).itemsize
     size = int(np.prod(shape))
