@@ -58,7 +58,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 EXPONENTIAL, DETERMINISTIC, GAMMA, LOGNORMAL, EMPIRICAL = range(5)
 """Service-distribution codes understood by :func:`draw_service`."""
@@ -329,6 +332,84 @@ def tree_set(key, tree, s, value):
         tree[node] = win
 
 
+# ---- memory: software prefetch and deferred accumulation --------------------------------------
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Ask the CPU to bring the cache line of ``array[index]`` (a row's first element for a
+    2-D array) towards the core, for writing, without waiting for it (LLVM's
+    ``llvm.prefetch``; a hint: no fault, no effect on any value)."""
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arrayty = signature.args[0]
+        ary = context.make_array(arrayty)(context, builder, args[0])
+        index = [args[1]] + [context.get_constant(types.intp, 0)] * (arrayty.ndim - 1)
+        ptr = cgutils.get_item_pointer2(
+            context,
+            builder,
+            ary.data,
+            cgutils.unpack_tuple(builder, ary.shape),
+            cgutils.unpack_tuple(builder, ary.strides),
+            arrayty.layout,
+            index,
+            wraparound=False,
+            boundscheck=False,
+        )
+        i32 = ir.IntType(32)
+        if not ptr.type.is_opaque:  # one declaration for every element type: a byte pointer
+            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        name = "llvm.prefetch.p0" if ptr.type.is_opaque else "llvm.prefetch.p0i8"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name
+        )
+        builder.call(fn, [ptr, i32(1), i32(3), i32(1)])  # write, keep in all levels, data
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+DEFER = 32
+"""Additions held back per accumulator by :func:`_defer` (a power of two)."""
+
+
+@njit(inline="always")
+def _defer(flat, cells, values, k, cell, value):
+    """Add ``value`` to ``flat[cell]`` later: prefetch its line now and apply, instead, the
+    addition deferred ``DEFER`` calls ago (ring ``cells``/``values``, ``k`` calls so far;
+    returns ``k + 1``).
+
+    The event loop's accumulators (time at each queue length, inferences and jobs' time per
+    type, helper draws) are written, never read, by the loop, at a random device: at large
+    ``n`` each addition was a cache miss in the way of the next event. Deferred, the line is
+    on its way while the loop goes on, and the additions still reach each cell in the order
+    they were made, so every sum is bit for bit the same. The ring starts filled with
+    ``flat[0] += 0`` (no change: the accumulators never hold -0.0) so that this body has no
+    branch (module docstring); :func:`_drain` applies what is pending.
+    """
+    slot = np.uint32(k & (DEFER - 1))
+    flat[np.uint64(cells[slot])] += values[slot]
+    cells[slot] = cell
+    values[slot] = value
+    prefetch(flat, np.uint64(cell))
+    return k + 1
+
+
+@njit(cache=True)
+def _drain(flat, cells, values, k):
+    """Apply the additions :func:`_defer` holds, oldest first, and refill the ring with no-op
+    entries; returns the new call count, 0. Called before anything reads ``flat`` and
+    whenever the event loop returns."""
+    if flat.shape[0] == 0:  # no helper draws to count (complete graph): nothing was deferred
+        return 0
+    for r in range(DEFER):
+        slot = (k + r) & (DEFER - 1)
+        flat[cells[slot]] += values[slot]
+    cells[:] = 0
+    values[:] = 0
+    return 0
+
+
 # ---- kernel arguments -------------------------------------------------------------------------
 class Network(NamedTuple):
     r"""The network in clock units (slots or seconds), as the kernels read it.
@@ -520,16 +601,17 @@ STATE_BYTES_PER_LEVEL = 2 * 8
 
 # ---- time integrals ---------------------------------------------------------------------------
 @njit(inline="always")
-def _integrate(d, t, dev, devf, level_time, top):
-    """Add device ``d``'s queue length since its last change to its integrals (queue area and
-    time at that length) and return the elapsed width; the caller sets its ``DEV_LAST``.
-    ``dev`` is :class:`State` ``device``, ``devf`` its ``float64`` view."""
+def _integrate(d, t, dev, devf, top):
+    """Add device ``d``'s queue length since its last change to its queue-length integral and
+    return the elapsed width and the cell of the time at that length (flat index into
+    :class:`Outputs` ``queue_time``, ``top + 1`` columns), which the caller adds it to; the
+    caller sets ``DEV_LAST``. ``dev`` is :class:`State` ``device``, ``devf`` its ``float64``
+    view."""
     u = np.uint32(d)  # unsigned: no negative-index wraparound (module docstring)
     q = dev[u, DEV_Q]
     width = t - devf[u, DEV_LAST]
     devf[u, DEV_AREA] += q * width
-    level_time[u, np.uint32(min(q, top))] += width
-    return width
+    return width, np.uint64(u) * np.uint64(top + 1) + np.uint64(min(q, top))
 
 
 @njit(inline="always")
@@ -561,11 +643,12 @@ def close_bin(b, t, db, final, ctl, dev, pool, joins, jobs, busy, out):
     if not final and b + 1 < ctl.device_edges[db + 1]:
         return db
     start = ctl.edges[ctl.device_edges[db]]
-    level_time = out.queue_time
-    top = level_time.shape[1] - 1
+    level_time = out.queue_time.reshape(-1)
+    top = out.queue_time.shape[1] - 1
     devf = dev.view(np.float64)
     for i in range(dev.shape[0]):
-        width = _integrate(i, t, dev, devf, level_time, top)
+        width, cell = _integrate(i, t, dev, devf, top)
+        level_time[cell] += width
         if dev[i, DEV_Q] == 0:
             devf[i, DEV_IDLE] += width
         devf[i, DEV_LAST] = t
@@ -574,7 +657,7 @@ def close_bin(b, t, db, final, ctl, dev, pool, joins, jobs, busy, out):
         devf[i, DEV_AREA] = 0.0
         devf[i, DEV_IDLE] = 0.0
     if not final and b + 1 == ctl.warm_bin:  # keep the time at each length after the warm-up
-        level_time[:] = 0.0
+        out.queue_time[:] = 0.0
     return db + 1
 
 
@@ -721,7 +804,15 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     # The network-wide integrals live in registers in the loop (``pool`` between bins/chunks).
     pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
     top = queue_time.shape[1] - 1
-    level_time = queue_time
+    # The accumulators the loop only adds to, as flat arrays with their rings (_defer).
+    level_time, times_k = queue_time.reshape(-1), 0
+    times_cell, times_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
+    areas, areas_k = type_area.reshape(-1), 0
+    areas_cell, areas_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
+    counts, counts_k = inferences.reshape(-1), 0
+    counts_cell, counts_add = np.zeros(DEFER, np.int64), np.zeros(DEFER, np.int64)
+    draws, draws_k, pairs = selected.reshape(-1), 0, selected.shape[1]
+    draws_cell, draws_add = np.zeros(DEFER, np.int64), np.zeros(DEFER, np.int64)
     t_chunk = min(t_until, t_stop)
     t_end = t_stop
     capped = False
@@ -730,6 +821,9 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         t = key[s]
         if t >= t_chunk:
             break
+        if t >= edges[b + 1]:  # close_bin and close_type_area read the accumulators
+            times_k = _drain(level_time, times_cell, times_add, times_k)
+            areas_k = _drain(areas, areas_cell, areas_add, areas_k)
         while t >= edges[b + 1]:
             pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
             db = close_bin(b, edges[b + 1], db, False, ctl, dev, pool, joins, jobs, busy, out)
@@ -770,7 +864,8 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             i = np.uint32(s - a)
             h = list_slot(0 if one_level else dev[i, DEV_SERVING])  # the job in service heads it
             j = np.uint32(dev[i, h])
-            _integrate(i, t, dev, devf, level_time, top)
+            width, cell = _integrate(i, t, dev, devf, top)
+            times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
             devf[i, DEV_LAST] = t
             dev[i, DEV_Q] -= 1
             dev[i, h] = job[j, J_NEXT]
@@ -803,8 +898,9 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 tree_set(key, tree, s, np.inf)
                 busy -= 1
-            inferences[ct, i] += 1
-            type_area[ct, i] += t
+            cell = np.uint64(ct) * np.uint64(n) + np.uint64(i)
+            counts_k = _defer(counts, counts_cell, counts_add, counts_k, cell, 1)
+            areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, t)
             prompt[p, P_DONE] += 1
             if i == prompt[p, P_ORIGIN]:
                 prompt[p, P_DONE_HOME] += 1
@@ -848,7 +944,8 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 else:
                     helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
                 for r in range(1, helpers + 1):  # CSR positions to devices
-                    selected[nxt, chosen[r]] += 1
+                    cell = np.uint64(nxt) * np.uint64(pairs) + np.uint64(chosen[r])
+                    draws_k = _defer(draws, draws_cell, draws_add, draws_k, cell, 1)
                     chosen[r] = indices[nxt, chosen[r]]
         prompt[p, P_PENDING] = helpers + 1
         prompt[p, P_SIZE] = helpers + 1
@@ -867,9 +964,11 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             job[j, J_PROMPT] = p
             job[j, J_TYPE] = c
             job[j, J_NEXT] = -1
-            type_area[c, d] -= t
+            cell = np.uint64(c) * np.uint64(n) + np.uint64(d)
+            areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, -t)  # x - t = x + -t
             h = list_slot(0 if one_level else level[nxt, int(r == 0)])
-            width = _integrate(d, t, dev, devf, level_time, top)
+            width, cell = _integrate(d, t, dev, devf, top)
+            times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
             if dev[d, h] >= 0:
                 job[np.uint32(dev[d, h + 1]), J_NEXT] = j
             else:
@@ -897,6 +996,10 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             dev[d, DEV_Q] = q + 1
             if q + 1 > dev[d, DEV_MAX]:
                 dev[d, DEV_MAX] = q + 1
+    _drain(level_time, times_cell, times_add, times_k)
+    _drain(areas, areas_cell, areas_add, areas_k)
+    _drain(counts, counts_cell, counts_add, counts_k)
+    _drain(draws, draws_cell, draws_add, draws_k)
     counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS] = free_job, unused_job, jobs
     counters[FREE_TOP], counters[UNUSED_PROMPT] = free_top, unused_prompt
     counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY] = joins, b, db, busy
