@@ -344,7 +344,8 @@ def prefetch(typingctx, array, index):
     def codegen(context, builder, signature, args):
         arrayty = signature.args[0]
         ary = context.make_array(arrayty)(context, builder, args[0])
-        index = [args[1]] + [context.get_constant(types.intp, 0)] * (arrayty.ndim - 1)
+        first = context.cast(builder, args[1], signature.args[1], types.intp)
+        index = [first] + [context.get_constant(types.intp, 0)] * (arrayty.ndim - 1)
         ptr = cgutils.get_item_pointer2(
             context,
             builder,
@@ -371,6 +372,11 @@ def prefetch(typingctx, array, index):
 
 DEFER = 32
 """Additions held back per accumulator by :func:`_defer` (a power of two)."""
+DEFER_FROM_CELLS = 1 << 19
+"""The event loop defers its accumulators (:func:`_defer`) when the time at each queue length
+has at least this many cells (4 MiB, a core's L2 cache here: ``n >= 2041`` devices with the
+default ``max_tracked_queue``). Below, every line stays cached, a direct addition costs nothing
+and the ring's bookkeeping would cost about 10% at ``n = 4``."""
 
 
 @njit(inline="always")
@@ -450,7 +456,8 @@ class Network(NamedTuple):
 
 
 class Service(NamedTuple):
-    """Service times: ``mean[c, i]`` is the parameter of type ``c`` at device ``i``, drawn as
+    """Service times: ``mean[i, c]`` is the parameter of type ``c`` at device ``i`` (a row per
+    device, so that one cache line holds a device's three; the fourth column is padding), drawn as
     :func:`draw_service` does with ``dist``, ``scv`` and ``samples[bounds[c]:bounds[c+1]]``;
     ``slotted`` selects the clock (slots or seconds)."""
 
@@ -529,8 +536,9 @@ class State(NamedTuple):
     per level ``v`` the head and tail of its FCFS list (-1: empty, :func:`list_slot`); ``pool``
     the open bin's network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the
     tournament tree ``key``/``tree`` (:func:`new_tree`); the job pool (``job[j]``: next job in
-    its list or free list, its prompt and type; ``job_left``: the service time left to a preempted
-    job, else 0) and the prompt pool (``prompt[p]``, ``uint32``: :data:`P_ORIGIN` ...,
+    its list or free list, its prompt, its type and the next job's, :data:`J_NEXT` ...;
+    ``job_left``: the service time left to a preempted job, else 0) and the prompt pool
+    (``prompt[p]``, ``uint32``: :data:`P_ORIGIN` ...,
     its birth through a ``float64`` view, :data:`P_BIRTH`; ``free_prompts``), ``cap`` entries
     each; ``perm``, the permutations of :func:`uniform_subset`.
 
@@ -559,11 +567,13 @@ DEV_Q, DEV_SERVING, DEV_MAX, DEV_LAST, DEV_AREA, DEV_IDLE, DEV_LISTS = range(7)
 """Fields of a device's row (:class:`State` ``device``): queue length, level in service, largest
 queue (``int64``); time of the last change, queue-length and idle integrals of the open device
 bin (``float64``, read through a view); then the FCFS lists (:func:`list_slot`)."""
-J_NEXT, J_PROMPT, J_TYPE = range(3)
+J_NEXT, J_PROMPT, J_TYPE, J_NEXT_TYPE = range(4)
 """Fields of a job's row (:class:`State` ``job``, ``int32``): the next job (-1: none), its
-prompt and its job type (kept in the row so that starting a job's service reads no prompt)."""
+prompt, its job type and the next job's type (set when the next job is linked behind it). The
+types are kept in the rows so that starting a job's service reads neither its prompt nor, with
+one priority level, its own row: the job that completes names it."""
 JOB_FIELDS = 4
-"""``int32`` per job row: 16 bytes (the fourth is padding), four jobs per cache line."""
+"""``int32`` per job row: 16 bytes, four jobs per cache line."""
 P_ORIGIN, P_STAGE, P_PENDING, P_SIZE, P_DONE, P_DONE_HOME = range(6)
 """Fields of a prompt's row (:class:`State` ``prompt``, ``uint32``): origin device, current
 stage, responses of the stage still pending, the stage's jobs, inferences done for it in all
@@ -806,6 +816,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     top = queue_time.shape[1] - 1
     # The accumulators the loop only adds to, as flat arrays with their rings (_defer).
     level_time, times_k = queue_time.reshape(-1), 0
+    defer = level_time.shape[0] >= DEFER_FROM_CELLS
     times_cell, times_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
     areas, areas_k = type_area.reshape(-1), 0
     areas_cell, areas_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
@@ -862,10 +873,14 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = np.uint32(s - a)
+            prefetch(mean, i)  # its next service's parameter, wanted after two dependent loads
             h = list_slot(0 if one_level else dev[i, DEV_SERVING])  # the job in service heads it
             j = np.uint32(dev[i, h])
             width, cell = _integrate(i, t, dev, devf, top)
-            times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
+            if defer:
+                times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
+            else:
+                level_time[cell] += width
             devf[i, DEV_LAST] = t
             dev[i, DEV_Q] -= 1
             dev[i, h] = job[j, J_NEXT]
@@ -881,12 +896,12 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                         h += 2
                     dev[i, DEV_SERVING] = (h - list_slot(0)) // 2
                 nj = np.uint32(dev[i, h])
-                c = np.uint32(job[nj, J_TYPE])
+                c = np.uint32(job[j, J_NEXT_TYPE] if one_level else job[nj, J_TYPE])
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
                     duration = job_left[nj]
                     job_left[nj] = 0.0
                 else:
-                    m = mean[c, i]
+                    m = mean[i, c]
                     duration = (  # the common case in the loop, the rest through a call
                         memoryless(rng, m, slotted)
                         if dist == EXPONENTIAL
@@ -899,8 +914,12 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 tree_set(key, tree, s, np.inf)
                 busy -= 1
             cell = np.uint64(ct) * np.uint64(n) + np.uint64(i)
-            counts_k = _defer(counts, counts_cell, counts_add, counts_k, cell, 1)
-            areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, t)
+            if defer:
+                counts_k = _defer(counts, counts_cell, counts_add, counts_k, cell, 1)
+                areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, t)
+            else:
+                counts[cell] += 1
+                areas[cell] += t
             prompt[p, P_DONE] += 1
             if i == prompt[p, P_ORIGIN]:
                 prompt[p, P_DONE_HOME] += 1
@@ -945,7 +964,10 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                     helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
                 for r in range(1, helpers + 1):  # CSR positions to devices
                     cell = np.uint64(nxt) * np.uint64(pairs) + np.uint64(chosen[r])
-                    draws_k = _defer(draws, draws_cell, draws_add, draws_k, cell, 1)
+                    if defer:
+                        draws_k = _defer(draws, draws_cell, draws_add, draws_k, cell, 1)
+                    else:
+                        draws[cell] += 1
                     chosen[r] = indices[nxt, chosen[r]]
         prompt[p, P_PENDING] = helpers + 1
         prompt[p, P_SIZE] = helpers + 1
@@ -965,12 +987,20 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             job[j, J_TYPE] = c
             job[j, J_NEXT] = -1
             cell = np.uint64(c) * np.uint64(n) + np.uint64(d)
-            areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, -t)  # x - t = x + -t
+            if defer:  # x - t is x + (-t), bit for bit
+                areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, -t)
+            else:
+                areas[cell] -= t
             h = list_slot(0 if one_level else level[nxt, int(r == 0)])
             width, cell = _integrate(d, t, dev, devf, top)
-            times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
+            if defer:
+                times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
+            else:
+                level_time[cell] += width
             if dev[d, h] >= 0:
-                job[np.uint32(dev[d, h + 1]), J_NEXT] = j
+                behind = np.uint32(dev[d, h + 1])
+                job[behind, J_NEXT] = j
+                job[behind, J_NEXT_TYPE] = c
             else:
                 dev[d, h] = j
             q = dev[d, DEV_Q]
@@ -984,7 +1014,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                     job_left[dev[d, list_slot(dev[d, DEV_SERVING])]] = key[a + d] - t
                 if not one_level:
                     dev[d, DEV_SERVING] = (h - list_slot(0)) // 2
-                m = mean[c, d]
+                m = mean[d, c]
                 duration = (
                     memoryless(rng, m, slotted)
                     if dist == EXPONENTIAL

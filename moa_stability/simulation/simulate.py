@@ -472,9 +472,10 @@ def _service(
     mean = net.service_time / unit_s
     if service == "exponential":
         mean = _memoryless_scale(1.0 / mean, slotted)
-    return kern.Service(
-        slotted, np.ascontiguousarray(mean), SERVICES[service], float(scv), values, bounds
-    )
+    rows = _aligned((net.n, 4), np.float64)  # a device's parameters in one cache line
+    rows[:, :3] = mean.T
+    rows[:, 3] = 0.0
+    return kern.Service(slotted, rows, SERVICES[service], float(scv), values, bounds)
 
 
 def _memoryless_scale(rate: np.ndarray, slotted: bool) -> np.ndarray:

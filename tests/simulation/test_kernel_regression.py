@@ -7,6 +7,9 @@ queue, state layout, pools; docs/simulator.md) and pins that such a change keeps
 in the same order with the same random numbers: each case's result must match field for field,
 bit for bit (arrays by a SHA-256 digest of their bytes, scalars by ``repr``).
 
+The networks of ``n >= 2000`` with 301 tracked queue lengths cross
+``kernels.DEFER_FROM_CELLS``, so both ways of adding to the accumulators are pinned.
+
 Regenerate (only after a change that is *meant* to alter seeded outputs, saying so in the
 commit): ``PYTHONPATH=. python tests/simulation/test_kernel_regression.py --write`` from the
 repository root (so that the checkout's package is the one imported).
@@ -120,9 +123,19 @@ def _cases() -> dict[str, tuple[MoANetwork, dict]]:
             dict(method="events", horizon=1e5, seed=8, max_jobs=2000),
         ),
         "regular2000-events": (regular, dict(method="events", horizon=60.0, seed=9)),
+        "regular2000-events-deferred": (  # 2000 x 301 queue-length cells: deferred additions
+            regular,
+            dict(method="events", horizon=60.0, seed=12, max_tracked_queue=300),
+        ),
         "regular2000-slots-lf": (
             regular,
-            dict(method="slots", horizon=20.0, seed=10, discipline="later-layer-first"),
+            dict(
+                method="slots",
+                horizon=20.0,
+                seed=10,
+                discipline="later-layer-first",
+                max_tracked_queue=300,
+            ),
         ),
         "complete2100-events": (  # helpers drawn without a neighbour list (Floyd)
             MoANetwork(n=2100, M=2, k=2, arrival_rate=1.0, service_time=1.0).at_load(0.9),
