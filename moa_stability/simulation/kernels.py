@@ -335,17 +335,34 @@ def tree_set(key, tree, s, value):
 # ---- memory: software prefetch and deferred accumulation --------------------------------------
 @intrinsic
 def prefetch(typingctx, array, index):
-    """Ask the CPU to bring the cache line of ``array[index]`` (a row's first element for a
-    2-D array) towards the core, for writing, without waiting for it (LLVM's
-    ``llvm.prefetch``; a hint: no fault, no effect on any value)."""
-    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+    """Ask the CPU to bring the cache line of ``array[index]`` towards the core, for writing,
+    without waiting for it (LLVM's ``llvm.prefetch``; a hint: no fault, no effect on any
+    value). ``index`` is an integer or a tuple of them; missing trailing indices are 0 (a row's
+    first element)."""
+    if not isinstance(array, types.Array):
+        return None
+    if isinstance(index, types.Integer):
+        kinds = (index,)
+    elif isinstance(index, types.BaseTuple) and all(
+        isinstance(k, types.Integer) for k in index.types
+    ):
+        kinds = tuple(index.types)
+    else:
+        return None
+    if len(kinds) > array.ndim:
         return None
 
     def codegen(context, builder, signature, args):
         arrayty = signature.args[0]
         ary = context.make_array(arrayty)(context, builder, args[0])
-        first = context.cast(builder, args[1], signature.args[1], types.intp)
-        index = [first] + [context.get_constant(types.intp, 0)] * (arrayty.ndim - 1)
+        if isinstance(signature.args[1], types.BaseTuple):
+            values = cgutils.unpack_tuple(builder, args[1])
+        else:
+            values = [args[1]]
+        index = [
+            context.cast(builder, v, k, types.intp) for v, k in zip(values, kinds, strict=True)
+        ]
+        index += [context.get_constant(types.intp, 0)] * (arrayty.ndim - len(index))
         ptr = cgutils.get_item_pointer2(
             context,
             builder,
@@ -958,6 +975,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 helpers = complete_subset(rng, n, home, stage_k[nxt], chosen)
             else:
                 lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
+                prefetch(indices, (nxt, lo))  # wanted after the draw, which reads perm or cum
                 if mode[nxt] == UNIFORM:
                     helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
                 else:
