@@ -390,10 +390,10 @@ def prefetch(typingctx, array, index):
 DEFER = 32
 """Additions held back per accumulator by :func:`_defer` (a power of two)."""
 DEFER_FROM_CELLS = 1 << 19
-"""The event loop defers its accumulators (:func:`_defer`) when the time at each queue length
-has at least this many cells (4 MiB, a core's L2 cache here: ``n >= 2041`` devices with the
-default ``max_tracked_queue``). Below, every line stays cached, a direct addition costs nothing
-and the ring's bookkeeping would cost about 10% at ``n = 4``."""
+"""The event loop defers its accumulators (:func:`_defer`) and prefetches when the time at each
+queue length has at least this many cells (4 MiB, a core's L2 cache here: ``n >= 2041``
+devices with the default ``max_tracked_queue``). Below, every line stays cached, a direct
+addition costs nothing and the rings' bookkeeping would cost about 10% at ``n = 4``."""
 
 
 @njit(inline="always")
@@ -780,23 +780,30 @@ def run_replication(net, svc, ctl, out, st, t_until):
     ``st``, so splitting ``[0, t_stop)`` into chunks changes no result.
 
     ``net``, ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`.
-    With one priority level (FCFS) the loop is compiled a second time with that fact as a
+    With one priority level (FCFS) the loop is compiled twice more with that fact as a
     constant (:func:`_advance`): nothing to choose or preempt, so the level reads and the
-    preemption checks drop out of the common case.
+    preemption checks drop out of the common case; and once each with and without the deferred
+    accumulators and prefetches of large networks (:data:`DEFER_FROM_CELLS`), so that a small
+    network pays nothing for them.
     """
     if st.counters[FINISHED]:
         return
-    if st.device.shape[1] == DEV_LISTS + 2:
-        _advance(net, svc, ctl, out, st, t_until, True)
+    large = out.queue_time.size >= DEFER_FROM_CELLS
+    if st.device.shape[1] != DEV_LISTS + 2:
+        _advance(net, svc, ctl, out, st, t_until, False, large)
+    elif large:
+        _advance(net, svc, ctl, out, st, t_until, True, True)
     else:
-        _advance(net, svc, ctl, out, st, t_until, False)
+        _advance(net, svc, ctl, out, st, t_until, True, False)
 
 
 @njit(inline="always")
-def _advance(net, svc, ctl, out, st, t_until, one_level):
+def _advance(net, svc, ctl, out, st, t_until, one_level, large):
     """The event loop of :func:`run_replication`; ``one_level`` is a constant at each of its
-    two call sites (one priority level: every job has level 0 and none preempts), so LLVM
-    removes what it makes dead. Inlined, not called: the constant must reach the loop."""
+    three call sites (one priority level: every job has level 0 and none preempts), and so is
+    ``large`` where one level is (a network past :data:`DEFER_FROM_CELLS`: add to the
+    accumulators through :func:`_defer`, prefetch), so LLVM removes what they make dead.
+    Inlined, not called: the constants must reach the loop."""
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
     arrival, stage_type, stage_k, mode, indptr, indices, cum, level, cut, alias, total = net
@@ -833,7 +840,6 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     top = queue_time.shape[1] - 1
     # The accumulators the loop only adds to, as flat arrays with their rings (_defer).
     level_time, times_k = queue_time.reshape(-1), 0
-    defer = level_time.shape[0] >= DEFER_FROM_CELLS
     times_cell, times_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
     areas, areas_k = type_area.reshape(-1), 0
     areas_cell, areas_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
@@ -890,11 +896,12 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = np.uint32(s - a)
-            prefetch(mean, i)  # its next service's parameter, wanted after two dependent loads
+            if large:  # its next service's parameter, wanted after two dependent loads
+                prefetch(mean, i)
             h = list_slot(0 if one_level else dev[i, DEV_SERVING])  # the job in service heads it
             j = np.uint32(dev[i, h])
             width, cell = _integrate(i, t, dev, devf, top)
-            if defer:
+            if large:
                 times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
             else:
                 level_time[cell] += width
@@ -931,7 +938,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 tree_set(key, tree, s, np.inf)
                 busy -= 1
             cell = np.uint64(ct) * np.uint64(n) + np.uint64(i)
-            if defer:
+            if large:
                 counts_k = _defer(counts, counts_cell, counts_add, counts_k, cell, 1)
                 areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, t)
             else:
@@ -975,14 +982,15 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 helpers = complete_subset(rng, n, home, stage_k[nxt], chosen)
             else:
                 lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
-                prefetch(indices, (nxt, lo))  # wanted after the draw, which reads perm or cum
+                if large:  # wanted after the draw, which reads perm or cum
+                    prefetch(indices, (nxt, lo))
                 if mode[nxt] == UNIFORM:
                     helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
                 else:
                     helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
                 for r in range(1, helpers + 1):  # CSR positions to devices
                     cell = np.uint64(nxt) * np.uint64(pairs) + np.uint64(chosen[r])
-                    if defer:
+                    if large:
                         draws_k = _defer(draws, draws_cell, draws_add, draws_k, cell, 1)
                     else:
                         draws[cell] += 1
@@ -1005,13 +1013,13 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             job[j, J_TYPE] = c
             job[j, J_NEXT] = -1
             cell = np.uint64(c) * np.uint64(n) + np.uint64(d)
-            if defer:  # x - t is x + (-t), bit for bit
+            if large:  # x - t is x + (-t), bit for bit
                 areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, -t)
             else:
                 areas[cell] -= t
             h = list_slot(0 if one_level else level[nxt, int(r == 0)])
             width, cell = _integrate(d, t, dev, devf, top)
-            if defer:
+            if large:
                 times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
             else:
                 level_time[cell] += width
