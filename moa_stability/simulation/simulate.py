@@ -516,8 +516,11 @@ def _selection(net: MoANetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     rows = [_layer_rows(net, m) for m in range(net.M)]
     width = max([r.nnz for r in rows], default=0)
     indptr = np.zeros((net.M, net.n + 1), np.int64)
-    indices = np.zeros((net.M, width), np.int64)
-    cum = np.zeros((net.M, width))
+    # Cache-line aligned: a device's candidates (8 on an 8-regular graph) in one line.
+    indices = _aligned((net.M, width), np.int64)
+    indices[:] = 0
+    cum = _aligned((net.M, width), np.float64)
+    cum[:] = 0.0
     for m, pi in enumerate(rows):
         indptr[m], indices[m, : pi.nnz] = pi.indptr, pi.indices
         if net.selection is not None:
@@ -865,15 +868,15 @@ def _new_state(
         job_left=np.empty((group, cap)),
         prompt=_aligned((group, cap, kern.PROMPT_FIELDS), np.uint32),
         free_prompts=np.empty((group, cap), np.uint32),
-        perm=np.empty((group,) + csr_shape, np.int64),
+        perm=_aligned((group,) + csr_shape, np.int64),
     )
 
 
 def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """An uninitialised array whose data starts on a 64-byte boundary (a cache line), so that
-    rows of 64, 32 or 16 bytes (:class:`kernels.State` ``device``, ``prompt``, ``job``) never
-    straddle two
-    lines; numpy itself only guarantees 16."""
+    rows of 64, 32 or 16 bytes (:class:`kernels.State` ``device``, ``prompt``, ``job``; a
+    device's 8 CSR candidates on an 8-regular graph) never straddle two lines; numpy itself
+    only guarantees 16."""
     itemsize = np.dtype(dtype).itemsize
     size = int(np.prod(shape))
     buffer = np.empty(size + 64 // itemsize, dtype)
