@@ -18,7 +18,8 @@ One discrete-event engine serves both simulators; only the clock differs.
 
 State per replication lives in arrays preallocated to ``cap`` jobs: jobs in a pool threaded by a
 free list, one FCFS linked list of jobs per device, and prompts (origin, birth, stage, join
-counter) in a second pool. A prompt in the system always has a job in some queue, so ``cap``
+counter) in a second pool, each device, job and prompt one row of an array of structs
+(:class:`State`), so that what one event reads of it is one cache line. A prompt in the system always has a job in some queue, so ``cap``
 bounds both pools. The next event comes from a tournament tree over ``a + n`` sources: the next
 user prompt (``a = 1`` source on the continuous clock, where the devices' Poisson streams are
 superposed; ``a = n``, one per device, in slots) and the head-of-line completion of each device
