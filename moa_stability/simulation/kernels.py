@@ -19,11 +19,11 @@ One discrete-event engine serves both simulators; only the clock differs.
 State per replication lives in arrays preallocated to ``cap`` jobs: jobs in a pool threaded by a
 free list, one FCFS linked list of jobs per device, and prompts (origin, birth, stage, join
 counter) in a second pool, each device, job and prompt one row of an array of structs
-(:class:`State`), so that what one event reads of it is one cache line. A prompt in the system always has a job in some queue, so ``cap``
-bounds both pools. The next event comes from a tournament tree over ``a + n`` sources: the next
-user prompt (``a = 1`` source on the continuous clock, where the devices' Poisson streams are
-superposed; ``a = n``, one per device, in slots) and the head-of-line completion of each device
-(``a..a+n-1``, infinite when idle).
+(:class:`State`), so that what one event reads of it is one cache line. A prompt in the system
+always has a job in some queue, so ``cap`` bounds both pools. The next event comes from a
+tournament tree over ``a + n`` sources: the next user prompt (``a = 1`` source on the continuous
+clock, where the devices' Poisson streams are superposed; ``a = n``, one per device, in slots)
+and the head-of-line completion of each device (``a..a+n-1``, infinite when idle).
 
 Statistics cost O(1) per event and O(1) per time bin whatever ``n``: the network-wide
 integrals (jobs in the system, busy devices, prompts at joins) are brought up to date once per
@@ -37,11 +37,11 @@ with ``M = 0`` its only stage is one propose job.
 
 The event loop is one long function on purpose: its arrays are read out of the argument tuples
 once, before the loop, and the loop calls only plain ``@njit`` functions (which LLVM inlines
-when small) and an ``inline="always"`` helper without branches (:func:`_integrate`). Numba's
-own inlining rebinds array arguments; where the inlined body branches, the reference counts of
-that rebinding survive optimisation, and atomic counts per event cost more than the simulation
-itself. The service draw branches, so it is written out at its two call sites (checked in the
-loop's LLVM IR: no ``NRT_incref`` inside the event loop).
+when small) and ``inline="always"`` helpers without branches (:func:`_integrate`,
+:func:`_defer`). Numba's own inlining rebinds array arguments; where the inlined body branches,
+the reference counts of that rebinding survive optimisation, and atomic counts per event cost
+more than the simulation itself. The service draw branches, so it is written out at its two call
+sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
 
 Indices are unsigned where the loop is hot. Numba reads ``a[i]`` with a signed ``i`` as
 ``a[i + len(a)]`` when ``i < 0``: a compare, a select and ``len(a)`` kept live, per array,
