@@ -18,11 +18,12 @@ One discrete-event engine serves both simulators; only the clock differs.
 
 State per replication lives in arrays preallocated to ``cap`` jobs: jobs in a pool threaded by a
 free list, one FCFS linked list of jobs per device, and prompts (origin, birth, stage, join
-counter) in a second pool. A prompt in the system always has a job in some queue, so ``cap``
-bounds both pools. The next event comes from a tournament tree over ``a + n`` sources: the next
-user prompt (``a = 1`` source on the continuous clock, where the devices' Poisson streams are
-superposed; ``a = n``, one per device, in slots) and the head-of-line completion of each device
-(``a..a+n-1``, infinite when idle).
+counter) in a second pool, each device, job and prompt one row of an array of structs
+(:class:`State`), so that what one event reads of it is one cache line. A prompt in the system
+always has a job in some queue, so ``cap`` bounds both pools. The next event comes from a
+tournament tree over ``a + n`` sources: the next user prompt (``a = 1`` source on the continuous
+clock, where the devices' Poisson streams are superposed; ``a = n``, one per device, in slots)
+and the head-of-line completion of each device (``a..a+n-1``, infinite when idle).
 
 Statistics cost O(1) per event and O(1) per time bin whatever ``n``: the network-wide
 integrals (jobs in the system, busy devices, prompts at joins) are brought up to date once per
@@ -36,11 +37,11 @@ with ``M = 0`` its only stage is one propose job.
 
 The event loop is one long function on purpose: its arrays are read out of the argument tuples
 once, before the loop, and the loop calls only plain ``@njit`` functions (which LLVM inlines
-when small) and an ``inline="always"`` helper without branches (:func:`_integrate`). Numba's
-own inlining rebinds array arguments; where the inlined body branches, the reference counts of
-that rebinding survive optimisation, and atomic counts per event cost more than the simulation
-itself. The service draw branches, so it is written out at its two call sites (checked in the
-loop's LLVM IR: no ``NRT_incref`` inside the event loop).
+when small) and ``inline="always"`` helpers without branches (:func:`_integrate`,
+:func:`_defer`). Numba's own inlining rebinds array arguments; where the inlined body branches,
+the reference counts of that rebinding survive optimisation, and atomic counts per event cost
+more than the simulation itself. The service draw branches, so it is written out at its two call
+sites (checked in the loop's LLVM IR: no ``NRT_incref`` inside the event loop).
 
 Indices are unsigned where the loop is hot. Numba reads ``a[i]`` with a signed ``i`` as
 ``a[i + len(a)]`` when ``i < 0``: a compare, a select and ``len(a)`` kept live, per array,
@@ -58,7 +59,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 EXPONENTIAL, DETERMINISTIC, GAMMA, LOGNORMAL, EMPIRICAL = range(5)
 """Service-distribution codes understood by :func:`draw_service`."""
@@ -329,6 +333,107 @@ def tree_set(key, tree, s, value):
         tree[node] = win
 
 
+# ---- memory: software prefetch and deferred accumulation --------------------------------------
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Ask the CPU to bring the cache line of ``array[index]`` towards the core, for writing,
+    without waiting for it (LLVM's ``llvm.prefetch``; a hint: no fault, no effect on any
+    value). ``index`` is an integer or a tuple of them; missing trailing indices are 0 (a row's
+    first element)."""
+    if not isinstance(array, types.Array):
+        return None
+    if isinstance(index, types.Integer):
+        kinds = (index,)
+    elif isinstance(index, types.BaseTuple) and all(
+        isinstance(k, types.Integer) for k in index.types
+    ):
+        kinds = tuple(index.types)
+    else:
+        return None
+    if len(kinds) > array.ndim:
+        return None
+
+    def codegen(context, builder, signature, args):
+        arrayty = signature.args[0]
+        ary = context.make_array(arrayty)(context, builder, args[0])
+        if isinstance(signature.args[1], types.BaseTuple):
+            values = cgutils.unpack_tuple(builder, args[1])
+        else:
+            values = [args[1]]
+        index = [
+            context.cast(builder, v, k, types.intp) for v, k in zip(values, kinds, strict=True)
+        ]
+        index += [context.get_constant(types.intp, 0)] * (arrayty.ndim - len(index))
+        ptr = cgutils.get_item_pointer2(
+            context,
+            builder,
+            ary.data,
+            cgutils.unpack_tuple(builder, ary.shape),
+            cgutils.unpack_tuple(builder, ary.strides),
+            arrayty.layout,
+            index,
+            wraparound=False,
+            boundscheck=False,
+        )
+        i32 = ir.IntType(32)
+        if not ptr.type.is_opaque:  # one declaration for every element type: a byte pointer
+            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        name = "llvm.prefetch.p0" if ptr.type.is_opaque else "llvm.prefetch.p0i8"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name
+        )
+        builder.call(fn, [ptr, i32(1), i32(3), i32(1)])  # write, keep in all levels, data
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+DEFER = 32
+"""Additions held back per accumulator by :func:`_defer` (a power of two)."""
+DEFER_FROM_CELLS = 1 << 19
+"""The event loop defers its accumulators (:func:`_defer`) and prefetches when the time at each
+queue length has at least this many cells (4 MiB, a core's L2 cache here: ``n >= 2041``
+devices with the default ``max_tracked_queue``). Below, every line stays cached, a direct
+addition costs nothing and the rings' bookkeeping would cost about 10% at ``n = 4``."""
+
+
+@njit(inline="always")
+def _defer(flat, cells, values, k, cell, value):
+    """Add ``value`` to ``flat[cell]`` later: prefetch its line now and apply, instead, the
+    addition deferred ``DEFER`` calls ago (ring ``cells``/``values``, ``k`` calls so far;
+    returns ``k + 1``).
+
+    The event loop's accumulators (time at each queue length, inferences and jobs' time per
+    type, helper draws) are written, never read, by the loop, at a random device: at large
+    ``n`` each addition was a cache miss in the way of the next event. Deferred, the line is
+    on its way while the loop goes on, and the additions still reach each cell in the order
+    they were made, so every sum is bit for bit the same. The ring starts filled with
+    ``flat[0] += 0`` (no change: the accumulators never hold -0.0) so that this body has no
+    branch (module docstring); :func:`_drain` applies what is pending.
+    """
+    slot = np.uint32(k & (DEFER - 1))
+    flat[np.uint64(cells[slot])] += values[slot]
+    cells[slot] = cell
+    values[slot] = value
+    prefetch(flat, np.uint64(cell))
+    return k + 1
+
+
+@njit(cache=True)
+def _drain(flat, cells, values, k):
+    """Apply the additions :func:`_defer` holds, oldest first, and refill the ring with no-op
+    entries; returns the new call count, 0. Called before anything reads ``flat`` and
+    whenever the event loop returns."""
+    if flat.shape[0] == 0:  # no helper draws to count (complete graph): nothing was deferred
+        return 0
+    for r in range(DEFER):
+        slot = (k + r) & (DEFER - 1)
+        flat[cells[slot]] += values[slot]
+    cells[:] = 0
+    values[:] = 0
+    return 0
+
+
 # ---- kernel arguments -------------------------------------------------------------------------
 class Network(NamedTuple):
     r"""The network in clock units (slots or seconds), as the kernels read it.
@@ -369,7 +474,8 @@ class Network(NamedTuple):
 
 
 class Service(NamedTuple):
-    """Service times: ``mean[c, i]`` is the parameter of type ``c`` at device ``i``, drawn as
+    """Service times: ``mean[i, c]`` is the parameter of type ``c`` at device ``i`` (a row per
+    device, so that one cache line holds a device's three; the fourth column is padding), drawn as
     :func:`draw_service` does with ``dist``, ``scv`` and ``samples[bounds[c]:bounds[c+1]]``;
     ``slotted`` selects the clock (slots or seconds)."""
 
@@ -441,69 +547,99 @@ class State(NamedTuple):
     leading replication axis in :func:`run_replications`).
 
     ``rng`` the xoshiro256+ state; ``counters`` the integer registers (:data:`FREE_JOB` ...
-    :data:`BUSY`); ``clock[0]`` the time reached; per device the queue length ``q``, the
-    priority level of the job in service ``serving``, the time of the last change ``last`` and
-    the open device bin's integrals ``area``, ``idle``; per (device ``i``, level ``v``) the FCFS
-    list ``head``/``tail`` at ``i * levels + v`` (-1: empty); ``pool`` the open bin's
-    network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the tournament tree
-    ``key``/``tree`` (:func:`new_tree`); the job pool (``job_next``, ``job_prompt``,
+    :data:`BUSY`); ``clock[0]`` the time reached; ``device[i]``, device ``i``'s row of
+    ``int64`` (:data:`DEV_Q` ...; the float fields through a ``float64`` view): its queue
+    length, the priority level of the job in service, its largest queue so far, the time of
+    its last change and the open device bin's integrals of queue length and idle time, then
+    per level ``v`` the head and tail of its FCFS list (-1: empty, :func:`list_slot`); ``pool``
+    the open bin's network-wide integrals (:data:`POOL_JOINS` ... :data:`POOL_LAST`); the
+    tournament tree ``key``/``tree`` (:func:`new_tree`); the job pool (``job[j]``: next job in
+    its list or free list, its prompt, its type and the next job's, :data:`J_NEXT` ...;
     ``job_left``: the service time left to a preempted job, else 0) and the prompt pool
-    (``origin``, ``birth``, ``stage``, ``pending``, ``stage_size``, ``done``, ``done_home``,
-    ``free_prompts``), ``cap`` entries each; ``perm``, the permutations of
-    :func:`uniform_subset`.
+    (``prompt[p]``, ``uint32``: :data:`P_ORIGIN` ...,
+    its birth through a ``float64`` view, :data:`P_BIRTH`; ``free_prompts``), ``cap`` entries
+    each; ``perm``, the permutations of :func:`uniform_subset`.
+
+    What one event reads of a device, a job or a prompt sits in one row (array of structs),
+    not in one array per field: at ``n = 10^5`` the rows are spread over more memory than the
+    caches keep close, and each separate array cost a cache miss per event.
+    :func:`simulate` allocates ``device`` and ``prompt`` aligned to 64 bytes, so that a
+    device's row (one level) is one cache line and a prompt's half of one.
     """
 
     rng: np.ndarray
     counters: np.ndarray
     clock: np.ndarray
-    q: np.ndarray
-    serving: np.ndarray
-    head: np.ndarray
-    tail: np.ndarray
-    last: np.ndarray
-    area: np.ndarray
-    idle: np.ndarray
+    device: np.ndarray
     pool: np.ndarray
     key: np.ndarray
     tree: np.ndarray
-    job_next: np.ndarray
-    job_prompt: np.ndarray
+    job: np.ndarray
     job_left: np.ndarray
-    origin: np.ndarray
-    birth: np.ndarray
-    stage: np.ndarray
-    pending: np.ndarray
-    stage_size: np.ndarray
-    done: np.ndarray
-    done_home: np.ndarray
+    prompt: np.ndarray
     free_prompts: np.ndarray
     perm: np.ndarray
 
 
-STATE_BYTES_PER_JOB = 2 * 4 + 8 + 8 * 4 + 8
-"""Bytes of :class:`State` per job of the cap: two 32-bit integer and one float64 job arrays,
-eight 32-bit integer prompt arrays and one float64 (a prompt in the system always has a job,
-so ``cap`` bounds both pools)."""
-STATE_BYTES_PER_DEVICE = 7 * 8 + 12 * 8
-"""Bytes of :class:`State` per device, at most, with one priority level: five per-device
-arrays, one level's list ``head`` and ``tail``, and the tournament tree over at most ``2n``
-sources (:func:`arrival_sources`) padded to a power of two (``L < 4n`` leaves: ``L`` times and
-``2L`` nodes);
+DEV_Q, DEV_SERVING, DEV_MAX, DEV_LAST, DEV_AREA, DEV_IDLE, DEV_LISTS = range(7)
+"""Fields of a device's row (:class:`State` ``device``): queue length, level in service, largest
+queue (``int64``); time of the last change, queue-length and idle integrals of the open device
+bin (``float64``, read through a view); then the FCFS lists (:func:`list_slot`)."""
+J_NEXT, J_PROMPT, J_TYPE, J_NEXT_TYPE = range(4)
+"""Fields of a job's row (:class:`State` ``job``, ``int32``): the next job (-1: none), its
+prompt, its job type and the next job's type (set when the next job is linked behind it). The
+types are kept in the rows so that starting a job's service reads neither its prompt nor, with
+one priority level, its own row: the job that completes names it."""
+JOB_FIELDS = 4
+"""``int32`` per job row: 16 bytes, four jobs per cache line."""
+P_ORIGIN, P_STAGE, P_PENDING, P_SIZE, P_DONE, P_DONE_HOME = range(6)
+"""Fields of a prompt's row (:class:`State` ``prompt``, ``uint32``): origin device, current
+stage, responses of the stage still pending, the stage's jobs, inferences done for it in all
+and on its origin."""
+P_BIRTH = 3
+"""Column of a prompt's birth time in the ``float64`` view of its row (``uint32`` 6 and 7)."""
+PROMPT_FIELDS = 8
+"""``uint32`` per prompt row: 32 bytes, two prompts per cache line."""
+
+
+def device_fields(levels: int) -> int:
+    """``int64`` per device row (:class:`State` ``device``): six registers and a head and a
+    tail per priority level; eight (one cache line) with one level."""
+    return DEV_LISTS + 2 * levels
+
+
+@njit(inline="always")
+def list_slot(v):
+    """Column of the head of a device's level-``v`` list in its row; the tail is the next."""
+    return DEV_LISTS + 2 * v
+
+
+STATE_BYTES_PER_JOB = JOB_FIELDS * 4 + 8 + PROMPT_FIELDS * 4 + 4
+"""Bytes of :class:`State` per job of the cap: a job row (four 32-bit integers), the float64
+``job_left``, a prompt row and a free-prompt slot (a prompt in the system always has a job, so
+``cap`` bounds both pools)."""
+STATE_BYTES_PER_DEVICE = 8 * device_fields(1) + 12 * 8
+"""Bytes of :class:`State` per device, at most, with one priority level: its row (one level's
+list) and the tournament tree over at most ``2n`` sources (:func:`arrival_sources`) padded to
+a power of two (``L < 4n`` leaves: ``L`` times and ``2L`` nodes);
 :data:`STATE_BYTES_PER_LEVEL` per further level."""
 STATE_BYTES_PER_LEVEL = 2 * 8
-"""Bytes of :class:`State` per device and priority level: the list ``head`` and ``tail``."""
+"""Bytes of :class:`State` per device and further priority level: its list's head and tail."""
 
 
 # ---- time integrals ---------------------------------------------------------------------------
 @njit(inline="always")
-def _integrate(d, t, q, last, area, level_time, top):
-    """Add device ``d``'s queue length since its last change to its integrals (queue area and
-    time at that length) and return the elapsed width; the caller sets ``last[d]``."""
+def _integrate(d, t, dev, devf, top):
+    """Add device ``d``'s queue length since its last change to its queue-length integral and
+    return the elapsed width and the cell of the time at that length (flat index into
+    :class:`Outputs` ``queue_time``, ``top + 1`` columns), which the caller adds it to; the
+    caller sets ``DEV_LAST``. ``dev`` is :class:`State` ``device``, ``devf`` its ``float64``
+    view."""
     u = np.uint32(d)  # unsigned: no negative-index wraparound (module docstring)
-    width = t - last[u]
-    area[u] += q[u] * width
-    level_time[u, np.uint32(min(q[u], top))] += width
-    return width
+    q = dev[u, DEV_Q]
+    width = t - devf[u, DEV_LAST]
+    devf[u, DEV_AREA] += q * width
+    return width, np.uint64(u) * np.uint64(top + 1) + np.uint64(min(q, top))
 
 
 @njit(inline="always")
@@ -518,14 +654,15 @@ def _integrate_pool(pool, joins, jobs, busy, t):
 
 
 @njit(cache=True)
-def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy, out):
+def close_bin(b, t, db, final, ctl, dev, pool, joins, jobs, busy, out):
     """Close bin ``b`` at ``t`` (its end, or the end of the run): store its network-wide
     integrals into ``out`` (:class:`Outputs`) and restart them, O(1). When ``t`` also ends
     device bin ``db`` (``b`` is its last bin, or ``final``), close every device's integrals of
     queue length and busy time too, adding the time since each device's last change to
     ``out.queue_time`` (restarted at the warm-up edge): O(n), but only at the
     ``device_edges`` (a few dozen per run unless paths are recorded). Returns the device bin
-    open after ``t``. Not inlined: one copy keeps the event loop small."""
+    open after ``t``. ``dev`` is :class:`State` ``device``. Not inlined: one copy keeps the
+    event loop small."""
     _integrate_pool(pool, joins, jobs, busy, t)
     out.join[b] = pool[POOL_JOINS]
     out.jobs[b] = pool[POOL_JOBS]
@@ -534,19 +671,21 @@ def close_bin(b, t, db, final, ctl, q, last, area, idle, pool, joins, jobs, busy
     if not final and b + 1 < ctl.device_edges[db + 1]:
         return db
     start = ctl.edges[ctl.device_edges[db]]
-    level_time = out.queue_time
-    top = level_time.shape[1] - 1
-    for i in range(q.shape[0]):
-        width = _integrate(i, t, q, last, area, level_time, top)
-        if q[i] == 0:
-            idle[i] += width
-        last[i] = t
-        out.area[db, i] = area[i]
-        out.busy[db, i] = (t - start) - idle[i]
-        area[i] = 0.0
-        idle[i] = 0.0
+    level_time = out.queue_time.reshape(-1)
+    top = out.queue_time.shape[1] - 1
+    devf = dev.view(np.float64)
+    for i in range(dev.shape[0]):
+        width, cell = _integrate(i, t, dev, devf, top)
+        level_time[cell] += width
+        if dev[i, DEV_Q] == 0:
+            devf[i, DEV_IDLE] += width
+        devf[i, DEV_LAST] = t
+        out.area[db, i] = devf[i, DEV_AREA]
+        out.busy[db, i] = (t - start) - devf[i, DEV_IDLE]
+        devf[i, DEV_AREA] = 0.0
+        devf[i, DEV_IDLE] = 0.0
     if not final and b + 1 == ctl.warm_bin:  # keep the time at each length after the warm-up
-        level_time[:] = 0.0
+        out.queue_time[:] = 0.0
     return db + 1
 
 
@@ -561,14 +700,14 @@ def close_type_area(row, t, st, stage_type, type_area):
     """
     if row == 0:
         type_area[0] = type_area[1]
-    n = st.q.shape[0]
-    levels = st.head.shape[0] // n
-    for i in range(n):
+    dev = st.device
+    levels = (dev.shape[1] - DEV_LISTS) // 2
+    for i in range(dev.shape[0]):
         for v in range(levels):
-            j = st.head[i * levels + v]
+            j = dev[i, list_slot(v)]
             while j >= 0:
-                type_area[row, stage_type[st.stage[st.job_prompt[j]]], i] += t
-                j = st.job_next[j]
+                type_area[row, st.job[j, J_TYPE], i] += t
+                j = st.job[j, J_NEXT]
 
 
 @njit(cache=True)
@@ -589,13 +728,8 @@ def start_replication(rng_seed, net, slotted, st):
     st.counters[:] = 0
     st.counters[FREE_JOB] = -1
     st.clock[0] = 0.0
-    st.q[:] = 0
-    st.serving[:] = 0
-    st.head[:] = -1
-    st.tail[:] = -1
-    st.last[:] = 0.0
-    st.area[:] = 0.0
-    st.idle[:] = 0.0
+    st.device[:] = 0  # zero bits are 0.0 in the float fields
+    st.device[:, DEV_LISTS:] = -1
     st.pool[:] = 0.0
     for m in range(st.perm.shape[0]):
         st.perm[m] = np.arange(st.perm.shape[1])
@@ -616,20 +750,19 @@ def start_replication(rng_seed, net, slotted, st):
 def finish_replication(stage_type, ctl, out, st, t_end):
     """Close the open bins up to ``t_end`` (the horizon, the cap hit, or the time reached when
     interrupted) and the integrals per job type (:func:`close_type_area`), record the jobs left
-    in the system and mark ``st`` finished."""
+    in the system and the largest queues, and mark ``st`` finished."""
     edges, warm_bin, c = ctl.edges, ctl.warm_bin, st.counters
     b, db, joins, jobs, busy = c[BIN], c[DEVICE_BIN], c[JOINS], c[JOBS], c[BUSY]
-    q, last, area, idle, pool = st.q, st.last, st.area, st.idle, st.pool
+    dev, pool = st.device, st.pool
     while b < edges.shape[0] - 1 and t_end >= edges[b + 1]:
-        db = close_bin(
-            b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
-        )
+        db = close_bin(b, edges[b + 1], db, False, ctl, dev, pool, joins, jobs, busy, out)
         b += 1
         if b == warm_bin:
             close_type_area(0, edges[b], st, stage_type, out.type_area)
     if b < edges.shape[0] - 1:
-        close_bin(b, t_end, db, True, ctl, q, last, area, idle, pool, joins, jobs, busy, out)
+        close_bin(b, t_end, db, True, ctl, dev, pool, joins, jobs, busy, out)
     close_type_area(1, t_end, st, stage_type, out.type_area)
+    out.max_queue[:] = dev[:, DEV_MAX]
     st.counters[BIN] = b
     st.counters[FINISHED] = 1
     st.clock[0] = t_end
@@ -648,30 +781,37 @@ def run_replication(net, svc, ctl, out, st, t_until):
     ``st``, so splitting ``[0, t_stop)`` into chunks changes no result.
 
     ``net``, ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`.
-    With one priority level (FCFS) the loop is compiled a second time with that fact as a
+    With one priority level (FCFS) the loop is compiled twice more with that fact as a
     constant (:func:`_advance`): nothing to choose or preempt, so the level reads and the
-    preemption checks drop out of the common case.
+    preemption checks drop out of the common case; and once each with and without the deferred
+    accumulators and prefetches of large networks (:data:`DEFER_FROM_CELLS`), so that a small
+    network pays nothing for them.
     """
     if st.counters[FINISHED]:
         return
-    if st.head.shape[0] == st.q.shape[0]:
-        _advance(net, svc, ctl, out, st, t_until, True)
+    large = out.queue_time.size >= DEFER_FROM_CELLS
+    if st.device.shape[1] != DEV_LISTS + 2:
+        _advance(net, svc, ctl, out, st, t_until, False, large)
+    elif large:
+        _advance(net, svc, ctl, out, st, t_until, True, True)
     else:
-        _advance(net, svc, ctl, out, st, t_until, False)
+        _advance(net, svc, ctl, out, st, t_until, True, False)
 
 
 @njit(inline="always")
-def _advance(net, svc, ctl, out, st, t_until, one_level):
+def _advance(net, svc, ctl, out, st, t_until, one_level, large):
     """The event loop of :func:`run_replication`; ``one_level`` is a constant at each of its
-    two call sites (one priority level: every job has level 0 and none preempts), so LLVM
-    removes what it makes dead. Inlined, not called: the constant must reach the loop."""
+    three call sites (one priority level: every job has level 0 and none preempts), and so is
+    ``large`` where one level is (a network past :data:`DEFER_FROM_CELLS`: add to the
+    accumulators through :func:`_defer`, prefetch), so LLVM removes what they make dead.
+    Inlined, not called: the constants must reach the loop."""
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
     arrival, stage_type, stage_k, mode, indptr, indices, cum, level, cut, alias, total = net
     slotted, mean, dist, scv, samples, bounds = svc
     t_stop, edges, warm_bin, _, cap, hist_lo, hist_scale, preemptive = ctl
     preemptive = preemptive and not one_level
-    lat_sum, lat_count, hist, max_queue = out.lat_sum, out.lat_count, out.hist, out.max_queue
+    lat_sum, lat_count, hist = out.lat_sum, out.lat_count, out.hist
     inferences, selected, totals, queue_time = (
         out.inferences,
         out.selected,
@@ -679,15 +819,17 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         out.queue_time,
     )
     type_area = out.type_area[1]  # the running sums of close_type_area
-    rng, counters, q, head, tail, last = st.rng, st.counters, st.q, st.head, st.tail, st.last
-    serving, job_left = st.serving, st.job_left
-    area, idle, pool, key, tree = st.area, st.idle, st.pool, st.key, st.tree
-    job_next, job_prompt, origin, birth = st.job_next, st.job_prompt, st.origin, st.birth
-    stage, pending, size, done = st.stage, st.pending, st.stage_size, st.done
-    done_home, free_prompts, perm = st.done_home, st.free_prompts, st.perm
+    rng, counters, dev, pool, key, tree = st.rng, st.counters, st.device, st.pool, st.key, st.tree
+    job, job_left, prompt, free_prompts, perm = (
+        st.job,
+        st.job_left,
+        st.prompt,
+        st.free_prompts,
+        st.perm,
+    )
+    devf, birth = dev.view(np.float64), prompt.view(np.float64)  # the rows' float fields
     n = arrival.shape[0]
     a = arrival_sources(net)  # device d's completions are source a + d
-    levels = 1 if one_level else head.shape[0] // n
     last_stage = stage_type.shape[0] - 1
     chosen = np.empty(stage_k.max() + 1, np.uint32)
     log_lo = np.log(hist_lo)
@@ -697,7 +839,15 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
     # The network-wide integrals live in registers in the loop (``pool`` between bins/chunks).
     pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
     top = queue_time.shape[1] - 1
-    level_time = queue_time
+    # The accumulators the loop only adds to, as flat arrays with their rings (_defer).
+    level_time, times_k = queue_time.reshape(-1), 0
+    times_cell, times_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
+    areas, areas_k = type_area.reshape(-1), 0
+    areas_cell, areas_add = np.zeros(DEFER, np.int64), np.zeros(DEFER)
+    counts, counts_k = inferences.reshape(-1), 0
+    counts_cell, counts_add = np.zeros(DEFER, np.int64), np.zeros(DEFER, np.int64)
+    draws, draws_k, pairs = selected.reshape(-1), 0, selected.shape[1]
+    draws_cell, draws_add = np.zeros(DEFER, np.int64), np.zeros(DEFER, np.int64)
     t_chunk = min(t_until, t_stop)
     t_end = t_stop
     capped = False
@@ -706,11 +856,12 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
         t = key[s]
         if t >= t_chunk:
             break
+        if t >= edges[b + 1]:  # close_bin and close_type_area read the accumulators
+            times_k = _drain(level_time, times_cell, times_add, times_k)
+            areas_k = _drain(areas, areas_cell, areas_add, areas_k)
         while t >= edges[b + 1]:
             pool[0], pool[1], pool[2], pool[3] = pool_joins, pool_jobs, pool_busy, pool_last
-            db = close_bin(
-                b, edges[b + 1], db, False, ctl, q, last, area, idle, pool, joins, jobs, busy, out
-            )
+            db = close_bin(b, edges[b + 1], db, False, ctl, dev, pool, joins, jobs, busy, out)
             pool_joins, pool_jobs, pool_busy, pool_last = pool[0], pool[1], pool[2], pool[3]
             b += 1
             if b == warm_bin:
@@ -738,37 +889,44 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 p = np.uint32(unused_prompt)
                 unused_prompt += 1
-            origin[p] = home
-            birth[p] = t
-            done[p] = 0
-            done_home[p] = 0
+            prompt[p, P_ORIGIN] = home
+            birth[p, P_BIRTH] = t
+            prompt[p, P_DONE] = 0
+            prompt[p, P_DONE_HOME] = 0
             totals[ARRIVED] += 1
             nxt = 0
         else:  # the head-of-line job of device i completes
             i = np.uint32(s - a)
-            lst = i if one_level else i * levels + serving[i]  # the job in service heads it
-            j = np.uint32(head[lst])
-            _integrate(i, t, q, last, area, level_time, top)
-            last[i] = t
-            q[i] -= 1
-            head[lst] = job_next[j]
-            p = job_prompt[j]
-            job_next[j] = free_job
+            if large:  # its next service's parameter, wanted after two dependent loads
+                prefetch(mean, i)
+            h = list_slot(0 if one_level else dev[i, DEV_SERVING])  # the job in service heads it
+            j = np.uint32(dev[i, h])
+            width, cell = _integrate(i, t, dev, devf, top)
+            if large:
+                times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
+            else:
+                level_time[cell] += width
+            devf[i, DEV_LAST] = t
+            dev[i, DEV_Q] -= 1
+            dev[i, h] = job[j, J_NEXT]
+            p = np.uint32(job[j, J_PROMPT])
+            ct = np.uint32(job[j, J_TYPE])
+            job[j, J_NEXT] = free_job
             free_job = j
             jobs -= 1
-            if q[i] > 0:
+            if dev[i, DEV_Q] > 0:
                 if not one_level:  # the first non-empty level
-                    lst = i * levels
-                    while head[lst] < 0:
-                        lst += 1
-                    serving[i] = lst - i * levels
-                nj = np.uint32(head[lst])
-                c = stage_type[stage[job_prompt[nj]]]
+                    h = list_slot(0)
+                    while dev[i, h] < 0:
+                        h += 2
+                    dev[i, DEV_SERVING] = (h - list_slot(0)) // 2
+                nj = np.uint32(dev[i, h])
+                c = np.uint32(job[j, J_NEXT_TYPE] if one_level else job[nj, J_TYPE])
                 if preemptive and job_left[nj] > 0.0:  # resumes where it was interrupted
                     duration = job_left[nj]
                     job_left[nj] = 0.0
                 else:
-                    m = mean[c, i]
+                    m = mean[i, c]
                     duration = (  # the common case in the loop, the rest through a call
                         memoryless(rng, m, slotted)
                         if dist == EXPONENTIAL
@@ -780,24 +938,28 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
             else:
                 tree_set(key, tree, s, np.inf)
                 busy -= 1
-            c = stage_type[stage[p]]
-            inferences[c, i] += 1
-            type_area[c, i] += t
-            done[p] += 1
-            if i == origin[p]:
-                done_home[p] += 1
-            pending[p] -= 1
-            if pending[p] > 0:
-                if pending[p] == size[p] - 1:  # the first response of the stage: join opens
-                    joins += 1
+            cell = np.uint64(ct) * np.uint64(n) + np.uint64(i)
+            if large:
+                counts_k = _defer(counts, counts_cell, counts_add, counts_k, cell, 1)
+                areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, t)
+            else:
+                counts[cell] += 1
+                areas[cell] += t
+            prompt[p, P_DONE] += 1
+            if i == prompt[p, P_ORIGIN]:
+                prompt[p, P_DONE_HOME] += 1
+            prompt[p, P_PENDING] -= 1
+            if prompt[p, P_PENDING] > 0:
+                if prompt[p, P_PENDING] == prompt[p, P_SIZE] - 1:  # the stage's first response
+                    joins += 1  # its join opens
                 continue
-            if size[p] > 1:
+            if prompt[p, P_SIZE] > 1:
                 joins -= 1
-            if stage[p] == last_stage:  # the answer
+            if prompt[p, P_STAGE] == last_stage:  # the answer
                 totals[COMPLETED] += 1
-                totals[PROMPT_INFERENCES] += done[p]
-                totals[PROMPT_ORIGIN_INFERENCES] += done_home[p]
-                latency = t - birth[p]
+                totals[PROMPT_INFERENCES] += prompt[p, P_DONE]
+                totals[PROMPT_ORIGIN_INFERENCES] += prompt[p, P_DONE_HOME]
+                latency = t - birth[p, P_BIRTH]
                 lat_sum[b] += latency
                 lat_count[b] += 1
                 cell = int((np.log(max(latency, hist_lo)) - log_lo) * hist_scale)
@@ -805,7 +967,7 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 free_prompts[np.uint32(free_top)] = p
                 free_top += 1
                 continue
-            nxt = stage[p] + 1
+            nxt = prompt[p, P_STAGE] + 1
             if jobs + stage_k[nxt] + 1 > cap:
                 totals[CAP_HIT] = 1
                 t_end = t
@@ -813,67 +975,88 @@ def _advance(net, svc, ctl, out, st, t_until, one_level):
                 break
         # Stage nxt of prompt p: one job on its origin and one on each drawn helper.
         p = np.uint32(p)  # known non-negative on both paths here (module docstring)
-        stage[p] = nxt
-        home = origin[p]
+        prompt[p, P_STAGE] = nxt
+        home = prompt[p, P_ORIGIN]
         helpers = 0
         if stage_k[nxt] > 0:
             if mode[nxt] == COMPLETE:
                 helpers = complete_subset(rng, n, home, stage_k[nxt], chosen)
             else:
                 lo, hi = indptr[nxt, home], indptr[nxt, home + 1]
+                if large:  # wanted after the draw, which reads perm or cum
+                    prefetch(indices, (nxt, lo))
                 if mode[nxt] == UNIFORM:
                     helpers = uniform_subset(rng, perm, nxt, lo, hi, stage_k[nxt], chosen)
                 else:
                     helpers = systematic_subset(rng, cum, nxt, lo, hi, stage_k[nxt], chosen)
                 for r in range(1, helpers + 1):  # CSR positions to devices
-                    selected[nxt, chosen[r]] += 1
+                    cell = np.uint64(nxt) * np.uint64(pairs) + np.uint64(chosen[r])
+                    if large:
+                        draws_k = _defer(draws, draws_cell, draws_add, draws_k, cell, 1)
+                    else:
+                        draws[cell] += 1
                     chosen[r] = indices[nxt, chosen[r]]
-        pending[p] = helpers + 1
-        size[p] = helpers + 1
+        prompt[p, P_PENDING] = helpers + 1
+        prompt[p, P_SIZE] = helpers + 1
         c = stage_type[nxt]
         for r in range(helpers + 1):
             d = home if r == 0 else chosen[r]
             if free_job >= 0:
                 j = np.uint32(free_job)
-                free_job = job_next[j]
+                free_job = job[j, J_NEXT]
             else:
                 j = np.uint32(unused_job)
                 unused_job += 1
                 if preemptive:
                     job_left[j] = 0.0
             jobs += 1
-            job_prompt[j] = p
-            job_next[j] = -1
-            type_area[c, d] -= t
-            v = 0 if one_level else level[nxt, int(r == 0)]
-            lst = d * levels + v
-            width = _integrate(d, t, q, last, area, level_time, top)
-            if head[lst] >= 0:
-                job_next[np.uint32(tail[lst])] = j
+            job[j, J_PROMPT] = p
+            job[j, J_TYPE] = c
+            job[j, J_NEXT] = -1
+            cell = np.uint64(c) * np.uint64(n) + np.uint64(d)
+            if large:  # x - t is x + (-t), bit for bit
+                areas_k = _defer(areas, areas_cell, areas_add, areas_k, cell, -t)
             else:
-                head[lst] = j
-            if q[d] == 0 or (preemptive and v < serving[d] and key[a + d] > t):
+                areas[cell] -= t
+            h = list_slot(0 if one_level else level[nxt, int(r == 0)])
+            width, cell = _integrate(d, t, dev, devf, top)
+            if large:
+                times_k = _defer(level_time, times_cell, times_add, times_k, cell, width)
+            else:
+                level_time[cell] += width
+            if dev[d, h] >= 0:
+                behind = np.uint32(dev[d, h + 1])
+                job[behind, J_NEXT] = j
+                job[behind, J_NEXT_TYPE] = c
+            else:
+                dev[d, h] = j
+            q = dev[d, DEV_Q]
+            if q == 0 or (preemptive and h < list_slot(dev[d, DEV_SERVING]) and key[a + d] > t):
                 # Start j; a job it preempts (not one completing at t, which in slots finishes
                 # before this slot's arrivals) heads its list with the service time it has left.
-                if q[d] == 0:
-                    idle[d] += width
+                if q == 0:
+                    devf[d, DEV_IDLE] += width
                     busy += 1
                 else:
-                    job_left[head[d * levels + serving[d]]] = key[a + d] - t
+                    job_left[dev[d, list_slot(dev[d, DEV_SERVING])]] = key[a + d] - t
                 if not one_level:
-                    serving[d] = v
-                m = mean[c, d]
+                    dev[d, DEV_SERVING] = (h - list_slot(0)) // 2
+                m = mean[d, c]
                 duration = (
                     memoryless(rng, m, slotted)
                     if dist == EXPONENTIAL
                     else draw_service(rng, m, dist, scv, slotted, samples, bounds[c], bounds[c + 1])
                 )
                 tree_set(key, tree, a + d, t + duration)
-            last[d] = t
-            tail[lst] = j
-            q[d] += 1
-            if q[d] > max_queue[d]:
-                max_queue[d] = q[d]
+            devf[d, DEV_LAST] = t
+            dev[d, h + 1] = j
+            dev[d, DEV_Q] = q + 1
+            if q + 1 > dev[d, DEV_MAX]:
+                dev[d, DEV_MAX] = q + 1
+    _drain(level_time, times_cell, times_add, times_k)
+    _drain(areas, areas_cell, areas_add, areas_k)
+    _drain(counts, counts_cell, counts_add, counts_k)
+    _drain(draws, draws_cell, draws_add, draws_k)
     counters[FREE_JOB], counters[UNUSED_JOB], counters[JOBS] = free_job, unused_job, jobs
     counters[FREE_TOP], counters[UNUSED_PROMPT] = free_top, unused_prompt
     counters[JOINS], counters[BIN], counters[DEVICE_BIN], counters[BUSY] = joins, b, db, busy
@@ -938,26 +1121,13 @@ def state_row(st, r):
         st.rng[r],
         st.counters[r],
         st.clock[r],
-        st.q[r],
-        st.serving[r],
-        st.head[r],
-        st.tail[r],
-        st.last[r],
-        st.area[r],
-        st.idle[r],
+        st.device[r],
         st.pool[r],
         st.key[r],
         st.tree[r],
-        st.job_next[r],
-        st.job_prompt[r],
+        st.job[r],
         st.job_left[r],
-        st.origin[r],
-        st.birth[r],
-        st.stage[r],
-        st.pending[r],
-        st.stage_size[r],
-        st.done[r],
-        st.done_home[r],
+        st.prompt[r],
         st.free_prompts[r],
         st.perm[r],
     )

@@ -472,9 +472,10 @@ def _service(
     mean = net.service_time / unit_s
     if service == "exponential":
         mean = _memoryless_scale(1.0 / mean, slotted)
-    return kern.Service(
-        slotted, np.ascontiguousarray(mean), SERVICES[service], float(scv), values, bounds
-    )
+    rows = _aligned((net.n, 4), np.float64)  # a device's parameters in one cache line
+    rows[:, :3] = mean.T
+    rows[:, 3] = 0.0
+    return kern.Service(slotted, rows, SERVICES[service], float(scv), values, bounds)
 
 
 def _memoryless_scale(rate: np.ndarray, slotted: bool) -> np.ndarray:
@@ -515,8 +516,11 @@ def _selection(net: MoANetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     rows = [_layer_rows(net, m) for m in range(net.M)]
     width = max([r.nnz for r in rows], default=0)
     indptr = np.zeros((net.M, net.n + 1), np.int64)
-    indices = np.zeros((net.M, width), np.int64)
-    cum = np.zeros((net.M, width))
+    # Cache-line aligned: a device's candidates (8 on an 8-regular graph) in one line.
+    indices = _aligned((net.M, width), np.int64)
+    indices[:] = 0
+    cum = _aligned((net.M, width), np.float64)
+    cum[:] = 0.0
     for m, pi in enumerate(rows):
         indptr[m], indices[m, : pi.nnz] = pi.indptr, pi.indices
         if net.selection is not None:
@@ -854,40 +858,32 @@ def _new_state(
     leaves = 1
     while leaves < sources + n:
         leaves *= 2
-
-    def pool(dtype: type = np.int32) -> np.ndarray:
-        return np.empty((group, cap), dtype)
-
-    def device(dtype: type = np.int64) -> np.ndarray:
-        return np.empty((group, n), dtype)
-
     return kern.State(
         rng=np.empty((group, 4), np.uint64),
         counters=np.empty((group, kern.N_COUNTERS), np.int64),
         clock=np.zeros((group, 1)),
-        q=device(),
-        serving=device(),
-        head=np.empty((group, n * levels), np.int64),
-        tail=np.empty((group, n * levels), np.int64),
-        last=device(float),
-        area=device(float),
-        idle=device(float),
+        device=_aligned((group, n, kern.device_fields(levels)), np.int64),
         pool=np.empty((group, kern.POOL_LAST + 1)),
         key=np.empty((group, leaves)),
         tree=np.empty((group, 2 * leaves), np.int64),
-        job_next=pool(),
-        job_prompt=pool(np.uint32),
-        job_left=pool(float),
-        origin=pool(np.uint32),
-        birth=pool(float),
-        stage=pool(np.uint32),
-        pending=pool(),
-        stage_size=pool(),
-        done=pool(),
-        done_home=pool(),
-        free_prompts=pool(np.uint32),
-        perm=np.empty((group,) + csr_shape, np.int64),
+        job=_aligned((group, cap, kern.JOB_FIELDS), np.int32),
+        job_left=np.empty((group, cap)),
+        prompt=_aligned((group, cap, kern.PROMPT_FIELDS), np.uint32),
+        free_prompts=np.empty((group, cap), np.uint32),
+        perm=_aligned((group,) + csr_shape, np.int64),
     )
+
+
+def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An uninitialised array whose data starts on a 64-byte boundary (a cache line), so that
+    rows of 64, 32 or 16 bytes (:class:`kernels.State` ``device``, ``prompt``, ``job``; a
+    device's 8 CSR candidates on an 8-regular graph) never straddle two lines; numpy itself
+    only guarantees 16."""
+    itemsize = np.dtype(dtype).itemsize
+    size = int(np.prod(shape))
+    buffer = np.empty(size + 64 // itemsize, dtype)
+    skip = (-buffer.ctypes.data % 64) // itemsize
+    return buffer[skip : skip + size].reshape(shape)
 
 
 def _quantiles(

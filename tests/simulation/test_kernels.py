@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 from scipy import stats
 
 from moa_stability.simulation import kernels as kern
@@ -173,6 +174,32 @@ def test_tournament_tree_minimum_equals_np_min(size):
 def test_tournament_tree_returns_leftmost_of_ties_at_build():
     key, tree = kern.new_tree(np.array([3.0, 1.0, 1.0, 2.0, 1.0]))
     assert tree[1] == 1
+
+
+@njit
+def _deferred_sums(flat, cells, values, drain_every):
+    """Add ``values`` into ``flat[cells]`` through the event loop's ring (``kern._defer``),
+    draining it every ``drain_every`` additions and at the end; prefetches on the way."""
+    ring_cell, ring_add, k = np.zeros(kern.DEFER, np.int64), np.zeros(kern.DEFER), 0
+    for r in range(cells.shape[0]):
+        kern.prefetch(flat, (cells[r],))
+        k = kern._defer(flat, ring_cell, ring_add, k, cells[r], values[r])
+        if (r + 1) % drain_every == 0:
+            k = kern._drain(flat, ring_cell, ring_add, k)
+    kern._drain(flat, ring_cell, ring_add, k)
+
+
+@pytest.mark.parametrize("drain_every", [1, 7, kern.DEFER, 1000, 10**9])
+def test_deferred_additions_equal_direct_ones_bit_for_bit(drain_every):
+    gen = np.random.default_rng(drain_every % 97)
+    cells = gen.integers(0, 50, 3000)  # many repeats: the order per cell matters in floats
+    values = gen.normal(size=3000) * 10.0 ** gen.integers(-8, 8, 3000)
+    direct = np.zeros(50)
+    for c, v in zip(cells.tolist(), values.tolist(), strict=True):  # Python floats, in order
+        direct[c] += v
+    deferred = np.zeros(50)
+    _deferred_sums(deferred, cells, values, drain_every)
+    assert np.array_equal(deferred.view(np.int64), direct.view(np.int64))
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
