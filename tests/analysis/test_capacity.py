@@ -52,7 +52,7 @@ def test_structured_agrees_with_cvxpy_and_is_certified(seed: int, rows: str) -> 
             max_scale_selection(net, margin=0.1)
         return
     fast = max_scale_selection(net, margin=0.1)
-    assert fast.solver_path == ("parametric-flow" if len(keys) == 1 else "highs-structured")
+    assert fast.solver_path == ("parametric-flow" if len(keys) == 1 else "structured-ipm")
     assert fast.value == pytest.approx(general.value, rel=1e-7)
     # The certificate: a proven upper bound, within 1e-6 of the value.
     assert fast.value <= fast.dual_bound * (1 + 1e-12)
@@ -172,7 +172,7 @@ def _two_group_network(n: int, degree: int, seed: int) -> MoANetwork:
 
 def _check_structured_against_cvxpy(net: MoANetwork) -> None:
     fast = max_scale_selection(net, margin=0.05)
-    assert fast.solver_path == "highs-structured"
+    assert fast.solver_path == "structured-ipm"
     general = max_stable_rate(net, optimise_selection=True, margin=0.05, solver="HIGHS")
     assert general.solver_path == "cvxpy"
     assert fast.value == pytest.approx(general.value, rel=1e-7)
@@ -201,7 +201,9 @@ def test_a_loose_solve_that_misses_the_certificate_is_tightened(monkeypatch) -> 
 
     net = _two_group_network(80, 6, 7)
     tight = max_scale_selection(net)
-    # A first tolerance too loose to certify: the fall-back must run and deliver one.
+    # No interior-point iteration, so no certificate from it: HiGHS runs, and its first
+    # tolerance is too loose to certify: the tighter one must run and deliver one.
+    monkeypatch.setattr(capacity, "_IPM_MAX_ITER", 0)
     monkeypatch.setattr(capacity, "_IPM_TOLERANCES", (1e-3, 1e-10))
     checks: list[float] = []
     bound = capacity._dual_bound
@@ -213,6 +215,7 @@ def test_a_loose_solve_that_misses_the_certificate_is_tightened(monkeypatch) -> 
     monkeypatch.setattr(capacity, "_dual_bound", counted)
     res = max_scale_selection(net)
     assert len(checks) == 3  # two solves checked, then the result's own bound
+    assert res.solver_path == "highs-structured"
     assert res.status == "optimal"
     assert res.value == pytest.approx(tight.value, rel=1e-7)
     assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)

@@ -1,0 +1,454 @@
+r"""A matrix-free primal-dual interior point for the several-group least-peak-load LP of
+:mod:`moa_stability.analysis.capacity`.
+
+The program (groups :math:`g`, origins :math:`j`, edges :math:`e = (j \to i)`):
+
+.. math::
+
+    \min T \quad\text{s.t.}\quad w_i d_i + \textstyle\sum_g s_{g,i} \sum_{e \to i} y_{e,g}
+        + t_i = T, \quad \sum_{e \text{ from } j} y_{e,g} = b_{j,g} = C_g k_g d_j,
+    \quad 0 \le y_{e,g} \le u_{e,g} = C_g d_j, \quad t \ge 0,\ T \text{ free}.
+
+Mehrotra's predictor-corrector on it, with both bounds of :math:`y` in the scaling
+:math:`\Theta = (Z/Y + W/(U - Y))^{-1}`. Each flow sits in exactly one balance row, so the
+balance block of the normal equations :math:`A \Theta A^\top` is diagonal,
+:math:`\beta_{j,g} = \sum_{e \text{ from } j} \theta_{e,g}`, and is eliminated exactly. What
+is left lives on the ``n`` load rows,
+
+.. math::
+
+    S_0 = \operatorname{diag}\Big(\textstyle\sum_g s_{g,i}^2 \sum_{e \to i} \theta_{e,g}
+        + t_i / z_i\Big) - \sum_{j,g} \beta_{j,g}^{-1} v_{j,g} v_{j,g}^\top,
+    \qquad (v_{j,g})_i = s_{g,i} \theta_{(j \to i),g},
+
+bordered by the free peak :math:`T` (the system :math:`S_0 p - \Delta T\,\mathbf 1 = r`,
+:math:`\mathbf 1^\top p = 1 - \sum_i \mu_i` is solved with :math:`S_0^{-1} r` and
+:math:`S_0^{-1}\mathbf 1`, which keeps :math:`\mu` on the simplex exactly). A product with
+:math:`S_0` costs two passes over the edges and stores no matrix; the solves are conjugate
+gradients with the exact diagonal as preconditioner, warm-started from the last iteration.
+Because the balance rows are eliminated exactly, every iterate's flows satisfy them to
+round-off whatever the conjugate-gradient error (which only perturbs the load rows, and the
+infeasible interior point absorbs that). The iteration is stopped by the certificate of
+:mod:`~moa_stability.analysis.capacity`, not by its own duality gap: the peak load of the flows
+over :math:`g(\mu)` at the load-row multipliers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+# Fraction of the way to the boundary each step goes.
+_STEP_TO_BOUNDARY = 0.99
+# Conjugate-gradient relative residual: tight, since the late interior-point systems are
+# ill-conditioned and a loose solve there spoils the load rows (measured: at 1e-10 the load
+# residual stays below 1e-8 until the certificate is met).
+_CG_RTOL = 1e-10
+_CG_MAX_ITER = 2000
+# A solve that needs more than this many times the longest one so far (plus the slack) has
+# met the ill-conditioning of the last iterations: stop and keep the best iterate.
+_CG_GROWTH = 4
+_CG_SLACK = 50
+# A start this far above the uniform split's peak load keeps the load slacks inside.
+_START_HEADROOM = 1.1
+
+
+class Program(NamedTuple):
+    """The LP in edge arrays (``E`` directed edges in CSR order by origin, ``G`` groups)."""
+
+    start: np.ndarray  # (n + 1,) int64: edges of origin j are start[j]..start[j+1]-1
+    helper: np.ndarray  # (E,) int64
+    time: np.ndarray  # (E, G) helper seconds s_{g, helper(e)}
+    upper: np.ndarray  # (E, G) edge bound C_g d_j
+    supply: np.ndarray  # (n, G) balance C_g k_g d_j
+    free: np.ndarray  # (n, G) bool: the origin's flows are not fixed (d_j > 0, deg_j > k_g)
+    own: np.ndarray  # (n,) own work w_i d_i
+    in_start: np.ndarray  # (n + 1,) int64: edges into helper i, in_start[i]..in_start[i+1]-1
+    in_origin: np.ndarray  # (E,) origin of each edge in that order
+    into: np.ndarray  # (E,) position in CSR order of each edge in that order
+
+
+class Solution(NamedTuple):
+    """The flows (``(E, G)``), load-row multipliers on the simplex, and the certified gap."""
+
+    flows: np.ndarray
+    mu: np.ndarray
+    gap: float
+    iterations: int
+    cg_iterations: int
+
+
+@njit(cache=True)
+def _normal_matrix(p, y, zy, wy, t, zt, theta, sh, inv_beta, diag):  # pragma: no cover
+    """The scaling and the Schur complement's pieces; returns its diagonal."""
+    n, G = p.supply.shape
+    for i in range(n):
+        diag[i] = t[i] / zt[i]
+    for j in range(n):
+        for g in range(G):
+            if not p.free[j, g]:
+                inv_beta[j, g] = 0.0
+                for e in range(p.start[j], p.start[j + 1]):
+                    theta[e, g] = 0.0
+                    sh[e, g] = 0.0
+                continue
+            beta = 0.0
+            for e in range(p.start[j], p.start[j + 1]):
+                th = 1.0 / (zy[e, g] / y[e, g] + wy[e, g] / (p.upper[e, g] - y[e, g]))
+                theta[e, g] = th
+                sh[e, g] = p.time[e, g] * th
+                beta += th
+                diag[p.helper[e]] += p.time[e, g] * sh[e, g]
+            inv_beta[j, g] = 1.0 / beta
+    schur = diag.copy()
+    for j in range(n):
+        for e in range(p.start[j], p.start[j + 1]):
+            for g in range(G):
+                schur[p.helper[e]] -= sh[e, g] * sh[e, g] * inv_beta[j, g]
+    return schur
+
+
+@njit(cache=True, parallel=True)
+def _schur_product(x, p, sh, sh_in, inv_beta, diag, out, acc):  # pragma: no cover - numba
+    r"""``out = S_0 x`` in two gathers, no matrix stored: per origin
+    :math:`a_{j,g} = \beta_{j,g}^{-1} v_{j,g}^\top x`, then per helper
+    :math:`\text{diag}_i x_i - \sum_{g,\, j \to i} (v_{j,g})_i a_{j,g}` over its incoming
+    edges (``sh_in``: ``sh`` in :attr:`Program.into` order), so both loops run in parallel
+    without write conflicts."""
+    n, G = inv_beta.shape
+    for j in prange(n):
+        for g in range(G):
+            total = 0.0
+            for e in range(p.start[j], p.start[j + 1]):
+                total += sh[e, g] * x[p.helper[e]]
+            acc[j, g] = total * inv_beta[j, g]
+    for i in prange(n):
+        total = diag[i] * x[i]
+        for e in range(p.in_start[i], p.in_start[i + 1]):
+            src = p.in_origin[e]
+            for g in range(G):
+                total -= sh_in[e, g] * acc[src, g]
+        out[i] = total
+
+
+@njit(cache=True)
+def _conjugate_gradient(b, x, p, sh, sh_in, inv_beta, diag, schur, rtol, max_iter):
+    # pragma: no cover - numba
+    """Jacobi-preconditioned CG on ``S_0 x = b`` from the given ``x``; returns iterations."""
+    n = b.size
+    acc = np.empty(inv_beta.shape)
+    q = np.empty(n)
+    _schur_product(x, p, sh, sh_in, inv_beta, diag, q, acc)
+    r = b - q
+    z = r / schur
+    direction = z.copy()
+    rz = r @ z
+    stop = rtol * np.sqrt(b @ b)
+    for it in range(max_iter):
+        if np.sqrt(r @ r) <= stop:
+            return it
+        _schur_product(direction, p, sh, sh_in, inv_beta, diag, q, acc)
+        alpha = rz / (direction @ q)
+        x += alpha * direction
+        r -= alpha * q
+        z = r / schur
+        rz_next = r @ z
+        direction = z + (rz_next / rz) * direction
+        rz = rz_next
+    return max_iter
+
+
+@njit(cache=True)
+def _reduced_rhs(p, y, zy, wy, mu, lam, theta, sh, inv_beta, target, aff, rhy, r_load, r_bal):
+    # pragma: no cover - numba
+    r"""Right-hand side on the load rows after eliminating the balance rows. ``target`` is
+    :math:`\sigma\mu`; ``aff`` the affine direction ``(dy, dz, dw)`` for the corrector's
+    second-order term, or empty arrays. Adds into ``r_load`` and writes ``r_bal``."""
+    n, G = p.supply.shape
+    corrector = aff[0].size > 0
+    out = np.zeros(n)
+    for j in range(n):
+        lo, hi = p.start[j], p.start[j + 1]
+        for g in range(G):
+            if not p.free[j, g]:
+                r_bal[j, g] = 0.0
+                continue
+            total = 0.0
+            for e in range(lo, hi):
+                rxz = target - y[e, g] * zy[e, g]
+                slack = p.upper[e, g] - y[e, g]
+                rsw = target - slack * wy[e, g]
+                if corrector:
+                    rxz -= aff[0][e, g] * aff[1][e, g]
+                    rsw += aff[0][e, g] * aff[2][e, g]
+                dual = p.time[e, g] * mu[p.helper[e]] - lam[j, g] - zy[e, g] + wy[e, g]
+                h = dual - rxz / y[e, g] + rsw / slack
+                rhy[e, g] = h
+                total += theta[e, g] * h
+                r_load[p.helper[e]] += sh[e, g] * h
+            y_sum = 0.0  # the balance residual (round-off only: iterates keep the rows)
+            for e in range(lo, hi):
+                y_sum += y[e, g]
+            r_bal[j, g] = p.supply[j, g] - y_sum + total
+            scale = r_bal[j, g] * inv_beta[j, g]
+            for e in range(lo, hi):
+                out[p.helper[e]] -= sh[e, g] * scale
+    for i in range(n):
+        r_load[i] += out[i]
+
+
+@njit(cache=True)
+def _flow_direction(p, y, zy, wy, theta, sh, inv_beta, x, r_bal, rhy, target, aff, d, q):
+    # pragma: no cover - numba
+    """Recover ``d = (dy, dz, dw)`` and the balance-row step ``q`` from the load-row step
+    ``x``; returns the largest primal and dual steps that keep the bounds."""
+    n, G = p.supply.shape
+    corrector = aff[0].size > 0
+    primal, dual = 1.0, 1.0
+    dy, dz, dw = d
+    for j in range(n):
+        lo, hi = p.start[j], p.start[j + 1]
+        for g in range(G):
+            if not p.free[j, g]:
+                q[j, g] = 0.0
+                for e in range(lo, hi):
+                    dy[e, g] = 0.0
+                    dz[e, g] = 0.0
+                    dw[e, g] = 0.0
+                continue
+            total = 0.0
+            for e in range(lo, hi):
+                total += sh[e, g] * x[p.helper[e]]
+            q[j, g] = (r_bal[j, g] - total) * inv_beta[j, g]
+            for e in range(lo, hi):
+                step = theta[e, g] * (p.time[e, g] * x[p.helper[e]] + q[j, g] - rhy[e, g])
+                slack = p.upper[e, g] - y[e, g]
+                rxz = target - y[e, g] * zy[e, g]
+                rsw = target - slack * wy[e, g]
+                if corrector:
+                    rxz -= aff[0][e, g] * aff[1][e, g]
+                    rsw += aff[0][e, g] * aff[2][e, g]
+                dze = (rxz - zy[e, g] * step) / y[e, g]
+                dwe = (rsw + wy[e, g] * step) / slack
+                dy[e, g], dz[e, g], dw[e, g] = step, dze, dwe
+                if step < 0.0:
+                    primal = min(primal, -y[e, g] / step)
+                elif step > 0.0:
+                    primal = min(primal, slack / step)
+                if dze < 0.0:
+                    dual = min(dual, -zy[e, g] / dze)
+                if dwe < 0.0:
+                    dual = min(dual, -wy[e, g] / dwe)
+    return primal, dual
+
+
+@njit(cache=True)
+def _complementarity(p, y, zy, wy, d, primal, dual):  # pragma: no cover - numba
+    """Sum of the flows' complementarity products after steps ``primal``, ``dual`` along
+    ``d``."""
+    n, G = p.supply.shape
+    dy, dz, dw = d
+    total = 0.0
+    for j in range(n):
+        for g in range(G):
+            if not p.free[j, g]:
+                continue
+            for e in range(p.start[j], p.start[j + 1]):
+                ye = y[e, g] + primal * dy[e, g]
+                total += ye * (zy[e, g] + dual * dz[e, g])
+                total += (p.upper[e, g] - ye) * (wy[e, g] + dual * dw[e, g])
+    return total
+
+
+@njit(cache=True)
+def _helper_load(p, y):  # pragma: no cover - numba
+    """Each device's load: own work plus the helper seconds of its incoming flows."""
+    n, G = p.supply.shape
+    load = p.own.copy()
+    for e in range(p.helper.size):
+        for g in range(G):
+            load[p.helper[e]] += p.time[e, g] * y[e, g]
+    return load
+
+
+@njit(cache=True)
+def dual_function(mu, start, helper, time, k, weight, d, own):  # pragma: no cover - numba
+    r""":math:`g(\mu)` of :mod:`~moa_stability.analysis.capacity` for ``mu`` on the simplex:
+    each origin's ``k_g`` cheapest neighbours at prices ``mu_i time[g, i]``, kept by
+    insertion into a sorted list of ``k_g`` (``k`` is small, degrees may be large)."""
+    n = start.size - 1
+    total = 0.0
+    for i in range(n):
+        total += mu[i] * own[i]
+    cheapest = np.empty(max(k.max(), 1))
+    for g in range(time.shape[0]):
+        kg = k[g]
+        group = 0.0
+        for j in range(n):
+            if d[j] == 0.0:
+                continue
+            held = 0
+            for e in range(start[j], start[j + 1]):
+                price = mu[helper[e]] * time[g, helper[e]]
+                if held < kg:
+                    at = held
+                    held += 1
+                elif price < cheapest[kg - 1]:
+                    at = kg - 1
+                else:
+                    continue
+                while at > 0 and cheapest[at - 1] > price:
+                    cheapest[at] = cheapest[at - 1]
+                    at -= 1
+                cheapest[at] = price
+            group += d[j] * cheapest[:held].sum()
+        total += weight[g] * group
+    return total
+
+
+def _ratio(value: np.ndarray, step: np.ndarray) -> float:
+    """Largest ``a <= 1`` with ``value + a * step >= 0``."""
+    down = step < 0
+    return min(1.0, float(np.min(-value[down] / step[down]))) if np.any(down) else 1.0
+
+
+def solve(
+    program: Program,
+    device_time: np.ndarray,
+    k: np.ndarray,
+    weight: np.ndarray,
+    d: np.ndarray,
+    target: float,
+    accept: float,
+    max_iter: int,
+) -> Solution:
+    r"""Mehrotra's predictor-corrector until the certified gap (peak load of the iterate's
+    flows over :math:`g(\mu)`, minus one) is at most ``target``, ``max_iter`` iterations pass,
+    or a conjugate-gradient solve fails to converge (the normal equations have become too
+    ill-conditioned to gain more); returns the iterate with the smallest certified gap.
+
+    Parameters
+    ----------
+    program : Program
+        The LP.
+    device_time : ndarray
+        ``(G, n)`` helper seconds per group and device (for the certificate).
+    k, weight : ndarray
+        ``(G,)`` helpers per origin and group weight :math:`C_g`.
+    d : ndarray
+        ``(n,)`` rates.
+    target : float
+        Certified relative gap to stop at.
+    accept : float
+        Certified relative gap good enough to return: once an iterate has it, a
+        conjugate-gradient solve slower than :data:`_CG_GROWTH` times the longest so far ends
+        the iteration.
+    max_iter : int
+        Interior-point iterations at most.
+    """
+    p = program
+    n, G = p.supply.shape
+    E = p.helper.size
+    deg = np.diff(p.start)
+    origin = np.repeat(np.arange(n), deg)
+    # Start: each origin split evenly over its neighbours (balance rows exact, flows strictly
+    # inside their bounds where free), the peak above the largest load, mu uniform on the
+    # simplex and the bound multipliers chosen so that the dual rows hold.
+    y = p.upper * (k[None, :] / deg[origin, None])
+    load = _helper_load(p, y)
+    T = _START_HEADROOM * load.max()
+    t = T - load
+    mu = np.full(n, 1.0 / n)
+    price = p.time * mu[p.helper, None]
+    lam = -np.stack([np.bincount(origin, price[:, g], minlength=n) for g in range(G)], 1)
+    lam /= deg[:, None]
+    reduced = price - lam[origin]
+    scale = max(float(np.abs(reduced).max()), 1e-3 * T)
+    zy = np.maximum(reduced, 0.0) + scale
+    wy = np.maximum(-reduced, 0.0) + scale
+    zt = mu.copy()
+    count = 2 * int((p.free * deg[:, None]).sum()) + n
+
+    theta, sh, rhy = np.empty((E, G)), np.empty((E, G)), np.empty((E, G))
+    inv_beta, r_bal, q = np.empty((n, G)), np.empty((n, G)), np.empty((n, G))
+    diag = np.empty(n)
+    # Zeros, not empty: the complementarity at the current point is read along ``step``.
+    aff = (np.zeros((E, G)), np.zeros((E, G)), np.zeros((E, G)))
+    step = (np.zeros((E, G)), np.zeros((E, G)), np.zeros((E, G)))
+    no_aff = (np.empty((0, 0)),) * 3
+    ones = np.ones(n)
+    x_one, x_prev = np.zeros(n), np.zeros(n)
+    counts: list[int] = []
+    best = Solution(y, mu, np.inf, 0, 0)
+
+    def cg_solve(b: np.ndarray, x: np.ndarray) -> bool:
+        """Solve in place; False when it did not converge within its cap."""
+        cap = _CG_MAX_ITER
+        if best.gap <= accept:  # already certified: a long solve is not worth its cost
+            cap = min(cap, _CG_GROWTH * max(counts) + _CG_SLACK)
+        used = _conjugate_gradient(b, x, p, sh, sh_in, inv_beta, diag, schur, _CG_RTOL, cap)
+        counts.append(used)
+        return used < cap
+
+    def direction(target_mu, corr, out, x, t_aff):
+        """The Newton direction for complementarity ``target_mu`` (``corr``: the affine
+        direction, or none); ``x`` holds the warm start and returns the load-row solve."""
+        rxz_t = target_mu - t * zt - t_aff
+        rht = (mu - zt) - rxz_t / t
+        r_load = T - load - t + theta_t * rht
+        _reduced_rhs(
+            p, y, zy, wy, mu, lam, theta, sh, inv_beta, target_mu, corr, rhy, r_load, r_bal
+        )
+        converged = cg_solve(r_load, x)
+        # The free peak: S_0 dmu - dT 1 = r with 1^T dmu = -(1 - sum mu).
+        dT = (mu.sum() - 1.0 - x.sum()) / x_one.sum()
+        dmu = x + dT * x_one
+        primal, dual = _flow_direction(
+            p, y, zy, wy, theta, sh, inv_beta, dmu, r_bal, rhy, target_mu, corr, out, q
+        )
+        dt = theta_t * (dmu - rht)
+        dzt = (rxz_t - zt * dt) / t
+        primal = min(primal, _ratio(t, dt))
+        dual = min(dual, _ratio(zt, dzt))
+        return dmu, dT, dt, dzt, primal, dual, converged
+
+    for it in range(max_iter + 1):
+        load = _helper_load(p, y)
+        bound = dual_function(mu / mu.sum(), p.start, p.helper, device_time, k, weight, d, p.own)
+        gap = load.max() / bound - 1.0
+        if gap < best.gap:
+            best = Solution(y.copy(), mu.copy(), gap, it, sum(counts))
+        if gap <= target or it == max_iter:
+            break
+        comp = (_complementarity(p, y, zy, wy, step, 0.0, 0.0) + t @ zt) / count
+        schur = _normal_matrix(p, y, zy, wy, t, zt, theta, sh, inv_beta, diag)
+        sh_in = sh[p.into]
+        theta_t = t / zt
+        if not cg_solve(ones, x_one):
+            break
+        x = x_prev.copy()
+        _, _, dt, dzt, primal, dual, converged = direction(0.0, no_aff, aff, x, 0.0)
+        if not converged:
+            break
+        comp_aff = (
+            _complementarity(p, y, zy, wy, aff, primal, dual)
+            + (t + primal * dt) @ (zt + dual * dzt)
+        ) / count
+        sigma = (comp_aff / comp) ** 3
+        dmu, dT, dt, dzt, primal, dual, converged = direction(sigma * comp, aff, step, x, dt * dzt)
+        if not converged:
+            break
+        x_prev = x
+        primal *= _STEP_TO_BOUNDARY
+        dual *= _STEP_TO_BOUNDARY
+        y += primal * step[0]
+        t += primal * dt
+        T += primal * dT
+        zy += dual * step[1]
+        wy += dual * step[2]
+        zt += dual * dzt
+        mu -= dual * dmu
+        lam += dual * q
+    return best._replace(cg_iterations=sum(counts))
