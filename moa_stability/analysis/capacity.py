@@ -238,9 +238,6 @@ def _structured_ipm(
     seconds = np.array([g.helper_time for g in groups])
     k = np.array([g.k for g in groups], dtype=np.int64)
     weight = np.array([g.weight for g in groups])
-    into = np.argsort(edges.helper, kind="stable")
-    in_start = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(edges.helper, minlength=n), out=in_start[1:])
     program = interior_point.Program(
         start=start,
         helper=edges.helper,
@@ -250,9 +247,6 @@ def _structured_ipm(
         # Idle origins have nothing to place; an origin with exactly k neighbours fills all.
         free=(d[:, None] > 0) & (deg[:, None] > k[None, :]),
         own=w * d,
-        in_start=in_start,
-        in_origin=edges.origin[into],
-        into=into,
     )
     solution = interior_point.solve(
         program, seconds, k, weight, d, _IPM_TARGET, _CERTIFIED_RTOL, _IPM_MAX_ITER
