@@ -219,3 +219,74 @@ def test_a_loose_solve_that_misses_the_certificate_is_tightened(monkeypatch) -> 
     assert res.status == "optimal"
     assert res.value == pytest.approx(tight.value, rel=1e-7)
     assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)
+
+
+def test_large_two_group_network_takes_the_interior_point_and_matches_highs(monkeypatch) -> None:
+    from moa_stability.analysis import capacity
+
+    n = 700  # 700 * 20 directed edges * 2 layers = 28000 edge flows > CVXPY_MAX_FLOWS
+    rng = np.random.default_rng(11)
+    net = MoANetwork(
+        n=n,
+        M=2,
+        k=3,
+        arrival_rate=rng.uniform(0.1, 1.0, n),
+        service_time=rng.uniform(0.5, 2.0, (3, n)),
+        topology=random_regular_graph(n, 20, seed=11),
+    )
+    res = max_stable_rate(net, optimise_selection=True)
+    assert res.solver_path == "structured-ipm"
+    assert res.status == "optimal"
+    assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)
+    bound = _independent_dual_bound(net, np.asarray(res.duals), res.load_cap)
+    assert res.dual_bound == pytest.approx(bound, rel=1e-9)
+    assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
+    # The fall-back on the same network: HiGHS's interior point, when this one does not certify.
+    monkeypatch.setattr(capacity, "_IPM_MAX_ITER", 1)
+    fallback = max_stable_rate(net, optimise_selection=True)
+    assert fallback.solver_path == "highs-structured"
+    assert fallback.value == pytest.approx(res.value, rel=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_projected_cg_solves_the_bordered_system(seed: int) -> None:
+    # The Schur complement is built densely here from its definition and the bordered system
+    # [S -1; 1^T 0] [x; tau] = [b; c] solved by numpy.
+    from moa_stability.analysis import interior_point as ip
+
+    rng = np.random.default_rng(seed)
+    n, G = 40, int(rng.integers(2, 4))
+    adj = random_regular_graph(n, 6, seed=seed)
+    start, helper = adj.indptr.astype(np.int64), adj.indices
+    origin = np.repeat(np.arange(n), np.diff(start))
+    E = helper.size
+    time_ = rng.uniform(0.3, 3.0, (E, G))
+    upper = rng.uniform(0.5, 1.0, (E, G))
+    y = upper * rng.uniform(0.05, 0.95, (E, G))
+    zy, wy = rng.uniform(0.01, 1.0, (E, G)), rng.uniform(0.01, 1.0, (E, G))
+    t, zt = rng.uniform(0.1, 1.0, n), rng.uniform(0.1, 1.0, n)
+    program = ip.Program(
+        start, helper, time_, upper, np.ones((n, G)), np.ones((n, G), bool), np.zeros(n)
+    )
+    theta, sh = np.empty((E, G)), np.empty((E, G))
+    inv_beta, diag = np.empty((n, G)), np.empty(n)
+    schur = ip._normal_matrix(program, y, zy, wy, t, zt, theta, sh, inv_beta, diag)
+    # S = A Theta A^T on the load rows minus the balance block's contribution, densely.
+    th = 1.0 / (zy / y + wy / (upper - y))
+    S = np.diag(t / zt)
+    for g in range(G):
+        load_rows = sp.csr_array((time_[:, g], (helper, np.arange(E))), shape=(n, E)).toarray()
+        balance = sp.csr_array((np.ones(E), (origin, np.arange(E))), shape=(n, E)).toarray()
+        cross = (load_rows * th[:, g]) @ balance.T
+        S += (load_rows * th[:, g]) @ load_rows.T - cross @ np.diag(
+            1.0 / (balance @ th[:, g])
+        ) @ cross.T
+    np.testing.assert_allclose(schur, np.diag(S), rtol=1e-10)
+    b, c = rng.normal(size=n), 0.3
+    bordered = np.block([[S, -np.ones((n, 1))], [np.ones((1, n)), np.zeros((1, 1))]])
+    expected = np.linalg.solve(bordered, np.r_[b, c])
+    x = rng.normal(size=n)
+    iterations, tau = ip._projected_cg(b, c, x, program, sh, inv_beta, diag, schur, 1e-12, 500)
+    assert iterations < 500
+    np.testing.assert_allclose(x, expected[:n], rtol=1e-8, atol=1e-9)
+    assert tau == pytest.approx(expected[n], rel=1e-8)
