@@ -213,35 +213,31 @@ def _reduced_rhs(p, y, zy, wy, mu, lam, theta, sh, inv_beta, target, aff, rhy, r
     second-order term, or empty arrays. Adds into ``r_load`` and writes ``r_bal``."""
     n, G = p.supply.shape
     corrector = aff[0].size > 0
-    out = np.zeros(n)
     for j in range(n):
         lo, hi = p.start[j], p.start[j + 1]
         for g in range(G):
             if not p.free[j, g]:
                 r_bal[j, g] = 0.0
                 continue
-            total = 0.0
+            # The balance residual (round-off only: iterates keep the rows) plus the row's
+            # share of Theta * rhy.
+            total = p.supply[j, g]
             for e in range(lo, hi):
-                rxz = target - y[e, g] * zy[e, g]
-                slack = p.upper[e, g] - y[e, g]
+                ye = y[e, g]
+                slack = p.upper[e, g] - ye
+                rxz = target - ye * zy[e, g]
                 rsw = target - slack * wy[e, g]
                 if corrector:
                     rxz -= aff[0][e, g] * aff[1][e, g]
                     rsw += aff[0][e, g] * aff[2][e, g]
                 dual = p.time[e, g] * mu[p.helper[e]] - lam[j, g] - zy[e, g] + wy[e, g]
-                h = dual - rxz / y[e, g] + rsw / slack
+                h = dual - rxz / ye + rsw / slack
                 rhy[e, g] = h
-                total += theta[e, g] * h
-                r_load[p.helper[e]] += sh[e, g] * h
-            y_sum = 0.0  # the balance residual (round-off only: iterates keep the rows)
+                total += theta[e, g] * h - ye
+            r_bal[j, g] = total
+            scale = total * inv_beta[j, g]
             for e in range(lo, hi):
-                y_sum += y[e, g]
-            r_bal[j, g] = p.supply[j, g] - y_sum + total
-            scale = r_bal[j, g] * inv_beta[j, g]
-            for e in range(lo, hi):
-                out[p.helper[e]] -= sh[e, g] * scale
-    for i in range(n):
-        r_load[i] += out[i]
+                r_load[p.helper[e]] += sh[e, g] * (rhy[e, g] - scale)
 
 
 @njit(cache=True)
