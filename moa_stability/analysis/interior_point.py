@@ -40,6 +40,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+# Kernels that divide use error_model="numpy": a degenerate iterate (a flow or slack that
+# underflows to zero on extreme data) then gives inf or nan, which fails the next
+# conjugate-gradient solve and ends the iteration without a certificate, so the caller falls
+# back to HiGHS, instead of raising ZeroDivisionError mid-solve.
+
 # Fraction of the way to the boundary each step goes.
 _STEP_TO_BOUNDARY = 0.99
 # Conjugate-gradient relative residual: tight, since the late interior-point systems are
@@ -77,7 +82,7 @@ class Solution(NamedTuple):
     cg_iterations: int
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _normal_matrix(p, y, zy, wy, t, zt, theta, sh, inv_beta, diag):  # pragma: no cover
     """The scaling and the Schur complement's pieces; returns the complement's diagonal."""
     n, G = p.supply.shape
@@ -154,7 +159,7 @@ def _dot(a, b):  # pragma: no cover - numba
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _projected_cg(b, c, x, p, sh, inv_beta, diag, schur, rtol, max_iter):
     # pragma: no cover - numba
     r"""Solve the bordered system :math:`S_0 x - \tau \mathbf 1 = b`,
@@ -183,6 +188,8 @@ def _projected_cg(b, c, x, p, sh, inv_beta, diag, schur, rtol, max_iter):
     for it in range(max_iter):
         if np.sqrt(rr) <= stop:
             return it, tau
+        if not np.isfinite(rr):  # a degenerate iterate: report no convergence at once
+            return max_iter, tau
         _schur_product(direction, p, sh, inv_beta, diag, q)
         alpha = rz / _dot(direction, q)
         moved = 0.0
@@ -205,7 +212,7 @@ def _projected_cg(b, c, x, p, sh, inv_beta, diag, schur, rtol, max_iter):
     return max_iter, tau
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _reduced_rhs(p, y, zy, wy, mu, lam, theta, sh, inv_beta, target, aff, rhy, r_load, r_bal):
     # pragma: no cover - numba
     r"""Right-hand side on the load rows after eliminating the balance rows. ``target`` is
@@ -240,7 +247,7 @@ def _reduced_rhs(p, y, zy, wy, mu, lam, theta, sh, inv_beta, target, aff, rhy, r
                 r_load[p.helper[e]] += sh[e, g] * (rhy[e, g] - scale)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _flow_direction(p, y, zy, wy, theta, sh, inv_beta, x, r_bal, rhy, target, aff, d, q):
     # pragma: no cover - numba
     """Recover ``d = (dy, dz, dw)`` and the balance-row step ``q`` from the load-row step

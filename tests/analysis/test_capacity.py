@@ -290,3 +290,28 @@ def test_projected_cg_solves_the_bordered_system(seed: int) -> None:
     assert iterations < 500
     np.testing.assert_allclose(x, expected[:n], rtol=1e-8, atol=1e-9)
     assert tau == pytest.approx(expected[n], rel=1e-8)
+
+
+def test_rates_over_nine_decades_are_certified_on_the_interior_point() -> None:
+    # Rates from 1e-9 to 1 (some idle), times from 1e-3 to 1e3, and a layer with k equal to the
+    # degree (its flows fixed): HiGHS's structured solve calls this program infeasible; the
+    # interior point must certify it, and the certificate is recomputed here.
+    rng = np.random.default_rng(0)
+    n = 700
+    rates = np.exp(rng.uniform(np.log(1e-9), 0.0, n)) * (rng.random(n) >= 0.3)
+    rates[0] = 1.0
+    net = MoANetwork(
+        n=n,
+        M=3,
+        k=[3, 20, 1],
+        arrival_rate=rates,
+        service_time=np.exp(rng.uniform(np.log(1e-3), np.log(1e3), (3, n))),
+        topology=random_regular_graph(n, 20, seed=0),
+    )
+    res = max_stable_rate(net, optimise_selection=True)
+    assert res.solver_path == "structured-ipm"
+    assert res.status == "optimal"
+    bound = _independent_dual_bound(net, np.asarray(res.duals), res.load_cap)
+    assert res.dual_bound == pytest.approx(bound, rel=1e-9)
+    assert res.value <= bound <= res.value * (1 + 1e-6)
+    assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
