@@ -11,8 +11,7 @@ n = 4; random 20-regular for the optimiser):
   (M = 2, k = 3, per-device speed, refine and aggregate 1.5x propose: one merged group, the
   parametric max-flow) and, up to ``--lp-max-n``, with independent random times per job type
   (several groups, the matrix-free interior point, HiGHS as its fall-back; its own
-  ``--lp-timeout``): seconds, the solver
-  path and the certified gap;
+  ``--lp-timeout``): seconds, the solver path and the certified gap;
 
 and at n = 10^6 (8-regular and the implicit complete graph, homogeneous, load 0.8): seconds
 for building the network, ``loads``, ``stability_report`` and ``latency``, and ``load_matrix``
