@@ -242,7 +242,7 @@ def _structured_ipm(
         start=start,
         helper=edges.helper,
         time=np.ascontiguousarray(seconds[:, edges.helper].T),
-        upper=np.ascontiguousarray(np.outer(d[edges.origin], weight)),
+        cap=np.outer(d, weight),
         supply=np.outer(d, weight * k),
         # Idle origins have nothing to place; an origin with exactly k neighbours fills all.
         free=(d[:, None] > 0) & (deg[:, None] > k[None, :]),

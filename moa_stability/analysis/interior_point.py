@@ -66,7 +66,7 @@ class Program(NamedTuple):
     start: np.ndarray  # (n + 1,) int64: edges of origin j are start[j]..start[j+1]-1
     helper: np.ndarray  # (E,) int64
     time: np.ndarray  # (E, G) helper seconds s_{g, helper(e)}
-    upper: np.ndarray  # (E, G) edge bound C_g d_j
+    cap: np.ndarray  # (n, G) bound C_g d_j on each of origin j's flows of group g
     supply: np.ndarray  # (n, G) balance C_g k_g d_j
     free: np.ndarray  # (n, G) bool: the origin's flows are not fixed (d_j > 0, deg_j > k_g)
     own: np.ndarray  # (n,) own work w_i d_i
@@ -98,7 +98,7 @@ def _normal_matrix(p, y, zy, wy, t, zt, theta, sh, inv_beta, diag):  # pragma: n
                 continue
             beta = 0.0
             for e in range(p.start[j], p.start[j + 1]):
-                th = 1.0 / (zy[e, g] / y[e, g] + wy[e, g] / (p.upper[e, g] - y[e, g]))
+                th = 1.0 / (zy[e, g] / y[e, g] + wy[e, g] / (p.cap[j, g] - y[e, g]))
                 theta[e, g] = th
                 sh[e, g] = p.time[e, g] * th
                 beta += th
@@ -231,7 +231,7 @@ def _reduced_rhs(p, y, zy, wy, mu, lam, theta, sh, inv_beta, target, aff, rhy, r
             total = p.supply[j, g]
             for e in range(lo, hi):
                 ye = y[e, g]
-                slack = p.upper[e, g] - ye
+                slack = p.cap[j, g] - ye
                 rxz = target - ye * zy[e, g]
                 rsw = target - slack * wy[e, g]
                 if corrector:
@@ -272,7 +272,7 @@ def _flow_direction(p, y, zy, wy, theta, sh, inv_beta, x, r_bal, rhy, target, af
             q[j, g] = (r_bal[j, g] - total) * inv_beta[j, g]
             for e in range(lo, hi):
                 step = theta[e, g] * (p.time[e, g] * x[p.helper[e]] + q[j, g] - rhy[e, g])
-                slack = p.upper[e, g] - y[e, g]
+                slack = p.cap[j, g] - y[e, g]
                 rxz = target - y[e, g] * zy[e, g]
                 rsw = target - slack * wy[e, g]
                 if corrector:
@@ -308,7 +308,7 @@ def _complementarity(p, y, zy, wy, d, primal, dual):  # pragma: no cover - numba
             for e in range(p.start[j], p.start[j + 1]):
                 ye = y[e, g] + primal * dy[e, g]
                 total += ye * (zy[e, g] + dual * dz[e, g])
-                total += (p.upper[e, g] - ye) * (wy[e, g] + dual * dw[e, g])
+                total += (p.cap[j, g] - ye) * (wy[e, g] + dual * dw[e, g])
     return total
 
 
@@ -327,7 +327,7 @@ def _take_step(p, y, zy, wy, d, primal, dual):  # pragma: no cover - numba
                 y[e, g] += primal * dy[e, g]
                 zy[e, g] += dual * dz[e, g]
                 wy[e, g] += dual * dw[e, g]
-                total += y[e, g] * zy[e, g] + (p.upper[e, g] - y[e, g]) * wy[e, g]
+                total += y[e, g] * zy[e, g] + (p.cap[j, g] - y[e, g]) * wy[e, g]
     return total
 
 
@@ -425,7 +425,7 @@ def solve(
     # Start: each origin split evenly over its neighbours (balance rows exact, flows strictly
     # inside their bounds where free), the peak above the largest load, mu uniform on the
     # simplex and the bound multipliers chosen so that the dual rows hold.
-    y = p.upper * (k[None, :] / deg[origin, None])
+    y = p.cap[origin] * (k[None, :] / deg[origin, None])
     load = _helper_load(p, y)
     T = _START_HEADROOM * load.max()
     t = T - load

@@ -261,18 +261,18 @@ def test_projected_cg_solves_the_bordered_system(seed: int) -> None:
     origin = np.repeat(np.arange(n), np.diff(start))
     E = helper.size
     time_ = rng.uniform(0.3, 3.0, (E, G))
-    upper = rng.uniform(0.5, 1.0, (E, G))
-    y = upper * rng.uniform(0.05, 0.95, (E, G))
+    cap = rng.uniform(0.5, 1.0, (n, G))
+    y = cap[origin] * rng.uniform(0.05, 0.95, (E, G))
     zy, wy = rng.uniform(0.01, 1.0, (E, G)), rng.uniform(0.01, 1.0, (E, G))
     t, zt = rng.uniform(0.1, 1.0, n), rng.uniform(0.1, 1.0, n)
     program = ip.Program(
-        start, helper, time_, upper, np.ones((n, G)), np.ones((n, G), bool), np.zeros(n)
+        start, helper, time_, cap, np.ones((n, G)), np.ones((n, G), bool), np.zeros(n)
     )
     theta, sh = np.empty((E, G)), np.empty((E, G))
     inv_beta, diag = np.empty((n, G)), np.empty(n)
     schur = ip._normal_matrix(program, y, zy, wy, t, zt, theta, sh, inv_beta, diag)
     # S = A Theta A^T on the load rows minus the balance block's contribution, densely.
-    th = 1.0 / (zy / y + wy / (upper - y))
+    th = 1.0 / (zy / y + wy / (cap[origin] - y))
     S = np.diag(t / zt)
     for g in range(G):
         load_rows = sp.csr_array((time_[:, g], (helper, np.arange(E))), shape=(n, E)).toarray()
