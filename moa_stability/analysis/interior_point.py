@@ -153,6 +153,7 @@ def _schur_product(x, p, sh, inv_beta, diag, out):  # pragma: no cover - numba
 
 @njit(cache=True)
 def _dot(a, b):  # pragma: no cover - numba
+    """``a @ b`` as a loop: no BLAS threads competing for the cores."""
     total = 0.0
     for i in range(a.size):
         total += a[i] * b[i]
@@ -491,7 +492,7 @@ def solve(
             best = Solution(y.copy(), mu.copy(), gap, it, sum(counts))
         if gap <= target or it == max_iter:
             break
-        comp = (flows_comp + t @ zt) / count
+        comp = (flows_comp + _dot(t, zt)) / count
         schur = _normal_matrix(p, y, zy, wy, t, zt, theta, sh, inv_beta, diag)
         theta_t = t / zt
         x = x_prev.copy()
@@ -500,7 +501,7 @@ def solve(
             break
         comp_aff = (
             _complementarity(p, y, zy, wy, aff, primal, dual)
-            + (t + primal * dt) @ (zt + dual * dzt)
+            + _dot(t + primal * dt, zt + dual * dzt)
         ) / count
         sigma = (comp_aff / comp) ** 3
         dmu, dT, dt, dzt, primal, dual, converged = direction(sigma * comp, aff, step, x, dt * dzt)
