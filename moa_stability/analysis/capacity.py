@@ -95,8 +95,8 @@ _MAX_NEWTON_STEPS = 60
 _CERTIFIED_RTOL = 1e-6
 # The matrix-free interior point stops at this certified gap: below the 1e-7 agreement with
 # the general program that the tests ask for, and about what its last well-conditioned
-# iteration reaches (1.6e-8 to 3.8e-8 measured at n = 3000 .. 10^5, two groups); asking for
-# less costs an iteration whose conjugate gradients fail.
+# iteration reaches (2.5e-9 to 3.6e-8 measured at n = 10^3 .. 10^5, two groups); asking for
+# less often costs an iteration whose conjugate gradients fail.
 _IPM_TARGET = 5e-8
 _IPM_MAX_ITER = 100
 

@@ -21,11 +21,12 @@ is left lives on the ``n`` load rows,
         + t_i / z_i\Big) - \sum_{j,g} \beta_{j,g}^{-1} v_{j,g} v_{j,g}^\top,
     \qquad (v_{j,g})_i = s_{g,i} \theta_{(j \to i),g},
 
-bordered by the free peak :math:`T` (the system :math:`S_0 p - \Delta T\,\mathbf 1 = r`,
-:math:`\mathbf 1^\top p = 1 - \sum_i \mu_i` is solved with :math:`S_0^{-1} r` and
-:math:`S_0^{-1}\mathbf 1`, which keeps :math:`\mu` on the simplex exactly). A product with
-:math:`S_0` costs two passes over the edges and stores no matrix; the solves are conjugate
-gradients with the exact diagonal as preconditioner, warm-started from the last iteration.
+bordered by the free peak :math:`T`: :math:`S_0 p - \Delta T\,\mathbf 1 = r`,
+:math:`\mathbf 1^\top p = \sum_i \mu_i - 1` (``p`` is the step of the load-row multipliers
+:math:`-\mu`, which this keeps on the simplex). A product with :math:`S_0` is one pass over
+the edges and stores no matrix; the bordered system is solved by conjugate gradients on the
+hyperplane (:func:`_projected_cg`: the exact diagonal of :math:`S_0` as preconditioner,
+projected onto it), warm-started from the previous iteration's direction.
 Because the balance rows are eliminated exactly, every iterate's flows satisfy them to
 round-off whatever the conjugate-gradient error (which only perturbs the load rows, and the
 infeasible interior point absorbs that). The iteration is stopped by the certificate of
