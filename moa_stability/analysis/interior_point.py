@@ -65,7 +65,7 @@ class Program(NamedTuple):
     """The LP in edge arrays (``E`` directed edges in CSR order by origin, ``G`` groups)."""
 
     start: np.ndarray  # (n + 1,) int64: edges of origin j are start[j]..start[j+1]-1
-    helper: np.ndarray  # (E,) int64
+    helper: np.ndarray  # (E,) integer: the neighbour each edge places work on
     time: np.ndarray  # (E, G) helper seconds s_{g, helper(e)}
     cap: np.ndarray  # (n, G) bound C_g d_j on each of origin j's flows of group g
     supply: np.ndarray  # (n, G) balance C_g k_g d_j
@@ -418,6 +418,13 @@ def solve(
         the iteration.
     max_iter : int
         Interior-point iterations at most.
+
+    Returns
+    -------
+    Solution
+        The best iterate's flows (inside their bounds, balance rows to round-off), its
+        multipliers, its certified gap (``inf`` if no iterate had a finite one), the
+        iteration it came from and the conjugate-gradient iterations of the whole run.
     """
     p = program
     n, G = p.supply.shape
