@@ -10,8 +10,8 @@ n = 4; random 20-regular for the optimiser):
 * ``max_stable_rate(..., optimise_selection=True)`` on the network of bench_optimize.py
   (M = 2, k = 3, per-device speed, refine and aggregate 1.5x propose: one merged group, the
   parametric max-flow) and, up to ``--lp-max-n``, with independent random times per job type
-  (several groups, the structured HiGHS LP; its own ``--lp-timeout``): seconds, the solver
-  path and the certified gap;
+  (several groups, the matrix-free interior point, HiGHS as its fall-back; its own
+  ``--lp-timeout``): seconds, the solver path and the certified gap;
 
 and at n = 10^6 (8-regular and the implicit complete graph, homogeneous, load 0.8): seconds
 for building the network, ``loads``, ``stability_report`` and ``latency``, and ``load_matrix``

@@ -36,7 +36,10 @@ per helper is to fill its :math:`k_g` cheapest neighbours. The solver's load-row
 :math:`\theta^*`, computed here, not taken from the solver, and the returned rates (flows
 projected onto the constraints, loads recomputed) a proven lower bound.
 
-**Solver.** HiGHS's interior point (no crossover) on the sparse matrix built here directly:
+**Solver.** Several groups: the matrix-free interior point of
+:mod:`~moa_stability.analysis.interior_point` (the balance rows eliminated exactly, conjugate
+gradients on the load rows), stopped by the certificate below. When it ends without one, the
+fall-back is HiGHS's interior point (no crossover) on the sparse matrix built here directly:
 every flow column has two nonzeros (its helper's load row, its origin's balance row), so the
 build is a few array operations instead of cvxpy's canonicalisation, which dominated the
 cvxpy path's time at ``n >= 1000``. Because the certificate is computed here, the interior
@@ -55,6 +58,7 @@ import scipy.sparse as sp
 
 from ..model.loads import own_work
 from ..model.network import PROPOSE, REFINE, MoANetwork
+from . import interior_point
 from .flow import maximum_flow, residual_graph
 from .optimize import (
     _BINDING_RTOL,
@@ -65,9 +69,15 @@ from .optimize import (
     _silence_highs_banner,
 )
 
-SOLVER_PATHS: tuple[str, str, str] = ("parametric-flow", "highs-structured", "cvxpy")
+SOLVER_PATHS: tuple[str, str, str, str] = (
+    "parametric-flow",
+    "structured-ipm",
+    "highs-structured",
+    "cvxpy",
+)
 """``solver_path`` values: one merged group (:func:`_parametric_flow`), several
-(:func:`_structured_lp`), and the general program of :mod:`~moa_stability.analysis.optimize`."""
+(:func:`_structured_ipm`, with :func:`_structured_lp` as its fall-back), and the general
+program of :mod:`~moa_stability.analysis.optimize`."""
 
 _HIGHS_OPTIONS = {"solver": "ipm", "run_crossover": "off", "output_flag": False}
 # Interior-point tolerances, tried in turn until the certificate holds. The last interior-point
@@ -83,6 +93,12 @@ _SATURATED_RTOL = 1e-12
 _MAX_NEWTON_STEPS = 60
 # The certificate the status "optimal" promises: dual bound within this of the value.
 _CERTIFIED_RTOL = 1e-6
+# The matrix-free interior point stops at this certified gap: below the 1e-7 agreement with
+# the general program that the tests ask for, and about what its last well-conditioned
+# iteration reaches (2.5e-9 to 3.6e-8 measured at n = 10^3 .. 10^5, two groups); asking for
+# less often costs an iteration whose conjugate gradients fail.
+_IPM_TARGET = 5e-8
+_IPM_MAX_ITER = 100
 
 
 @dataclass(frozen=True)
@@ -210,6 +226,36 @@ def _structured_lp(
     return flows, mu
 
 
+def _structured_ipm(
+    edges: _Edges, groups: list[_Group], d: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The flows ``(G, E)`` and load-row multipliers from the matrix-free interior point of
+    :mod:`~moa_stability.analysis.interior_point`, or ``None`` when it ends without the
+    certificate :data:`_CERTIFIED_RTOL` (the caller then runs :func:`_structured_lp`)."""
+    n = edges.n
+    start = np.searchsorted(edges.origin, np.arange(n + 1)).astype(np.int64)
+    deg = np.diff(start)
+    seconds = np.array([g.helper_time for g in groups])
+    k = np.array([g.k for g in groups], dtype=np.int64)
+    weight = np.array([g.weight for g in groups])
+    program = interior_point.Program(
+        start=start,
+        helper=edges.helper,
+        time=np.ascontiguousarray(seconds[:, edges.helper].T),
+        cap=np.outer(d, weight),
+        supply=np.outer(d, weight * k),
+        # Idle origins have nothing to place; an origin with exactly k neighbours fills all.
+        free=(d[:, None] > 0) & (deg[:, None] > k[None, :]),
+        own=w * d,
+    )
+    solution = interior_point.solve(
+        program, seconds, k, weight, d, _IPM_TARGET, _CERTIFIED_RTOL, _IPM_MAX_ITER
+    )
+    if not solution.gap <= _CERTIFIED_RTOL:
+        return None
+    return np.ascontiguousarray(solution.flows.T), solution.mu
+
+
 def _parametric_flow(
     edges: _Edges, group: _Group, d: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -264,19 +310,18 @@ def _dual_bound(
 ) -> float:
     r""":math:`g(\mu)`, a lower bound on the least peak load (module docstring)."""
     mu = np.maximum(mu, 0.0)
-    mu = mu / mu.sum()
-    bound = float(mu @ (w * d))
-    starts = np.searchsorted(edges.origin, np.arange(edges.n))
-    for group in groups:
-        price = (mu * group.helper_time)[edges.helper]
-        # Cheapest k helpers of each origin: sort within each origin's run of edges.
-        order = np.lexsort((price, edges.origin))
-        rank = np.arange(order.size) - starts[edges.origin]
-        cheapest = np.bincount(
-            edges.origin, weights=np.where(rank < group.k, price[order], 0.0), minlength=edges.n
+    return float(
+        interior_point.dual_function(
+            mu / mu.sum(),
+            np.searchsorted(edges.origin, np.arange(edges.n + 1)),
+            edges.helper,
+            np.array([g.helper_time for g in groups]),
+            np.array([g.k for g in groups], dtype=np.int64),
+            np.array([g.weight for g in groups]),
+            d,
+            w * d,
         )
-        bound += group.weight * float(cheapest @ d)
-    return bound
+    )
 
 
 def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResult:
@@ -284,7 +329,8 @@ def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResul
     of the module docstring, with a certified dual bound.
 
     One merged group (one ``k`` and helper times proportional across layers, e.g. one service
-    time per device) goes to the parametric max-flow, several to the structured LP.
+    time per device) goes to the parametric max-flow, several to the matrix-free interior
+    point (HiGHS on the structured LP when that ends without the certificate).
 
     Parameters
     ----------
@@ -319,8 +365,13 @@ def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResul
         flows, mu = _parametric_flow(edges, groups[0], d, w)
         solver, path = "dinic", SOLVER_PATHS[0]
     else:
-        flows, mu = _structured_lp(edges, groups, d, w)
-        solver, path = "HIGHS", SOLVER_PATHS[1]
+        found = _structured_ipm(edges, groups, d, w)
+        if found is None:
+            flows, mu = _structured_lp(edges, groups, d, w)
+            solver, path = "HIGHS", SOLVER_PATHS[2]
+        else:
+            flows, mu = found
+            solver, path = "interior-point", SOLVER_PATHS[1]
     solved = time.perf_counter()
     # Per layer: pi = z_g / (C_g d_j), projected onto the constraints; the loads are then
     # recomputed, so the peak (and the rates) is feasible whatever the round-off.

@@ -173,7 +173,8 @@ class StableRateResult:
         A proven upper bound on ``value`` from a dual-feasible point (``scale`` with the
         selection optimised, :mod:`moa_stability.analysis.capacity`); ``None`` otherwise.
     solver_path : str
-        ``"parametric-flow"`` or ``"highs-structured"`` (:mod:`moa_stability.analysis.capacity`:
+        ``"parametric-flow"``, ``"structured-ipm"`` or ``"highs-structured"``
+        (:mod:`moa_stability.analysis.capacity`:
         ``scale`` objective, selection optimised, no rate bounds, no ``solver`` named, more
         than ``capacity.CVXPY_MAX_FLOWS`` edge flows) or ``"cvxpy"`` (the rest).
     """

@@ -52,7 +52,7 @@ def test_structured_agrees_with_cvxpy_and_is_certified(seed: int, rows: str) -> 
             max_scale_selection(net, margin=0.1)
         return
     fast = max_scale_selection(net, margin=0.1)
-    assert fast.solver_path == ("parametric-flow" if len(keys) == 1 else "highs-structured")
+    assert fast.solver_path == ("parametric-flow" if len(keys) == 1 else "structured-ipm")
     assert fast.value == pytest.approx(general.value, rel=1e-7)
     # The certificate: a proven upper bound, within 1e-6 of the value.
     assert fast.value <= fast.dual_bound * (1 + 1e-12)
@@ -172,7 +172,7 @@ def _two_group_network(n: int, degree: int, seed: int) -> MoANetwork:
 
 def _check_structured_against_cvxpy(net: MoANetwork) -> None:
     fast = max_scale_selection(net, margin=0.05)
-    assert fast.solver_path == "highs-structured"
+    assert fast.solver_path == "structured-ipm"
     general = max_stable_rate(net, optimise_selection=True, margin=0.05, solver="HIGHS")
     assert general.solver_path == "cvxpy"
     assert fast.value == pytest.approx(general.value, rel=1e-7)
@@ -201,7 +201,9 @@ def test_a_loose_solve_that_misses_the_certificate_is_tightened(monkeypatch) -> 
 
     net = _two_group_network(80, 6, 7)
     tight = max_scale_selection(net)
-    # A first tolerance too loose to certify: the fall-back must run and deliver one.
+    # No interior-point iteration, so no certificate from it: HiGHS runs, and its first
+    # tolerance is too loose to certify: the tighter one must run and deliver one.
+    monkeypatch.setattr(capacity, "_IPM_MAX_ITER", 0)
     monkeypatch.setattr(capacity, "_IPM_TOLERANCES", (1e-3, 1e-10))
     checks: list[float] = []
     bound = capacity._dual_bound
@@ -213,6 +215,103 @@ def test_a_loose_solve_that_misses_the_certificate_is_tightened(monkeypatch) -> 
     monkeypatch.setattr(capacity, "_dual_bound", counted)
     res = max_scale_selection(net)
     assert len(checks) == 3  # two solves checked, then the result's own bound
+    assert res.solver_path == "highs-structured"
     assert res.status == "optimal"
     assert res.value == pytest.approx(tight.value, rel=1e-7)
     assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)
+
+
+def test_large_two_group_network_takes_the_interior_point_and_matches_highs(monkeypatch) -> None:
+    from moa_stability.analysis import capacity
+
+    n = 700  # 700 * 20 directed edges * 2 layers = 28000 edge flows > CVXPY_MAX_FLOWS
+    rng = np.random.default_rng(11)
+    net = MoANetwork(
+        n=n,
+        M=2,
+        k=3,
+        arrival_rate=rng.uniform(0.1, 1.0, n),
+        service_time=rng.uniform(0.5, 2.0, (3, n)),
+        topology=random_regular_graph(n, 20, seed=11),
+    )
+    res = max_stable_rate(net, optimise_selection=True)
+    assert res.solver_path == "structured-ipm"
+    assert res.status == "optimal"
+    assert res.value <= res.dual_bound <= res.value * (1 + 1e-6)
+    bound = _independent_dual_bound(net, np.asarray(res.duals), res.load_cap)
+    assert res.dual_bound == pytest.approx(bound, rel=1e-9)
+    assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
+    # The fall-back on the same network: HiGHS's interior point, when this one does not certify.
+    monkeypatch.setattr(capacity, "_IPM_MAX_ITER", 1)
+    fallback = max_stable_rate(net, optimise_selection=True)
+    assert fallback.solver_path == "highs-structured"
+    assert fallback.value == pytest.approx(res.value, rel=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_projected_cg_solves_the_bordered_system(seed: int) -> None:
+    # The Schur complement is built densely here from its definition and the bordered system
+    # [S -1; 1^T 0] [x; tau] = [b; c] solved by numpy.
+    from moa_stability.analysis import interior_point as ip
+
+    rng = np.random.default_rng(seed)
+    n, G = 40, int(rng.integers(2, 4))
+    adj = random_regular_graph(n, 6, seed=seed)
+    start, helper = adj.indptr.astype(np.int64), adj.indices
+    origin = np.repeat(np.arange(n), np.diff(start))
+    E = helper.size
+    time_ = rng.uniform(0.3, 3.0, (E, G))
+    cap = rng.uniform(0.5, 1.0, (n, G))
+    y = cap[origin] * rng.uniform(0.05, 0.95, (E, G))
+    zy, wy = rng.uniform(0.01, 1.0, (E, G)), rng.uniform(0.01, 1.0, (E, G))
+    t, zt = rng.uniform(0.1, 1.0, n), rng.uniform(0.1, 1.0, n)
+    program = ip.Program(
+        start, helper, time_, cap, np.ones((n, G)), np.ones((n, G), bool), np.zeros(n)
+    )
+    theta, sh = np.empty((E, G)), np.empty((E, G))
+    inv_beta, diag = np.empty((n, G)), np.empty(n)
+    schur = ip._normal_matrix(program, y, zy, wy, t, zt, theta, sh, inv_beta, diag)
+    # S = A Theta A^T on the load rows minus the balance block's contribution, densely.
+    th = 1.0 / (zy / y + wy / (cap[origin] - y))
+    S = np.diag(t / zt)
+    for g in range(G):
+        load_rows = sp.csr_array((time_[:, g], (helper, np.arange(E))), shape=(n, E)).toarray()
+        balance = sp.csr_array((np.ones(E), (origin, np.arange(E))), shape=(n, E)).toarray()
+        cross = (load_rows * th[:, g]) @ balance.T
+        S += (load_rows * th[:, g]) @ load_rows.T - cross @ np.diag(
+            1.0 / (balance @ th[:, g])
+        ) @ cross.T
+    np.testing.assert_allclose(schur, np.diag(S), rtol=1e-10)
+    b, c = rng.normal(size=n), 0.3
+    bordered = np.block([[S, -np.ones((n, 1))], [np.ones((1, n)), np.zeros((1, 1))]])
+    expected = np.linalg.solve(bordered, np.r_[b, c])
+    x = rng.normal(size=n)
+    iterations, tau = ip._projected_cg(b, c, x, program, sh, inv_beta, diag, schur, 1e-12, 500)
+    assert iterations < 500
+    np.testing.assert_allclose(x, expected[:n], rtol=1e-8, atol=1e-9)
+    assert tau == pytest.approx(expected[n], rel=1e-8)
+
+
+def test_rates_over_nine_decades_are_certified_on_the_interior_point() -> None:
+    # Rates from 1e-9 to 1 (some idle), times from 1e-3 to 1e3, and a layer with k equal to the
+    # degree (its flows fixed): HiGHS's structured solve calls this program infeasible; the
+    # interior point must certify it, and the certificate is recomputed here.
+    rng = np.random.default_rng(0)
+    n = 700
+    rates = np.exp(rng.uniform(np.log(1e-9), 0.0, n)) * (rng.random(n) >= 0.3)
+    rates[0] = 1.0
+    net = MoANetwork(
+        n=n,
+        M=3,
+        k=[3, 20, 1],
+        arrival_rate=rates,
+        service_time=np.exp(rng.uniform(np.log(1e-3), np.log(1e3), (3, n))),
+        topology=random_regular_graph(n, 20, seed=0),
+    )
+    res = max_stable_rate(net, optimise_selection=True)
+    assert res.solver_path == "structured-ipm"
+    assert res.status == "optimal"
+    bound = _independent_dual_bound(net, np.asarray(res.duals), res.load_cap)
+    assert res.dual_bound == pytest.approx(bound, rel=1e-9)
+    assert res.value <= bound <= res.value * (1 + 1e-6)
+    assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
