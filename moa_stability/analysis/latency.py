@@ -228,9 +228,13 @@ def _pmf_rows(cdf: np.ndarray) -> np.ndarray:
 def _cdf_rows(pmf, out, change):  # pragma: no cover - numba
     """``out[r]`` = the running sum of ``pmf[r]``, made monotone and kept in [0, 1] (FFT
     round-off dents a CDF by ~1e-16; the quantile search needs it monotone, and a fractional
-    power of a CDF needs it non-negative), in one pass; returns ``out``. ``change[r]`` gets
-    the largest change that made to row ``r`` (pass an array of size 0 to skip it)."""
-    record = change.size > 0
+    power of a CDF needs it non-negative); returns ``out`` (which may be ``pmf``).
+    ``change[r]`` gets the largest change that made to row ``r`` (pass an array of size 0 to
+    skip it; then each row is :func:`_running_cdf`, four chains at once)."""
+    if change.size == 0:
+        for r in range(pmf.shape[0]):
+            _running_cdf(pmf[r], out[r])
+        return out
     for r in range(pmf.shape[0]):
         total = 0.0
         top = 0.0
@@ -240,8 +244,50 @@ def _cdf_rows(pmf, out, change):  # pragma: no cover - numba
             top = max(top, total)
             out[r, j] = min(top, 1.0)
             worst = max(worst, abs(out[r, j] - total))
-        if record:
-            change[r] = worst
+        change[r] = worst
+    return out
+
+
+@njit(cache=True)
+def _running_cdf(pmf, out):  # pragma: no cover - numba
+    """``out`` = the running maximum of the running sum of ``pmf``, capped at 1 (``out`` may
+    be ``pmf``). A running sum is a chain of dependent additions (and its maximum one of
+    dependent comparisons), about 1.7 ns per point; so the four quarters are summed at once,
+    each with its running maximum, and then each quarter is shifted by the sum of those before
+    it (a vectorised pass: adding a constant keeps the order of floating-point numbers, so
+    the shifted maximum is the maximum of the shifted sums). Measured on 4096 points: 4.3 us
+    against 6.8 us for one chain; the sums differ from one chain's by round-off (the additions
+    are associated by quarter)."""
+    L = pmf.size
+    B = L // 4
+    s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0
+    m0, m1, m2, m3 = 0.0, 0.0, 0.0, 0.0
+    for j in range(B):
+        s0 += pmf[j]
+        s1 += pmf[B + j]
+        s2 += pmf[2 * B + j]
+        s3 += pmf[3 * B + j]
+        m0 = max(m0, s0)
+        m1 = max(m1, s1)
+        m2 = max(m2, s2)
+        m3 = max(m3, s3)
+        out[j] = m0
+        out[B + j] = m1
+        out[2 * B + j] = m2
+        out[3 * B + j] = m3
+    for j in range(4 * B, L):  # the last quarter's remainder
+        s3 += pmf[j]
+        m3 = max(m3, s3)
+        out[j] = m3
+    sums = (s0, s1, s2, s3)
+    shift, top = 0.0, 0.0
+    for b in range(4):
+        stop = L if b == 3 else (b + 1) * B
+        for j in range(b * B, stop):
+            out[j] = min(max(top, shift + out[j]), 1.0)
+        if stop > b * B:
+            top = max(top, out[stop - 1])
+        shift += sums[b]
     return out
 
 
@@ -1881,9 +1927,8 @@ def _homogeneous_prompt(cdf, hat, top, power, join_law, stages, load, prompt):
         else:
             for x in range(F):  # (an explicit loop: numba's ``*=`` on arrays is slower)
                 total[x] = total[x] * row[x]
-    law = np.fft.irfft(total, L).reshape((1, L))
-    _cdf_rows(law, law, np.empty(0))
-    law = law[0]
+    law = np.fft.irfft(total, L)
+    _running_cdf(law, law)
     if cross:
         quantile_sum = np.zeros(L)
         for s in range(stages.shape[0]):
