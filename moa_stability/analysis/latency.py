@@ -1465,9 +1465,9 @@ def _homogeneous_complete(
     overlap, the range and the loads are closed forms, and the join of :math:`K = k+1`
     siblings of one law :math:`F` is :math:`e_k(F, \dots, F)\,F/\binom{n-1}{k} = F^K`, taken
     to the estimate's power :math:`a/K` as :math:`F^a`. Same grid, same discretisation, same
-    transforms: it agrees with the general path to round-off (tests). The grid work is three
-    compiled kernels and numpy's power (:func:`_homogeneous_grid`); what does not depend on
-    the arrival rate is cached (:func:`_homogeneous_layout`).
+    transforms: it agrees with the general path to round-off (tests). The grid work is
+    compiled (:func:`_homogeneous_grid`: one call for exponential service of one mean); what
+    does not depend on the arrival rate is cached (:func:`_homogeneous_layout`).
     """
     n, M, ks = net.n, net.M, net.k
     if not (net.is_complete and net.selection is None and n >= 3):
