@@ -1023,7 +1023,7 @@ def _cross_stage_row(cdf, total, u, rho, M, scv, c_mu, c_w, work, out):  # pragm
     shrink = 1.0 / stretch
     # v = mid[i] / stretch rises with i: below mid[0] the law is 0 and from mid[L - 1] on it
     # is mixed[L - 1]; the points between read the last mid[j] <= v (v - 0.5 is exact) by
-    # an unsigned index, without branches (1.3x faster: LLVM vectorises it with gathers).
+    # an unsigned index, without branches (7.8 us against 9.8 us on 4096 points).
     start = 0
     while start < L and (start + 0.5) * shrink < 0.5:
         out[start] = 0.0
@@ -1816,8 +1816,8 @@ def _power(F, a, count, out, work):  # pragma: no cover - numba
     and :math:`2^k` added to the exponent bits; an integral :math:`a \le 16` (the bound's
     :math:`K`) by repeated squaring, a few multiplications per point. Within
     :math:`(a + |y|) \cdot 4 \cdot 10^{-16}` relative of ``np.power`` (tests); ``F = 1``
-    gives exactly 1. Zero and subnormal ``F``, and
-    results below the normal range (:math:`k < -1021`), take the library ``pow``. Fused
+    gives exactly 1. Off the squaring, zero and subnormal ``F`` and results below the normal
+    range (:math:`k < -1021`) take the library ``pow``. Fused
     multiply-adds (``fastmath`` contraction only) halve the polynomials' cost; they change
     round-off only. Measured on the paper network's joins (2,600 points, side by side on a
     busy machine): 9.0-9.7 us against 7.7-8.1 us for numpy's SIMD ``power`` with its Python
