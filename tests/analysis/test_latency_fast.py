@@ -378,3 +378,21 @@ def test_neighbour_groups_of_one_law_are_the_degrees():
         for b in range(n):
             assert (group[a] == group[b]) == (signature[a] == signature[b])
     assert np.array_equal(group[first], np.arange(first.size))
+
+
+def test_quantile_function_matches_np_interp():
+    """The cell-driven quantile function against ``np.interp(u, C, mid, mid[0], mid[-1])``
+    with ``C`` the running maximum of the row: dents, flat runs, mass below the first ``u`` and
+    beyond the last; at the uniform ``u = (i + 1/2)/L`` and at random ascending ``u``."""
+    rng = np.random.default_rng(23)
+    n, L = 700, 512
+    row = np.cumsum(rng.exponential(size=n) * (rng.random(n) < 0.7))
+    row = 0.001 + 0.998 * row / row[-1]
+    row[100:103] -= 1e-16  # an FFT-like dent
+    C = np.maximum.accumulate(row)
+    mid = np.arange(n) + 0.5
+    for u in ((np.arange(L) + 0.5) / L, np.sort(rng.random(L))):
+        total = np.ones(L)
+        lat._add_quantile_function(row, u, 2.0, total)
+        expected = 1.0 + 2.0 * np.interp(u, C, mid, mid[0], mid[-1])
+        np.testing.assert_allclose(total, expected, rtol=1e-12, atol=0)
