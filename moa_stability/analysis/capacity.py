@@ -167,27 +167,34 @@ def applies(
 def _structured_lp(
     edges: _Edges, groups: list[_Group], d: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Columns ``[T, z_1, ..., z_G]``, rows ``[load_1..n, balance_{g,1..n}]``: the flows and
+    r"""Columns ``[T, x_1, ..., x_G]``, rows ``[load_1..n, balance_{g,1..n}]``: the flows and
     the load-row multipliers, from the loosest of :data:`_IPM_TOLERANCES` whose dual bound is
-    within :data:`_CERTIFIED_RTOL` of the peak load of the flows (clipped to their bounds)."""
+    within :data:`_CERTIFIED_RTOL` of the peak load of the flows (clipped to their bounds).
+
+    Each flow is a fraction of its cap, :math:`z_g[j, i] = C_g d_j\,x_g[j, i]` with
+    :math:`0 \le x \le 1` and :math:`\sum_i x_g[j, i] = k_g` (both 0 for an idle origin):
+    with the caps as bounds, rates over many decades put flows far below HiGHS's
+    absolute feasibility tolerance, and it called such programs infeasible."""
     n, E, G = edges.n, edges.origin.size, len(groups)
     lp = highspy.HighsLp()
     lp.num_col_ = 1 + G * E
     lp.num_row_ = n + G * n
     lp.col_cost_ = np.r_[1.0, np.zeros(G * E)]
     lp.col_lower_ = np.zeros(1 + G * E)
-    lp.col_upper_ = np.r_[np.inf, np.concatenate([g.weight * d[edges.origin] for g in groups])]
-    # load_i - T <= -w_i d_i; sum_i z_g[j, i] = C_g k_g d_j.
-    supply = np.concatenate([g.weight * g.k * d for g in groups])
+    born = d > 0
+    lp.col_upper_ = np.r_[np.inf, np.tile(born[edges.origin].astype(float), G)]
+    # load_i - T <= -w_i d_i; sum_i x_g[j, i] = k_g (0 for an idle origin).
+    supply = np.concatenate([g.k * born.astype(float) for g in groups])
     lp.row_lower_ = np.r_[np.full(n, -np.inf), supply]
     lp.row_upper_ = np.r_[-w * d, supply]
     index = np.empty(n + 2 * G * E, dtype=np.int32)
     value = np.empty(n + 2 * G * E)
     index[:n], value[:n] = np.arange(n), -1.0
+    caps = [group.weight * d[edges.origin] for group in groups]
     for g, group in enumerate(groups):
         at = n + 2 * g * E
         index[at : at + 2 * E : 2] = edges.helper
-        value[at : at + 2 * E : 2] = group.helper_time[edges.helper]
+        value[at : at + 2 * E : 2] = group.helper_time[edges.helper] * caps[g]
         index[at + 1 : at + 2 * E : 2] = n + g * n + edges.origin
         value[at + 1 : at + 2 * E : 2] = 1.0
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
@@ -213,7 +220,7 @@ def _structured_lp(
                 f"solver='HIGHS': the structured solve ended with status {status!r}; pass "
                 "solver='HIGHS' to max_stable_rate to use the general program"
             )
-        flows = np.clip(np.asarray(solution.col_value)[1:], 0.0, lp.col_upper_[1:]).reshape(G, E)
+        flows = np.clip(np.asarray(solution.col_value)[1:], 0.0, 1.0).reshape(G, E) * caps
         # Load rows are <= rows of a minimisation: HiGHS reports their multipliers as <= 0.
         mu = -np.asarray(solution.row_dual)[:n]
         load = w * d

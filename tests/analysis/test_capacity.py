@@ -292,10 +292,13 @@ def test_projected_cg_solves_the_bordered_system(seed: int) -> None:
     assert tau == pytest.approx(expected[n], rel=1e-8)
 
 
-def test_rates_over_nine_decades_are_certified_on_the_interior_point() -> None:
+def test_rates_over_nine_decades_are_certified_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Rates from 1e-9 to 1 (some idle), times from 1e-3 to 1e3, and a layer with k equal to the
-    # degree (its flows fixed): HiGHS's structured solve calls this program infeasible; the
-    # interior point must certify it, and the certificate is recomputed here.
+    # degree (its flows fixed): HiGHS's structured solve called this program infeasible while
+    # its flows were bounded by their caps (below its absolute tolerances); the interior point
+    # and the fall-back must both certify it, and the certificate is recomputed here.
     rng = np.random.default_rng(0)
     n = 700
     rates = np.exp(rng.uniform(np.log(1e-9), 0.0, n)) * (rng.random(n) >= 0.3)
@@ -315,3 +318,12 @@ def test_rates_over_nine_decades_are_certified_on_the_interior_point() -> None:
     assert res.dual_bound == pytest.approx(bound, rel=1e-9)
     assert res.value <= bound <= res.value * (1 + 1e-6)
     assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
+    from moa_stability.analysis import capacity
+
+    monkeypatch.setattr(capacity, "_IPM_MAX_ITER", 1)
+    fallback = max_stable_rate(net, optimise_selection=True)
+    assert fallback.solver_path == "highs-structured"
+    assert fallback.status == "optimal"
+    fallback_bound = _independent_dual_bound(net, np.asarray(fallback.duals), fallback.load_cap)
+    assert fallback.value <= fallback_bound <= fallback.value * (1 + 1e-6)
+    assert fallback.value == pytest.approx(res.value, rel=1e-7)
