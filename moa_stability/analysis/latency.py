@@ -991,9 +991,10 @@ def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  
     corrected law to ``out[g]`` (which may be ``cdf[g]``: the row is read whole before it is
     written) and returns the stretch factors (:func:`_cross_stage_row`)."""
     G, L = cdf.shape
-    u = (np.arange(L) + 0.5) / L
+    U = L // 2  # the probabilities of _unit_mids
+    u = (np.arange(U) + 0.5) / U
     stretch = np.empty(G)
-    total, work = np.empty(L), np.empty((2, L))
+    total, work = np.empty(U), np.empty((2, L))
     for g in range(G):
         total[:] = 0.0
         for s in range(key.shape[1]):
@@ -1005,7 +1006,8 @@ def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  
 @njit(cache=True)
 def _cross_stage_row(cdf, total, u, rho, M, scv, c_mu, c_w, work, out):  # pragma: no cover
     r"""One row of :func:`_cross_stage`, given ``total``, the sum of its stages' quantile
-    functions at ``u = mid / L`` (grid units; :func:`_add_quantile_function`): mixes the
+    functions at the ``U = L // 2`` probabilities ``u`` of :func:`_unit_mids` (grid units;
+    :func:`_add_quantile_function`; ``total`` and ``u`` have ``U`` points): mixes the
     comonotone law into ``cdf``, stretches the mixture, writes it to ``out`` (which may be
     ``cdf``: read whole before it is written) and returns the stretch factor. ``work`` is
     ``(2, L)`` scratch. The stretched law is read at ``mid / stretch`` on the uniform grid
@@ -1594,9 +1596,12 @@ def _widening(
 
 @lru_cache(maxsize=8)
 def _unit_mids(L: int) -> np.ndarray:
-    """``(j + 1/2)/L``, ``j = 0..L-1``: the probabilities at which the cross-stage correction
-    reads the quantile functions (cached: the compiled path is called per evaluation)."""
-    return (np.arange(L) + 0.5) / L
+    """``(j + 1/2)/U``, ``j = 0..U-1``, ``U = L // 2``: the probabilities at which the
+    cross-stage correction reads the stage quantile functions (cached: the compiled path is
+    called per evaluation). Half the grid's points: the comonotone law is a small, fitted part
+    of the estimate, and at ``U = L`` its two merges cost 7 us more per paper-network
+    evaluation for changes below 2.2e-4 relative (docs/latency.md)."""
+    return (np.arange(L // 2) + 0.5) / (L // 2)
 
 
 @lru_cache(maxsize=8)
@@ -1866,12 +1871,17 @@ def _power(F, a, count, out, work):  # pragma: no cover - numba
         else:
             low = mid + 1
     far = 0
-    for i in range(high, count):
-        x = 1.0 - F[i]
+    # over slices from 0: a loop from ``high`` reads F[i] with a signed index LLVM cannot prove
+    # non-negative, and vectorises it half as well (4.4 us against 2.3 us on 3,534 points)
+    near, near_out = F[high:count], out[high:count]
+    for i in range(count - high):
+        x = 1.0 - near[i]
         far += x >= limit
         minus_log = x * (1.0 + x * (1.0 / 2 + x * (1.0 / 3 + x * (1.0 / 4 + x * (1.0 / 5)))))
         y = -a * minus_log
-        out[i] = 1.0 + y * (1.0 + y * (1.0 / 2 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120)))))
+        near_out[i] = 1.0 + y * (
+            1.0 + y * (1.0 / 2 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120))))
+        )
     count = high if far == 0 else count  # (a row that is not monotone: all in the loops below)
     bits = F.view(np.int64)
     mantissa = out.view(np.int64)
@@ -1972,7 +1982,7 @@ def _homogeneous_prompt(cdf, hat, top, power, join_law, stages, load, prompt):
     law = np.fft.irfft(total, L)
     _running_cdf(law, law)
     if cross:
-        quantile_sum = np.zeros(L)
+        quantile_sum = np.zeros(u.size)
         for s in range(stages.shape[0]):
             if stages[s, 2]:
                 table = joins if stages[s, 0] else cdf

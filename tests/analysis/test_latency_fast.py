@@ -292,10 +292,11 @@ def test_exponential_grid_law_is_the_dispersal_of_its_limited_mean():
 
 
 def _cross_stage_reference(cdf, stages, rho, M, scv):
-    """The estimate's cross-stage correction with np.interp (one origin group)."""
+    """The estimate's cross-stage correction with np.interp (one origin group): the stage
+    quantile functions at the L // 2 probabilities u = (i + 1/2)/(L // 2)."""
     L = cdf.size
     mid = np.arange(L) + 0.5
-    u = mid / L
+    u = (np.arange(L // 2) + 0.5) / (L // 2)
     damp = 2 / (1 + scv)
     total = sum(np.interp(u, np.maximum.accumulate(c), mid, mid[0], mid[-1]) for c in stages)
     como = np.interp(mid, total, u, 0.0, 1.0)
