@@ -239,12 +239,8 @@ def _structured_ipm(
     """The flows ``(G, E)`` and load-row multipliers from the matrix-free interior point of
     :mod:`~moa_stability.analysis.interior_point`, or ``None`` when it ends without the
     certificate :data:`_CERTIFIED_RTOL` (the caller then runs :func:`_structured_lp`)."""
-    n = edges.n
-    start = np.searchsorted(edges.origin, np.arange(n + 1)).astype(np.int64)
+    start, seconds, k, weight = _stacked(edges, groups)
     deg = np.diff(start)
-    seconds = np.array([g.helper_time for g in groups])
-    k = np.array([g.k for g in groups], dtype=np.int64)
-    weight = np.array([g.weight for g in groups])
     program = interior_point.Program(
         start=start,
         helper=edges.helper,
@@ -295,8 +291,9 @@ def _parametric_flow(
     peak = _dual_bound(mu, edges, [group], d, w)
     own = np.zeros(n)
     own[np.argmax(w * d)] = 1.0
-    if _dual_bound(own, edges, [group], d, w) > peak:
-        mu, peak = own, _dual_bound(own, edges, [group], d, w)
+    own_peak = _dual_bound(own, edges, [group], d, w)
+    if own_peak > peak:
+        mu, peak = own, own_peak
     for _ in range(_MAX_NEWTON_STEPS):
         graph.capacity[:] = 0.0
         graph.capacity[forward] = np.concatenate([fixed, np.maximum(peak - w * d, 0.0) / s])
@@ -317,18 +314,25 @@ def _dual_bound(
 ) -> float:
     r""":math:`g(\mu)`, a lower bound on the least peak load (module docstring)."""
     mu = np.maximum(mu, 0.0)
+    start, seconds, k, weight = _stacked(edges, groups)
     return float(
         interior_point.dual_function(
-            mu / mu.sum(),
-            np.searchsorted(edges.origin, np.arange(edges.n + 1)),
-            edges.helper,
-            np.array([g.helper_time for g in groups]),
-            np.array([g.k for g in groups], dtype=np.int64),
-            np.array([g.weight for g in groups]),
-            d,
-            w * d,
+            mu / mu.sum(), start, edges.helper, seconds, k, weight, d, w * d
         )
     )
+
+
+def _stacked(
+    edges: _Edges, groups: list[_Group]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays the compiled kernels of :mod:`~moa_stability.analysis.interior_point` take:
+    each origin's first edge (``(n + 1,)`` int64, CSR order), and per group its helper seconds
+    ``(G, n)``, ``k`` ``(G,)`` int64 and weight ``(G,)``."""
+    start = np.searchsorted(edges.origin, np.arange(edges.n + 1)).astype(np.int64)
+    seconds = np.array([g.helper_time for g in groups])
+    k = np.array([g.k for g in groups], dtype=np.int64)
+    weight = np.array([g.weight for g in groups])
+    return start, seconds, k, weight
 
 
 def max_scale_selection(net: MoANetwork, margin: float = 0.0) -> StableRateResult:
