@@ -984,17 +984,17 @@ def _add_quantile_function(cdf, u, weight, total):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _cross_stage_kernel(cdf, tables, key, count, rho, M, scv, c_mu, c_w, out):  # pragma: no cover
-    r"""Rows of :func:`_cross_stage`: ``cdf[g]`` is origin group ``g``'s convolution law,
+def _cross_stage_kernel(cdf, tables, key, count, rho, u, M, scv, c_mu, c_w, out):
+    # pragma: no cover - numba
+    r"""Rows of :func:`_cross_stage` at the probabilities ``u`` (:func:`_unit_mids`):
+    ``cdf[g]`` is origin group ``g``'s convolution law,
     ``tables[s][key[g, s]]`` the law of its ``s``-th distinct stage, which occurs
     ``count[s]`` times in the prompt (twin layers), ``rho[g]`` its origin's load; writes the
     corrected law to ``out[g]`` (which may be ``cdf[g]``: the row is read whole before it is
     written) and returns the stretch factors (:func:`_cross_stage_row`)."""
     G, L = cdf.shape
-    U = L // 2  # the probabilities of _unit_mids
-    u = (np.arange(U) + 0.5) / U
     stretch = np.empty(G)
-    total, work = np.empty(U), np.empty((2, L))
+    total, work = np.empty(u.size), np.empty((2, L))
     for g in range(G):
         total[:] = 0.0
         for s in range(key.shape[1]):
@@ -1082,6 +1082,7 @@ def _cross_stage(
         np.ascontiguousarray(np.column_stack(columns)),
         np.array(count),
         rho,
+        _unit_mids(cdf.shape[1]),
         M,
         scv,
         CROSS_STAGE_MEAN,
