@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from quiet import quiet_or_exit
+from warm import small_like
 
 from moa_stability import MoANetwork, latency, paper_network, random_regular_graph
 
@@ -56,20 +56,8 @@ def large(n: int, heterogeneous: bool, method: str, topology: Any) -> float:
     net = MoANetwork(
         n=n, M=2, k=2, arrival_rate=1.0, service_time=service, topology=topology
     ).at_load(0.8)
-    # Warm-up on a small network of the same kind: numba compiles per path and per index
-    # dtype, and random_regular_graph gives int64 indices at n = 64 but int32 at 10^4, so the
-    # small graph takes the large one's (else a fresh numba cache compiles inside the timing).
-    small = topology
-    if not isinstance(topology, str):
-        graph = random_regular_graph(64, DEGREE, seed=1)
-        small = sp.csr_array(
-            (
-                graph.data,
-                graph.indices.astype(topology.indices.dtype),
-                graph.indptr.astype(topology.indptr.dtype),
-            ),
-            shape=graph.shape,
-        )
+    # Warm-up on a small network of the same kind (numba compiles per path and index dtype).
+    small = topology if isinstance(topology, str) else small_like(topology, DEGREE)
     warm = rng.uniform(0.5, 2.0, 64) if heterogeneous else 1.0
     latency(
         MoANetwork(n=64, M=2, k=2, arrival_rate=0.01, service_time=warm, topology=small),

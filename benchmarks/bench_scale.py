@@ -43,20 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _PRELUDE = """
 import json, resource, sys, time
+sys.path.insert(0, "benchmarks")  # (run from the repository root)
+from warm import small_like
 import numpy as np
 from moa_stability import MoANetwork, random_regular_graph
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def emit(**row):
     print("ROW " + json.dumps(row), flush=True)
-def small_like(graph, degree, n=64):
-    # numba compiles per index dtype, and random_regular_graph gives int64 indices at n = 64
-    # but int32 at scale: the warm-up graph takes the large one's, so no compilation (on a
-    # fresh numba cache, or after a kernel changed) lands inside the timing.
-    import scipy.sparse as sp
-    small = random_regular_graph(n, degree, seed=1)
-    return sp.csr_array((small.data, small.indices.astype(graph.indices.dtype),
-                         small.indptr.astype(graph.indptr.dtype)), shape=small.shape)
 """
 
 _SIMULATE = """
