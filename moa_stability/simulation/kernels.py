@@ -508,7 +508,7 @@ class Controls(NamedTuple):
 
 class Outputs(NamedTuple):
     """What a replication records, each array with a leading replication axis ``R`` in
-    :func:`run_replications` (one replication's row in :func:`run_replication`).
+    :func:`run_replications_fcfs` (one replication's row in :func:`run_fcfs`).
 
     Per device bin (:class:`Controls` ``device_edges``), integrals of queue length (``area``,
     ``(device bins, n)``) and busy time (``busy``) per device; per bin, the network-wide
@@ -544,7 +544,7 @@ class Outputs(NamedTuple):
 
 class State(NamedTuple):
     """Everything a replication carries from one chunk of simulated time to the next (with a
-    leading replication axis in :func:`run_replications`).
+    leading replication axis in :func:`run_replications_fcfs`).
 
     ``rng`` the xoshiro256+ state; ``counters`` the integer registers (:data:`FREE_JOB` ...
     :data:`BUSY`); ``clock[0]`` the time reached; ``device[i]``, device ``i``'s row of
@@ -771,7 +771,7 @@ def finish_replication(stage_type, ctl, out, st, t_end):
 
 
 @njit(cache=True)
-def run_replication(net, svc, ctl, out, st, t_until):
+def run_fcfs(net, svc, ctl, out, st, t_until):
     """Advance one replication from its state ``st`` through the events before ``t_until``
     (clock units), recording into ``out`` (its :class:`Outputs` row). At ``ctl.t_stop``, or
     when the jobs in the system would exceed ``ctl.cap`` (setting ``out.totals[CAP_HIT]``), it
@@ -781,30 +781,42 @@ def run_replication(net, svc, ctl, out, st, t_until):
     ``st``, so splitting ``[0, t_stop)`` into chunks changes no result.
 
     ``net``, ``svc`` and ``ctl`` are :class:`Network`, :class:`Service` and :class:`Controls`.
-    With one priority level (FCFS) the loop is compiled twice more with that fact as a
-    constant (:func:`_advance`): nothing to choose or preempt, so the level reads and the
-    preemption checks drop out of the common case; and once each with and without the deferred
-    accumulators and prefetches of large networks (:data:`DEFER_FROM_CELLS`), so that a small
-    network pays nothing for them.
+    This is the event loop (:func:`_advance`) compiled for one priority level (FCFS) below
+    :data:`DEFER_FROM_CELLS`: nothing to choose or preempt, so the level reads and the
+    preemption checks drop out, and no deferred accumulators. :func:`run_fcfs_large` and
+    :func:`run_priority` are the other two copies; :func:`replication_runner` picks one, so
+    that a process compiles (or loads from the cache) only the copy it runs.
     """
     if st.counters[FINISHED]:
         return
-    large = out.queue_time.size >= DEFER_FROM_CELLS
-    if st.device.shape[1] != DEV_LISTS + 2:
-        _advance(net, svc, ctl, out, st, t_until, False, large)
-    elif large:
-        _advance(net, svc, ctl, out, st, t_until, True, True)
-    else:
-        _advance(net, svc, ctl, out, st, t_until, True, False)
+    _advance(net, svc, ctl, out, st, t_until, True, False)
+
+
+@njit(cache=True)
+def run_fcfs_large(net, svc, ctl, out, st, t_until):
+    """:func:`run_fcfs` from :data:`DEFER_FROM_CELLS` up: the accumulators are added through
+    :func:`_defer` and the loop prefetches."""
+    if st.counters[FINISHED]:
+        return
+    _advance(net, svc, ctl, out, st, t_until, True, True)
+
+
+@njit(cache=True)
+def run_priority(net, svc, ctl, out, st, t_until):
+    """:func:`run_fcfs` with several priority levels (:class:`Network` ``level``), preemptive
+    or not (:class:`Controls`)."""
+    if st.counters[FINISHED]:
+        return
+    _advance(net, svc, ctl, out, st, t_until, False, out.queue_time.size >= DEFER_FROM_CELLS)
 
 
 @njit(inline="always")
 def _advance(net, svc, ctl, out, st, t_until, one_level, large):
-    """The event loop of :func:`run_replication`; ``one_level`` is a constant at each of its
-    three call sites (one priority level: every job has level 0 and none preempts), and so is
-    ``large`` where one level is (a network past :data:`DEFER_FROM_CELLS`: add to the
-    accumulators through :func:`_defer`, prefetch), so LLVM removes what they make dead.
-    Inlined, not called: the constants must reach the loop."""
+    """The event loop of :func:`run_fcfs`, :func:`run_fcfs_large` and :func:`run_priority`;
+    ``one_level`` is a constant at each of these three call sites (one priority level: every
+    job has level 0 and none preempts), and so is ``large`` where one level is (a network past
+    :data:`DEFER_FROM_CELLS`: add to the accumulators through :func:`_defer`, prefetch), so
+    LLVM removes what they make dead. Inlined, not called: the constants must reach the loop."""
     # Every field is read into a local once: reading an array from a tuple inside the loop
     # would add a reference-count pair per access.
     arrival, stage_type, stage_k, mode, indptr, indices, cum, level, cut, alias, total = net
@@ -1067,12 +1079,38 @@ def _advance(net, svc, ctl, out, st, t_until, one_level, large):
 
 
 @njit(cache=True, parallel=True)
-def run_replications(net, svc, ctl, out, st, t_until):
-    """:func:`run_replication` of every replication in parallel up to ``t_until``;
-    replication ``r`` owns row ``r`` of every output and state array. Each has its own
-    generator state, so results do not depend on how replications are spread over threads."""
+def run_replications_fcfs(net, svc, ctl, out, st, t_until):
+    """:func:`run_fcfs` of every replication in parallel up to ``t_until``; replication ``r``
+    owns row ``r`` of every output and state array. Each has its own generator state, so
+    results do not depend on how replications are spread over threads."""
     for r in prange(st.rng.shape[0]):
-        run_replication(net, svc, ctl, output_row(out, r), state_row(st, r), t_until)
+        run_fcfs(net, svc, ctl, output_row(out, r), state_row(st, r), t_until)
+
+
+@njit(cache=True, parallel=True)
+def run_replications_fcfs_large(net, svc, ctl, out, st, t_until):
+    """:func:`run_fcfs_large` of every replication in parallel (:func:`run_replications_fcfs`)."""
+    for r in prange(st.rng.shape[0]):
+        run_fcfs_large(net, svc, ctl, output_row(out, r), state_row(st, r), t_until)
+
+
+@njit(cache=True, parallel=True)
+def run_replications_priority(net, svc, ctl, out, st, t_until):
+    """:func:`run_priority` of every replication in parallel (:func:`run_replications_fcfs`)."""
+    for r in prange(st.rng.shape[0]):
+        run_priority(net, svc, ctl, output_row(out, r), state_row(st, r), t_until)
+
+
+def replication_runner(levels: int, queue_cells: int):
+    """The compiled copy of the event loop for ``levels`` priority levels and a replication's
+    ``queue_cells`` (:class:`Outputs` ``queue_time`` cells): :func:`run_replications_fcfs`,
+    :func:`run_replications_fcfs_large` (from :data:`DEFER_FROM_CELLS` up) or
+    :func:`run_replications_priority`. Chosen here, in Python, not in a compiled dispatch: a
+    compiled dispatch compiles all three copies (about 40 s with a cold cache instead of 26 s
+    for one), whatever the network."""
+    if levels > 1:
+        return run_replications_priority
+    return run_replications_fcfs_large if queue_cells >= DEFER_FROM_CELLS else run_replications_fcfs
 
 
 @njit(cache=True, parallel=True)

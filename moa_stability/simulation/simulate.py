@@ -763,7 +763,7 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
 
     Between chunks Python handles signals: on Ctrl-C (KeyboardInterrupt) the replications in
     flight are closed at the time they reached and the rest are dropped. The chunks change no
-    result (:func:`kernels.run_replication`).
+    result (:func:`kernels.run_fcfs`).
     """
     R, n = len(plan.seeds), net.n
     bins, device_bins = plan.bins, plan.device_edges.size - 1
@@ -794,6 +794,7 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
         plan.preemptive,
     )
     levels = int(plan.network.level.max()) + 1
+    run = kern.replication_runner(levels, out.queue_time[0].size)
     sources = kern.arrival_sources(plan.network)
     state = _new_state(plan.group, n, plan.cap, plan.network.cum.shape, levels, sources)
     lo = started = 0  # first replication of the group in flight; replications started
@@ -823,7 +824,7 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
             while t < plan.t_stop:
                 t_before, t = t, min(max(t + span, np.nextafter(t, np.inf)), plan.t_stop)
                 start = time.perf_counter()
-                kern.run_replications(plan.network, plan.service, controls, rows, st, t)
+                run(plan.network, plan.service, controls, rows, st, t)
                 wall = time.perf_counter() - start
                 # (capped: the chunks' rounded sum may pass the total by an ulp, and a bar
                 # past its total makes tqdm warn)

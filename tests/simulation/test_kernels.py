@@ -253,3 +253,13 @@ def test_complete_graph_subset_of_all_others():
     for home in range(5):
         kern.complete_subset(rng, 5, home, 4, chosen)
         assert sorted(chosen[1:]) == [d for d in range(5) if d != home]
+
+
+def test_replication_runner_picks_the_copy_of_the_event_loop_a_network_needs():
+    # Each copy is its own entry point so that a process compiles only the one it runs
+    # (docs/simulator.md, "Scheduling disciplines"); the threshold is the accumulators' one.
+    edge = kern.DEFER_FROM_CELLS
+    assert kern.replication_runner(1, edge - 1) is kern.run_replications_fcfs
+    assert kern.replication_runner(1, edge) is kern.run_replications_fcfs_large
+    assert kern.replication_runner(2, 10) is kern.run_replications_priority
+    assert kern.replication_runner(3, edge) is kern.run_replications_priority
