@@ -45,10 +45,22 @@ def run(n: int, inferences: float, out: Path) -> None:
     runner = kernels.replication_runner(1, res.queue_distribution.size)
     (cres,) = runner.overloads.values()
     address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+    size = min(DUMP_BYTES, _mapped_after(address))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "loop.bin").write_bytes(ctypes.string_at(address, DUMP_BYTES))
+    (out / "loop.bin").write_bytes(ctypes.string_at(address, size))
     (out / "loop.addr").write_text(hex(address))
-    print(f"{runner.__name__} at {hex(address)}: {DUMP_BYTES} bytes in {out / 'loop.bin'}")
+    print(f"{runner.__name__} at {hex(address)}: {size} bytes in {out / 'loop.bin'}")
+
+
+def _mapped_after(address: int) -> int:
+    """Bytes from ``address`` to the end of its run of contiguous mappings of this process
+    (reading past it would fault)."""
+    end = address
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+        if lo <= end < hi:
+            end = hi
+    return end - address
 
 
 def report(out: Path, top: int, context: int) -> None:

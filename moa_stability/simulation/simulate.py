@@ -792,6 +792,7 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
         plan.cap,
         *plan.hist_grid,
         plan.preemptive,
+        _hint_width(net, plan),
     )
     levels = int(plan.network.level.max()) + 1
     run = kern.replication_runner(levels, out.queue_time[0].size)
@@ -844,6 +845,16 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
     finally:
         bar.close()
     return _Raw(out, False)
+
+
+def _hint_width(net: MoANetwork, plan: _Plan) -> float:
+    """Clock units per bucket of the event loop's look-ahead (:func:`kernels._hint`): the time
+    of ``kernels.HINT_GROUP`` completions at the steady state's rate; 0 (no look-ahead) below
+    ``kernels.HINT_FROM_DEVICES`` devices or for a network without work."""
+    completions = job_rates(net).sum() * plan.unit_s
+    if net.n < kern.HINT_FROM_DEVICES or completions <= 0:
+        return 0.0
+    return kern.HINT_GROUP / completions
 
 
 def _edges(plan: _Plan) -> np.ndarray:
