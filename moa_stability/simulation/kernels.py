@@ -930,6 +930,9 @@ def _advance(net, svc, ctl, out, st, t_until, one_level, large):
             break
         if hints:
             now = np.int64(min(t * inv_width, 4e18))
+            if now - coarse > HINT_BUCKETS:  # a lull past the calendar: drop its hints
+                ring_fill[:] = 0
+                coarse = now
             while coarse < now:  # the bucket HINT_AHEAD ahead joins the queue
                 coarse += 1
                 slot = np.uint64(coarse + HINT_AHEAD) & np.uint64(HINT_BUCKETS - 1)

@@ -849,9 +849,13 @@ def _run(net: MoANetwork, plan: _Plan, progress: bool | None) -> _Raw:
 
 def _hint_width(net: MoANetwork, plan: _Plan) -> float:
     """Clock units per bucket of the event loop's look-ahead (:func:`kernels._hint`): the time
-    of ``kernels.HINT_GROUP`` completions at the steady state's rate; 0 (no look-ahead) below
+    of ``kernels.HINT_GROUP`` completions at the rate the devices can complete them (each
+    device's job rate, over its load where that is above 1: an overloaded device completes
+    at its service rate, and a calendar that expected more completions than come would have
+    the loop step through empty buckets); 0 (no look-ahead) below
     ``kernels.HINT_FROM_DEVICES`` devices or for a network without work."""
-    completions = job_rates(net).sum() * plan.unit_s
+    per_device = job_rates(net).sum(axis=0) / np.maximum(loads(net), 1.0)
+    completions = per_device.sum() * plan.unit_s
     if net.n < kern.HINT_FROM_DEVICES or completions <= 0:
         return 0.0
     return kern.HINT_GROUP / completions
