@@ -945,8 +945,8 @@ def _advance(net, svc, ctl, out, st, t_until, one_level, large):
             # prefetches what that event will read, one dependent load at a time, HINT_LAG
             # entries (events) after the stage before, so that it reads lines the stage
             # before brought in: the device's row, service parameters, time and lowest tree
-            # levels; its head job's row; that job's prompt's row; when the completion ends
-            # the prompt's stage, the origin's row of candidate helpers, then their positions
+            # levels; its head job's row; that job's prompt's row; the origin's device row and
+            # its row of candidate helpers for the prompt's next stage, then their positions
             # and draw state. Only hints: an entry whose event has come already (or never
             # will) costs a wasted prefetch, every index is clamped into its array, and
             # nothing the simulation reads is written. Written out here, not called: a call
