@@ -854,11 +854,12 @@ def _hint_width(net: MoANetwork, plan: _Plan) -> float:
     at its service rate, and a calendar that expected more completions than come would have
     the loop step through empty buckets); 0 (no look-ahead) below
     ``kernels.HINT_FROM_DEVICES`` devices or for a network without work."""
-    per_device = job_rates(net).sum(axis=0) / np.maximum(loads(net), 1.0)
-    completions = per_device.sum() * plan.unit_s
-    if net.n < kern.HINT_FROM_DEVICES or completions <= 0:
+    if net.n < kern.HINT_FROM_DEVICES:
         return 0.0
-    return kern.HINT_GROUP / completions
+    profile = load_profile(net)  # the job rates and the loads from one solve
+    per_device = profile.job_rates_per_s.sum(axis=0) / np.maximum(profile.loads, 1.0)
+    completions = per_device.sum() * plan.unit_s
+    return kern.HINT_GROUP / completions if completions > 0 else 0.0
 
 
 def _edges(plan: _Plan) -> np.ndarray:
