@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_flow as scipy_maximum_flow
 
 from moa_stability import MoANetwork, loads, max_stable_rate, random_regular_graph
+from moa_stability.analysis import capacity
 from moa_stability.analysis.capacity import max_scale_selection
 from moa_stability.analysis.flow import maximum_flow, residual_graph
 
@@ -318,8 +319,6 @@ def test_rates_over_nine_decades_are_certified_on_both_paths(
     assert res.dual_bound == pytest.approx(bound, rel=1e-9)
     assert res.value <= bound <= res.value * (1 + 1e-6)
     assert loads(res.network).max() == pytest.approx(1.0, rel=1e-9)
-    from moa_stability.analysis import capacity
-
     monkeypatch.setattr(capacity, "_IPM_MAX_ITER", 1)
     fallback = max_stable_rate(net, optimise_selection=True)
     assert fallback.solver_path == "highs-structured"

@@ -18,15 +18,13 @@ repository root (so that the checkout's package is the one imported).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
+from fingerprint import digest  # (tests/simulation is on sys.path: pytest, or run as a script)
 
 from moa_stability import MoANetwork, paper_network, random_regular_graph
 from moa_stability.simulation.simulate import simulate
@@ -144,32 +142,10 @@ def _cases() -> dict[str, tuple[MoANetwork, dict]]:
     }
 
 
-def _digest(value) -> object:
-    """A JSON-able fingerprint of one result field: ``repr`` of a scalar, else the SHA-256 of
-    the dtype, shape and bytes of its arrays (sparse: data, indices, indptr; frame: values and
-    index)."""
-    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
-        return repr(value)
-    if isinstance(value, tuple):
-        return [_digest(v) for v in value]
-    if sp.issparse(value):
-        parts = [value.data, value.indices, value.indptr, np.asarray(value.shape)]
-    elif isinstance(value, pd.DataFrame):
-        parts = [value.to_numpy(), value.index.to_numpy(), np.asarray(value.columns)]
-    else:
-        parts = [np.asarray(value)]
-    h = hashlib.sha256()
-    for a in parts:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes() if a.dtype != object else repr(a.tolist()).encode())
-    return h.hexdigest()
-
-
 def _fingerprint(name: str) -> dict:
     net, kwargs = _cases()[name]
     result = simulate(net, progress=False, **kwargs)
-    return {f.name: _digest(getattr(result, f.name)) for f in dataclasses.fields(result)}
+    return {f.name: digest(getattr(result, f.name)) for f in dataclasses.fields(result)}
 
 
 @pytest.mark.parametrize("name", sorted(_cases()))
