@@ -463,6 +463,10 @@ HINT_FROM_DEVICES = 1 << 14
 ``Controls.hint_width``). Below, a replication's state mostly fits a core's 4 MiB L2 cache and
 the look-ahead's work is not paid back (measured side by side on the bench_scale workload:
 0.79x at 3,000 devices, 0.98x at 10^4, 1.08x at 2 x 10^4, 1.25x at 5 x 10^4)."""
+HINT_BYTES = HINT_BUCKETS * ((HINT_CAP + 1) * 4 + 8) + 3 * HINT_FIFO * 4
+"""Bytes the look-ahead allocates per replication in flight (the calendar's buckets of
+``uint32`` hints and their fill counts, and the queue with its job and prompt columns):
+2.3 MB, whatever ``n``."""
 
 
 @njit(inline="always")

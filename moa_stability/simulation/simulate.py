@@ -717,7 +717,8 @@ def _check_memory(
     :data:`kernels.STATE_BYTES_PER_JOB` per job of the cap and
     :data:`kernels.STATE_BYTES_PER_DEVICE` per device (and
     :data:`kernels.STATE_BYTES_PER_LEVEL` per device and further priority level), plus a
-    permutation per CSR entry.
+    permutation per CSR entry, plus :data:`kernels.HINT_BYTES` for the look-ahead from
+    :data:`kernels.HINT_FROM_DEVICES` devices up (one priority level).
     """
     pairs = 0 if _implicit_complete(net) else sum(_layer_rows(net, m).nnz for m in range(net.M))
     outputs = 8 * (
@@ -727,6 +728,8 @@ def _check_memory(
     pools = cap * kern.STATE_BYTES_PER_JOB
     per_device = kern.STATE_BYTES_PER_DEVICE + (levels - 1) * kern.STATE_BYTES_PER_LEVEL
     state = pools + net.n * per_device + 8 * pairs
+    if levels == 1 and net.n >= kern.HINT_FROM_DEVICES:
+        state += kern.HINT_BYTES
     total = replications * outputs + group * state
     if total <= MEMORY_BUDGET_BYTES:
         return

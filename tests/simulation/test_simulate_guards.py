@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from moa_stability import MoANetwork, loads, paper_network
+from moa_stability.simulation import kernels as kern
 from moa_stability.simulation import simulate as sim
 from moa_stability.simulation.simulate import simulate
 from moa_stability.simulation.statistics import MAX_BATCHES
@@ -91,6 +92,20 @@ def test_outputs_beyond_the_budget_name_replications():
     net = MoANetwork(n=20_000, M=0, arrival_rate=0.1)
     with pytest.raises(ValueError, match=r"^replications=500: .*GB.*fewer replications"):
         simulate(net, replications=500)
+
+
+def test_memory_check_counts_the_look_ahead_where_it_runs(monkeypatch):
+    # Swollen to 10 GB, the look-ahead's per-replication bytes alone exceed the budget: the
+    # check must refuse an FCFS network from HINT_FROM_DEVICES devices up, and pass one just
+    # below the threshold and a network of the same size with priority levels (no look-ahead).
+    monkeypatch.setattr(kern, "HINT_BYTES", 10 * 2**30)
+    args = ("events", 1.0, None, 0, "exponential", 1.0, None, 1, 0.2, 10**4, None)
+    big = MoANetwork(n=kern.HINT_FROM_DEVICES, M=1, k=1, topology="ring", arrival_rate=0.01)
+    with pytest.raises(ValueError, match=r"GB"):
+        sim._plan(big, *args)
+    sim._plan(big, *args, discipline="later-layer-first")
+    below = MoANetwork(n=kern.HINT_FROM_DEVICES - 1, M=1, k=1, topology="ring", arrival_rate=0.01)
+    sim._plan(below, *args)
 
 
 def test_defaults_fit_networks_beyond_39062_devices():
