@@ -113,6 +113,18 @@ _ROUND_OFF = 1e-13
 """Changes to a CDF below this are FFT round-off (it reaches ~1e-16 per point)."""
 _BLOCK_POINTS = 1 << 21
 """Grid values per block of prompt laws (16 MB), below glibc's largest mmap threshold."""
+_WRAP_EXPONENTS = np.array([16.0 * 2.0 ** (i / 2) for i in range(10)])
+r"""Chernoff exponents :math:`\theta L` (16 to 362) at which :func:`_add_log_mgf` bounds the
+mass of a prompt's sum of stages that the grid's circular convolution wraps around: the FFT
+sums the stages modulo the grid, so a span shorter than the latency folds its tail onto the
+start of the grid while the CDF still ends at 1 (H1 of the audit: n=4, M=100, k=3 gave a
+median of 16 s for a mean of 210 s). Capped so that :math:`e^{-\theta L}` stays normal."""
+MAX_GRID_POINTS = 1 << 22
+"""Largest ``grid_points`` (4,194,304: 32 MiB per grid row; the grid work holds several rows
+per distinct law)."""
+MAX_SCV = 1e6
+"""Largest ``scv`` for gamma and lognormal service (1e6 is computed on the paper network;
+1e300 exhausted the grid's doublings with a message that blamed ``grid_points``)."""
 
 
 # ---- service laws -------------------------------------------------------------------------------
@@ -194,10 +206,15 @@ def _grid_laws(
 def _geometric_cells(mean, h):  # pragma: no cover - numba
     r"""The exponential law of mean :math:`s` dispersed on the grid of step :math:`h`
     (:func:`_exponential_rows`), as its constants: with :math:`a = h/s`, returns
-    :math:`(a, r, p_0, C)`, :math:`r = e^{-a}`, :math:`p_0 = 1 + (e^{-a} - 1)/a` and
-    :math:`C = \frac{4}{a}\sinh^2(a/2)`, the cells being :math:`p_0` then :math:`C r^j`."""
+    :math:`(a, r, p_0, C r)`, :math:`r = e^{-a}`, :math:`p_0 = 1 + (e^{-a} - 1)/a` and
+    :math:`C = \frac{4}{a}\sinh^2(a/2)`, the cells being :math:`p_0` then :math:`C r^j`.
+    :math:`C r = (1 - e^{-a})^2/a` stays finite where :math:`C` overflows (:math:`a > 1420`:
+    a step of thousands of service times, at loads near 1); below :math:`a = 50` it is
+    computed as :math:`C \cdot r`, as before."""
     a = h / mean
-    return a, math.exp(-a), 1.0 + math.expm1(-a) / a, 4.0 * math.sinh(0.5 * a) ** 2 / a
+    r = math.exp(-a)
+    first = 4.0 * math.sinh(0.5 * a) ** 2 / a * r if a < 50.0 else math.expm1(-a) ** 2 / a
+    return a, r, 1.0 + math.expm1(-a) / a, first
 
 
 @njit(cache=True)
@@ -208,9 +225,8 @@ def _exponential_rows(mean, h, out):  # pragma: no cover - numba
     difference of :math:`\ell` is taken exactly, without the cancellation of differencing).
     Returns ``out``."""
     for v in range(mean.size):
-        _, ratio, head, C = _geometric_cells(mean[v], h)
+        _, ratio, head, term = _geometric_cells(mean[v], h)
         out[v, 0] = head
-        term = C * ratio
         for j in range(1, out.shape[1]):
             out[v, j] = term
             term *= ratio
@@ -1160,6 +1176,9 @@ class LatencyResult:
 
 
 def _quantile(cdf: np.ndarray, h: float, q: Any) -> float | np.ndarray:
+    kind = np.asarray(q).dtype.kind
+    if kind not in "iuf":  # strings, bools, objects: not a probability
+        raise _fail("q", repr(q), "must be a number (or array of numbers)", "pass e.g. 0.95")
     arr = np.asarray(q, dtype=float)
     out = np.empty(arr.shape)
     status = _checked_quantiles(cdf, h, arr.ravel(), out.reshape(-1)) if arr.size else 1
@@ -1300,8 +1319,17 @@ def latency(
     if service not in SERVICES:
         raise _fail("service", service, "unknown service law", f"use one of {SERVICES}")
     if service in ("gamma", "lognormal"):
-        if not (isinstance(scv, (int, float)) and math.isfinite(scv) and scv > 0):
-            raise _fail("scv", repr(scv), "must be finite and > 0", "pass e.g. scv=0.5")
+        if isinstance(scv, (bool, np.bool_)) or not isinstance(
+            scv, (int, float, np.integer, np.floating)
+        ):
+            raise _fail("scv", repr(scv), "must be a number", "pass e.g. scv=0.5")
+        if not (math.isfinite(scv) and 0 < scv <= MAX_SCV):
+            raise _fail(
+                "scv",
+                repr(scv),
+                f"must be finite and > 0 (at most {MAX_SCV:g})",
+                "pass e.g. scv=0.5",
+            )
         scv = float(scv)
     else:
         scv = 1.0 if service == "exponential" else 0.0
@@ -1311,6 +1339,14 @@ def latency(
         raise _fail("grid_points", repr(grid_points), "must be an integer", "pass e.g. 4096")
     if grid_points is not None and grid_points < 64:
         raise _fail("grid_points", grid_points, "must be >= 64", "pass e.g. 4096")
+    if grid_points is not None and grid_points > MAX_GRID_POINTS:
+        raise _fail(
+            "grid_points",
+            grid_points,
+            f"must be <= {MAX_GRID_POINTS} (each grid row takes 8 bytes a point, and the grid "
+            "work holds several rows per distinct device law)",
+            "pass e.g. 4096 (or 65536 for a finer grid)",
+        )
     fast = _homogeneous_complete(net, method, service, scv, grid_points)
     if fast is not None:
         return fast
@@ -1419,6 +1455,16 @@ def _compute(
     for s in range(1, len(stage_means)):
         mean = mean + stage_means[s][origin_key[:, s]]
     group_load = cls.load[own[first]]  # the cross-stage correction uses the origin's load
+    if len(stage_cdfs) > 1:  # the stages' sum must not wrap around the grid (_add_log_mgf)
+        tables: dict[int, np.ndarray] = {}
+        log_mgf = np.zeros((len(origin_key), _WRAP_EXPONENTS.size))
+        for s, table in enumerate(stage_cdfs):
+            if id(table) not in tables:
+                tables[id(table)] = _log_mgf_rows(np.ascontiguousarray(table))
+            log_mgf += tables[id(table)][origin_key[:, s]]
+        bound = np.min(log_mgf - _WRAP_EXPONENTS, axis=1)
+        if np.any(bound > math.log(TAIL_TOLERANCE)):
+            return None
     # The prompt laws in blocks of origin groups: the network-wide law, the quantiles and the
     # means are all that is kept of them, and a block's arrays (at most _BLOCK_POINTS values)
     # are recycled by the allocator, where n x grid arrays would be fresh memory each time.
@@ -1488,7 +1534,9 @@ def _homogeneous_complete(
     if load >= 1:
         _check_stable(net, np.full(n, load))
     c2 = 1.0 if service == "exponential" else scv  # (scv is 0 for deterministic service)
-    second = rates[0] * means[0] ** 2 + rates[1] * means[1] ** 2 + rates[2] * means[2] ** 2
+    # (rate x mean) x mean: the load's factors first, since a mean squared may overflow
+    second = rates[0] * means[0] * means[0] + rates[1] * means[1] * means[1]
+    second += rates[2] * means[2] * means[2]
     wait_mean = second * (1.0 + c2) / (2.0 * (1.0 - load))
     # _range_guess: every stage's mean sojourn plus 25 tail lengths (E[S] + E[S^2]/E[S]).
     span = (M + 1) * (wait_mean + longest) + 25.0 * (wait_mean / load + longest * (2.0 + c2))
@@ -1580,6 +1628,48 @@ def _alike(lam, service_time):  # pragma: no cover - numba
     return True
 
 
+@njit(cache=True)
+def _add_log_mgf(cdf, weight, out):  # pragma: no cover - numba
+    r"""``out[i] += weight * log M(theta_i)``: the log moment generating function, in grid
+    steps, of the law whose CDF row is ``cdf`` (its pmf clipped at 0), at
+    :math:`\theta_i L` = :data:`_WRAP_EXPONENTS`. By Horner's rule on
+    :math:`\sum_j p_j e^{\theta (j - L + 1)}` (no overflow), all exponents in one pass."""
+    L = cdf.size
+    C = _WRAP_EXPONENTS.size
+    shrink = np.empty(C)
+    acc = np.zeros(C)
+    for i in range(C):
+        shrink[i] = math.exp(-_WRAP_EXPONENTS[i] / L)
+    before = 0.0
+    for j in range(L):
+        p = max(cdf[j] - before, 0.0)
+        before = cdf[j]
+        for i in range(C):
+            acc[i] = acc[i] * shrink[i] + p
+    for i in range(C):
+        out[i] += weight * (math.log(max(acc[i], 1e-300)) + _WRAP_EXPONENTS[i] * (L - 1) / L)
+
+
+@njit(cache=True)
+def _wrapped_log_bound(log_mgf):  # pragma: no cover - numba
+    r"""Chernoff's bound :math:`\min_\theta e^{-\theta L} \prod_s M_s(\theta)` (its log) on
+    the mass of a sum of independent grid laws at or beyond ``L`` steps (what the circular
+    convolution wraps), from the summed ``log_mgf`` (:func:`_add_log_mgf`)."""
+    best = np.inf
+    for i in range(log_mgf.size):
+        best = min(best, log_mgf[i] - _WRAP_EXPONENTS[i])
+    return best
+
+
+@njit(cache=True)
+def _log_mgf_rows(cdf):  # pragma: no cover - numba
+    """:func:`_add_log_mgf` of each CDF row of ``cdf`` ``(rows, L)``: ``(rows, C)``."""
+    out = np.zeros((cdf.shape[0], _WRAP_EXPONENTS.size))
+    for r in range(cdf.shape[0]):
+        _add_log_mgf(cdf[r], 1.0, out[r])
+    return out
+
+
 def _widening(
     attempt: Callable[[float], LatencyResult | None], span: float, L: int, grid_points: int | None
 ) -> LatencyResult:
@@ -1590,8 +1680,17 @@ def _widening(
         if result is not None:
             return result
         span *= 2.0
-    raise _fail(  # pragma: no cover - the range guess covers the laws offered
-        "grid_points", grid_points, "the latency tail does not fit the grid", "raise it"
+    raise ValueError(
+        f"the latency law does not fit {_MAX_DOUBLINGS} doublings of the grid's span "
+        f"(up to {span / 2:.4g} s, step {span / 2 / L:.4g} s): the prompt's stages, their tails "
+        "or their discretisation need more (loads close to 1, many layers M, a large scv, or "
+        "service times of very different scales); lower the load (net.at_load), M or scv, or "
+        "estimate the latency by simulation (moa_stability.simulate)"
+        + (
+            ""
+            if grid_points is None
+            else f" (grid_points={grid_points} sets the points, not the span)"
+        )
     )
 
 
@@ -1638,13 +1737,14 @@ def _exponential_hats(mean, share, h, L, one_minus_cos, sine):  # pragma: no cov
     job = np.empty((V, F), np.complex128)
     be = np.zeros(F, np.complex128)
     for v in range(V):
-        a, r, head, C = _geometric_cells(mean[v], h)
-        rL = math.exp(-a * L)
+        a, r, head, first = _geometric_cells(mean[v], h)
+        # C (z - r^L) = C r (e^{-i theta} - r^(L-1)): in C r, finite for any step
+        rL = math.exp(-a * (L - 1))
         gap = -math.expm1(-a)
         for x in range(F):
-            num_re, num_im = r - r * one_minus_cos[x] - rL, -r * sine[x]
+            num_re, num_im = 1.0 - one_minus_cos[x] - rL, -sine[x]
             den_re, den_im = gap + r * one_minus_cos[x], r * sine[x]
-            scale = C / (den_re * den_re + den_im * den_im)
+            scale = first / (den_re * den_re + den_im * den_im)
             value = complex(
                 head + scale * (num_re * den_re + num_im * den_im),
                 scale * (num_im * den_re - num_re * den_im),
@@ -1679,17 +1779,22 @@ def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine, cumulative=False):
     the products, below :math:`L \cdot 10^{-16}`, is far below :math:`1 - R`; else, and then
     only, the running sum :func:`_cdf_rows`)."""
     F = L // 2 + 1
-    a, r, head, C = _geometric_cells(mean, h)
-    alpha = head - C * math.exp(-a * L)
-    beta = C - head
+    a, r, head, first = _geometric_cells(mean, h)
+    alpha = head - first * math.exp(-a * (L - 1))
     gamma = 1.0 - load * alpha
-    log_R = math.log1p(load * beta) - math.log1p(-load * alpha) - a
+    if a < 50.0:
+        beta = 4.0 * math.sinh(0.5 * a) ** 2 / a - head  # C - p_0
+        log_R = math.log1p(load * beta) - math.log1p(-load * alpha) - a
+        beta_r = beta * r
+    else:  # C overflows: (1 + rho beta) r = r + rho (C r - p_0 r), both terms >= 0
+        beta_r = first - head * r
+        log_R = math.log(r + load * (first - head * r)) - math.log1p(-load * alpha)
     R = math.exp(log_R)
     gap = -math.expm1(log_R)
     factor = (1.0 - load) / gamma
     hat = np.empty((1, F), np.complex128)
     for x in range(F):
-        num_re, num_im = alpha + beta * r * (1.0 - one_minus_cos[x]), -beta * r * sine[x]
+        num_re, num_im = alpha + beta_r * (1.0 - one_minus_cos[x]), -beta_r * sine[x]
         den_re, den_im = gap + R * one_minus_cos[x], R * sine[x]
         scale = factor / (den_re * den_re + den_im * den_im)
         hat[0, x] = complex(
@@ -1697,10 +1802,10 @@ def _geometric_sojourn(mean, load, h, L, one_minus_cos, sine, cumulative=False):
         )
     pmf = np.empty((1, L))
     cycle = -math.expm1(L * log_R)
-    pmf[0, 0] = factor * (alpha + beta * r * math.exp((L - 1) * log_R)) / cycle
+    pmf[0, 0] = factor * (alpha + beta_r * math.exp((L - 1) * log_R)) / cycle
     # s_j = s_1 R^(j-1): eight interleaved products (s_j = s_(j-8) R^8) instead of one
     # chain, whose multiplication latency would bound the loop.
-    term = factor * (alpha * R + beta * r) / cycle
+    term = factor * (alpha * R + beta_r) / cycle
     for j in range(1, min(L, 9)):
         pmf[0, j] = term
         term *= R
@@ -1970,8 +2075,13 @@ def _homogeneous_prompt(cdf, hat, top, power, join_law, stages, load, prompt):
         join_hat[j] = np.fft.rfft(pmf)
         join_mean[j] = h * ((m0 + m1) + (m2 + m3))
     mean = 0.0
+    log_mgf = np.zeros(_WRAP_EXPONENTS.size)
     for s in range(stages.shape[0]):
         mean += join_mean[stages[s, 1]] if stages[s, 0] else sojourn_mean[stages[s, 3]]
+        if stages[s, 2]:  # each distinct stage law once, times its count
+            table = joins if stages[s, 0] else cdf
+            _add_log_mgf(table[stages[s, 1]], float(stages[s, 2]), log_mgf)
+    wrapped = stages.shape[0] > 1 and _wrapped_log_bound(log_mgf) > math.log(tail)
     total = np.empty(F, np.complex128)
     for s in range(stages.shape[0]):
         row = join_hat[stages[s, 1]] if stages[s, 0] else hat[stages[s, 1]]
@@ -1990,7 +2100,7 @@ def _homogeneous_prompt(cdf, hat, top, power, join_law, stages, load, prompt):
                 _add_quantile_function(table[stages[s, 1]], u, float(stages[s, 2]), quantile_sum)
         work = np.empty((2, L))
         mean *= _cross_stage_row(law, quantile_sum, u, load, M, scv, c_mu, c_w, work, law)
-    fits = 1.0 - law[L - 1] <= tail
+    fits = 1.0 - law[L - 1] <= tail and not wrapped
     quantiles = np.empty((n, 3))
     if fits:
         _quantiles_of(law, h, np.array(_QUANTILES), quantiles[0])

@@ -63,6 +63,10 @@ class StabilityReport:
         The analytic prompt latency at the given rates (:func:`moa_stability.latency`,
         ``method="estimate"``, exponential service; docs/model.md section 7); None when the
         network is unstable, carries no load, or the report was asked without it.
+    latency_note : str or None
+        Why the latency was wanted but not computed (the ValueError of
+        :func:`moa_stability.latency`, e.g. a law its grid cannot hold); the loads and the
+        verdict stand without it.
     certificate : Certificate or None
         What the theory proves under the report's discipline
         (:func:`moa_stability.analysis.certificate.stability_certificate`): one of its four
@@ -85,6 +89,7 @@ class StabilityReport:
     paper_theta: float
     paper_verdict: str
     latency: LatencyResult | None = field(default=None, compare=False)
+    latency_note: str | None = field(default=None, compare=False)
     certificate: Certificate | None = field(default=None, compare=False)
 
     @property
@@ -144,6 +149,8 @@ class StabilityReport:
             f"= {self.paper_load:.6g} -> {self.paper_verdict}, theta={self.paper_theta:.6g}",
             f"paper vs exact        : {cmp}",
         ]
+        if self.latency_note is not None:
+            lines.append(f"latency (analytic)    : {self.latency_note}")
         if self.latency is not None:
             caveat = "" if self.verdict == "stable" else " if it is stable"
             lines.append(
@@ -312,7 +319,14 @@ def stability_report(
     if latency is not None and not isinstance(latency, (bool, np.bool_)):
         raise ValueError(f"latency={latency!r}: must be True, False or None; pass a bool")
     want = net.n <= LATENCY_AUTO_MAX_DEVICES if latency is None else bool(latency)
-    predicted = predict_latency(net) if want and 0 < peak < 1 else None
+    predicted, note = None, None
+    if want and 0 < peak < 1:
+        # The loads and the verdict stand without the latency: a law the grid cannot hold
+        # (e.g. load 0.99999, or M = 3000) is a note, not a failed report.
+        try:
+            predicted = predict_latency(net)
+        except ValueError as error:
+            note = f"not computed: {error}"
     proof = (
         None
         if certificate is not None and not certificate
@@ -341,5 +355,6 @@ def stability_report(
         paper_theta=float("inf") if paper_load == 0 else 1.0 / paper_load,
         paper_verdict="stable" if paper_load < 1 else "unstable",
         latency=predicted,
+        latency_note=note,
         certificate=proof,
     )
