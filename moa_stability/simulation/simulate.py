@@ -21,6 +21,7 @@ inclusion probabilities :math:`\pi_m[j, \cdot]` as exact marginals), joins when 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import time
 from collections.abc import Mapping
@@ -77,6 +78,20 @@ _IMPLICIT_COMPLETE_PAIRS = 2**22  # complete graphs with more (origin, helper) p
 _CHUNK_WALL_S = 0.5  # target wall seconds of one kernel call; Ctrl-C is honoured between calls
 _PROGRESS_DELAY_S = 2.0  # a run shorter than this shows no progress bar (progress=None)
 _FIRST_CHUNK_EVENTS = 20_000  # expected events of the first chunk (then adapted to the target)
+MAX_SCV = 1000.0
+"""Largest ``scv`` of gamma and lognormal service. Gamma draws are
+``m * scv * U**scv * G`` (shape ``1/scv`` boosted, :func:`kernels.gamma`): from
+``scv`` ~ 1022 the median draw, below ``0.5**scv``, is no longer a normal double, so most draws
+are 0 s and the mean rests on rare draws that a run never sees (a load-0.5 network then shows
+utilisation and latency 0). A lognormal's mean likewise sits ``sqrt(ln(1 + scv))`` standard
+deviations out. The bound keeps both representable."""
+MAX_EVENTS = 10**13
+"""Most expected events (user prompts, job arrivals and completions, over all replications)
+one call may simulate: weeks of wall time at ~10^7 events per second. A horizon beyond it (say
+1e300 s) could never finish, so it is refused up front."""
+MAX_SLOTS = 2**53
+"""Most slots per replication: the slot clock is a double and counts exactly up to 2**53."""
+_MIN_HORIZON_SERVICES = 1e-6  # shortest horizon, in shortest mean service times
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -433,17 +448,27 @@ def _empirical(net: MoANetwork, samples: Mapping[str, Any] | None) -> tuple[np.n
             f"samples={samples!r}: service='empirical' needs them; pass a mapping job type -> 1-D "
             f"array of measured seconds for each of {net.job_types_used}"
         )
-    unknown = sorted(set(samples) - set(JOB_TYPES))
+    # Keys of any type (0, None, ...) must be named, not compared with the str ones.
+    unknown = sorted((k for k in samples if not (isinstance(k, str) and k in JOB_TYPES)), key=repr)
     missing = [c for c in net.job_types_used if c not in samples]
     if unknown or missing:
+        keys = sorted(samples, key=repr)
         raise ValueError(
-            f"samples={sorted(samples)} (keys): unknown {unknown}, missing "
+            f"samples={keys} (keys): unknown {unknown}, missing "
             f"{missing}; give measured seconds for each of {net.job_types_used} "
             "(the same array for several types is fine)"
         )
     parts = []
     for c in JOB_TYPES:
-        x = np.asarray(samples.get(c, []), dtype=float).ravel()
+        try:
+            x = np.asarray(samples.get(c, []), dtype=float).ravel()
+        except (ValueError, TypeError) as err:
+            shown = repr(samples[c])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ValueError(
+                f"samples[{c!r}]={shown}: not an array of numbers ({str(err).splitlines()[0]});"
+                " pass measured seconds as a flat list or 1-D array of numbers"
+            ) from err
         if c in samples and (
             x.size == 0 or not np.all(np.isfinite(x)) or x.min() < 0 or x.sum() == 0
         ):
@@ -466,6 +491,19 @@ def _service(
         )
     if service in ("gamma", "lognormal"):
         scv = _positive("scv", scv)
+        if scv > MAX_SCV:
+            why = (
+                "the median gamma draw (shape 1/scv) is below 0.5**scv times scv times the "
+                "mean, under the smallest double from scv ~ 1022, so most draws are 0 s"
+                if service == "gamma"
+                else f"a lognormal's mean sits {math.sqrt(math.log1p(scv)):.3g} standard "
+                "deviations out"
+            )
+            raise ValueError(
+                f"scv={scv:g}: above {MAX_SCV:g} (MAX_SCV): {why}, and the rare draws that "
+                "carry the mean almost never occur in a run (utilisation and latency would "
+                f"come out near 0); use scv <= {MAX_SCV:g}"
+            )
     values, bounds = np.ones(1), np.zeros(len(JOB_TYPES) + 1, np.int64)
     if service == "empirical":
         values, bounds = _empirical(net, samples)
@@ -650,7 +688,14 @@ def _plan(
     if horizon is None:
         horizon = _DEFAULT_HORIZON_SERVICES * float(_used_means(net).max())
     horizon = _positive("horizon", horizon)
+    _check_horizon(net, horizon, replications)
     unit_s = _slot_length(net, dt) if slotted else 1.0
+    if slotted and horizon / unit_s > MAX_SLOTS:
+        raise ValueError(
+            f"dt={unit_s:g}, horizon={horizon:g}: {horizon / unit_s:.3g} slots, more than the "
+            f"2**53 = {MAX_SLOTS:.3g} (MAX_SLOTS) a slot clock counts exactly; use dt >= "
+            f"{horizon / MAX_SLOTS:.3g} s or a shorter horizon"
+        )
     t_stop = float(max(1, round(horizon / unit_s))) if slotted else horizon
     arrival = _memoryless_scale(net.arrival_rate * unit_s, slotted)
     svc = _service(net, service, scv, samples, unit_s, slotted)
@@ -696,6 +741,31 @@ def _plan(
 
 
 _HIST_CELLS = int(math.ceil(_HIST_DECADES * math.log(10) * _HIST_CELLS_PER_E))
+
+
+def _check_horizon(net: MoANetwork, horizon: float, replications: int) -> None:
+    """Refuse a horizon too short to hold a service completion (its statistics would be NaN)
+    or one whose expected events exceed :data:`MAX_EVENTS` (it could never finish)."""
+    shortest = float(_used_means(net).min())
+    if horizon < _MIN_HORIZON_SERVICES * shortest:
+        raise ValueError(
+            f"horizon={horizon:g}: shorter than {_MIN_HORIZON_SERVICES:g} of the shortest mean "
+            f"service time ({shortest:.4g} s), too short to hold any completion; use a horizon "
+            f"of at least {_MIN_HORIZON_SERVICES * shortest:.3g} s (by default it is 10^5 mean "
+            "service times)"
+        )
+    per_s = float(2 * job_rates(net).sum() + net.arrival_rate.sum())  # arrivals + completions
+    events = per_s * horizon * replications
+    if events > MAX_EVENTS:
+        named = f"horizon={horizon:g}" + (
+            f", replications={replications}" if replications > 1 else ""
+        )
+        raise ValueError(
+            f"{named}: about {events:.3g} events ({replications} replication(s) x "
+            f"{per_s:.3g} per simulated second), over the {MAX_EVENTS:.0e} (MAX_EVENTS) one call "
+            f"may run, weeks of wall time; use a horizon of at most "
+            f"{MAX_EVENTS / (per_s * replications):.3g} s (or fewer replications)"
+        )
 
 
 def _check_memory(
@@ -1168,6 +1238,24 @@ def _paths(out: kern.Outputs, plan: _Plan, n: int) -> pd.DataFrame:
     frame = pd.DataFrame(out.area[0] / width, columns=range(n))
     frame.index = pd.Index((np.arange(plan.bins) + 0.5) * width * plan.unit_s, name="time_s")
     return frame
+
+
+def check_arguments(net: MoANetwork, **options: Any) -> None:
+    """Make every check :func:`simulate` makes on ``simulate(net, **options)`` before any work
+    (a ValueError naming the argument), and run nothing: a sweep calls it for each point
+    before it starts, so a bad horizon or method fails at once, not inside the first point."""
+    try:
+        bound = inspect.signature(simulate).bind(net, **options)
+    except TypeError as err:
+        raise ValueError(f"options={sorted(options)}: {err}; pass keywords of simulate()") from err
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    del args["progress"]  # any value works: no check to make
+    if not isinstance(args["record_paths"], (bool, np.bool_)):
+        raise ValueError(
+            f"record_paths={args['record_paths']!r}: must be True or False; pass a bool"
+        )
+    _plan(**{**args, "record_paths": bool(args["record_paths"])})
 
 
 def simulate(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -174,3 +175,97 @@ def test_progress_bar_shows_simulated_seconds_and_changes_nothing(capsys):
     assert "simulated" in capsys.readouterr().err
     assert shown.latency_mean == quiet.latency_mean
     assert np.array_equal(shown.mean_queue, quiet.mean_queue)
+
+
+# ---- bad inputs that used to give a raw error or a silently wrong result ----------------------
+EMPIRICAL_NET = paper_network(arrival_rate=0.5 / 7)
+ONE_EACH = {"propose": [1.0], "refine": [1.0], "aggregate": [1.0]}
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        ({0: [1.0], **ONE_EACH}, r"^samples=\[.*\] \(keys\): unknown \[0\]"),
+        ({None: [1.0], **ONE_EACH}, r"^samples=\[.*\] \(keys\): unknown \[None\]"),
+        ({**ONE_EACH, "propose": ["a"]}, r"^samples\['propose'\]=\['a'\]: not an array of numbers"),
+        ({**ONE_EACH, "refine": [[1, 2], [3]]}, r"^samples\['refine'\]=.*: not an array of num"),
+        ({**ONE_EACH, "aggregate": {"x": 1}}, r"^samples\['aggregate'\]=.*: not an array of num"),
+    ],
+    ids=["int-key", "none-key", "text", "ragged", "dict"],
+)
+def test_bad_samples_raise_value_error_naming_the_key(samples, message):
+    with pytest.raises(ValueError, match=message):
+        simulate(EMPIRICAL_NET, method="events", service="empirical", samples=samples)
+
+
+@pytest.mark.parametrize("service", ["gamma", "lognormal"])
+@pytest.mark.parametrize("scv", [1e300, 1e6, sim.MAX_SCV * 1.001])
+def test_scv_whose_draws_vanish_is_refused(service, scv):
+    # Before: a load-0.5 network showed utilisation 0 and latency 0 (every draw was 0 s).
+    with pytest.raises(ValueError, match=r"^scv=.*above 1000 \(MAX_SCV\).*use scv <= 1000"):
+        simulate(EMPIRICAL_NET, method="events", service=service, scv=scv, horizon=10.0)
+
+
+def test_the_largest_scv_still_has_representable_draws():
+    # At MAX_SCV over half the gamma draws of the kernel's sampler are above 0 s (from scv ~ 1022
+    # the median underflows), and a run is accepted.
+    rng = np.random.SeedSequence(3).generate_state(4, np.uint64)
+    one = np.ones(1)
+    draws = np.array(
+        [
+            kern.draw_service(rng, 1.0, kern.GAMMA, sim.MAX_SCV, False, one, 0, 1)
+            for _ in range(2000)
+        ]
+    )
+    assert np.count_nonzero(draws) > draws.size / 2  # the median draw is above 0 s
+    simulate(EMPIRICAL_NET, method="events", service="gamma", scv=sim.MAX_SCV, horizon=10.0)
+
+
+def test_slot_count_beyond_2_53_is_refused():
+    net = paper_network(arrival_rate=0.5 / 7)
+    with pytest.raises(ValueError, match=r"^dt=1e-300, horizon=100: 1e\+302 slots.*MAX_SLOTS"):
+        simulate(net, dt=1e-300, horizon=100.0)
+    with pytest.raises(ValueError, match=r"^dt=1e-14, horizon=100: .*use dt >= 1.11e-14"):
+        simulate(net, dt=1e-14, horizon=100.0)
+
+
+def test_slot_count_just_below_2_53_runs_without_overflow():
+    net = paper_network(arrival_rate=0.5 / 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = simulate(net, dt=100.0 / sim.MAX_SLOTS * 1.01, horizon=100.0)
+    assert r.horizon_slots < sim.MAX_SLOTS and np.isfinite(r.latency_mean)
+
+
+@pytest.mark.parametrize("method", ["slots", "events"])
+def test_horizon_too_short_for_any_completion_is_refused(method):
+    # Before (events): growth_slope NaN and a RuntimeWarning.
+    net = paper_network(arrival_rate=0.5 / 7)
+    with pytest.raises(ValueError, match=r"^horizon=1e-300: shorter than 1e-06 of the shortest"):
+        simulate(net, method=method, horizon=1e-300)
+
+
+@pytest.mark.parametrize("method", ["slots", "events"])
+def test_horizon_that_could_never_finish_is_refused(method, monkeypatch):
+    monkeypatch.setattr(sim, "_run", lambda *a: pytest.fail("the run started"))
+    net = paper_network(arrival_rate=0.5 / 7)
+    with pytest.raises(ValueError, match=r"^horizon=1e\+300: about 4.29e\+300 events.*MAX_EVENTS"):
+        simulate(net, method=method, horizon=1e300)
+    with pytest.raises(ValueError, match=r"^horizon=2e\+12, replications=2: .*fewer replications"):
+        simulate(net, method=method, horizon=2e12, replications=2)
+    # one replication of the same horizon is within the cap (checked, not run)
+    sim.check_arguments(net, method=method, horizon=2e12)
+
+
+def test_check_arguments_makes_simulates_checks_and_runs_nothing(monkeypatch):
+    monkeypatch.setattr(sim, "_run", lambda *a: pytest.fail("the run started"))
+    net = paper_network(arrival_rate=0.5 / 7)
+    sim.check_arguments(net, method="events", horizon=10.0, seed=3, progress="anything")
+    for options, message in [
+        ({"horizon": 0.0}, r"^horizon=0.0"),
+        ({"method": "foo"}, r"^method='foo'"),
+        ({"record_paths": "yes"}, r"^record_paths='yes'"),
+        ({"bogus": 1}, r"^options=\['bogus'\]"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sim.check_arguments(net, **options)
