@@ -26,6 +26,7 @@ import inspect
 import itertools
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -54,6 +55,11 @@ them by a factor, ``load`` sets them so that the busiest device has :math:`\\max
 equal to the value."""
 
 PointFunction = Callable[..., Mapping[str, Any]]
+
+MAX_POINTS = 10**6
+"""Most rows (grid points times seeds) one sweep may hold. Each row is built, hashed and kept
+in memory before the first point runs, and even a point of a second takes days at 10^6 rows:
+a larger grid is refused up front (split it into several sweeps; they can share a cache)."""
 
 SERIAL_POINTS_PER_CORE = 4
 """With ``client="auto"``, grids of at most this many points to compute per core run in this
@@ -142,20 +148,46 @@ def _check_grid(
         raise ValueError(f"grid={both}: given both in the grid and as keyword(s); keep one")
     axes = {}
     for name, values in grid.items():
+        if _length(values) > MAX_POINTS:  # before any conversion: range(10**12) is an axis
+            raise ValueError(
+                f"grid[{name!r}]=({len(values)} values): more than the {MAX_POINTS:.0e} rows "
+                "(MAX_POINTS) a sweep may hold; list fewer values or split the sweep"
+            )
         scalar = isinstance(values, str) or (is_rectangular(values) and np.ndim(values) == 0)
         axis = [values] if scalar else list(values)
         if not axis:
             raise ValueError(f"grid[{name!r}]=[]: the axis is empty; list at least one value")
         axes[name] = axis
+    size = math.prod(len(axis) for axis in axes.values())
+    if size > MAX_POINTS:
+        shape = " x ".join(f"{len(axis)} {name}" for name, axis in axes.items())
+        raise ValueError(
+            f"grid={sorted(axes)}: {shape} = {size:.3g} points, over the {MAX_POINTS:.0e} rows "
+            "(MAX_POINTS) a sweep may hold; list fewer values, or split it into several sweeps "
+            "(they can share a cache)"
+        )
     return axes
 
 
-def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+def _length(values: Any) -> int:
+    """``len(values)`` for a sized non-string, else 0 (a scalar, or a sequence of unknown size)."""
+    if isinstance(values, (str, bytes)):
+        return 0
+    try:
+        return len(values)
+    except TypeError:
+        return 0
+
+
+def _seed_list(seeds: int | Sequence[int], points: int = 1) -> list[int]:
+    """The seeds, checked; ``points`` grid points times them must fit :data:`MAX_POINTS`."""
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds={seeds}: need at least one; pass a count >= 1 or a list")
         # Each seed is at least one row held in memory: a billion is beyond any sweep.
-        return list(range(count_field("seeds", seeds, 1, 10**9)))
+        count = count_field("seeds", seeds, 1, 10**9)
+        _check_rows(seeds, points, count)
+        return list(range(count))
     try:
         if isinstance(seeds, (str, bytes)):  # iterable, but characters are no seeds
             raise TypeError
@@ -171,7 +203,17 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
         )
     if len(set(values)) < len(values):
         raise ValueError(f"seeds={values}: repeated seeds repeat the same run; drop duplicates")
+    _check_rows(f"({len(values)} seeds)", points, len(values))
     return [int(s) for s in values]
+
+
+def _check_rows(shown: Any, points: int, seeds: int) -> None:
+    if points * seeds > MAX_POINTS:
+        raise ValueError(
+            f"seeds={shown}: {points} grid point(s) x {seeds} seed(s) = {points * seeds:.3g} "
+            f"rows, over the {MAX_POINTS:.0e} (MAX_POINTS) a sweep may hold; use fewer seeds or "
+            "grid values, or split it into several sweeps (they can share a cache)"
+        )
 
 
 def _uniform(value: Any) -> Any:
@@ -265,7 +307,8 @@ def sweep_points(
     if not callable(point):
         raise ValueError(f"point={point!r}: not callable; pass a function point(net, seed, ...)")
     axes = _check_grid(grid, _option_names(point), options)
-    fields, seed_list = _base_fields(base), _seed_list(seeds)
+    fields = _base_fields(base)
+    seed_list = _seed_list(seeds, math.prod(len(axis) for axis in axes.values()))
     points = []
     for values in itertools.product(*axes.values()):
         params = dict(zip(axes, values, strict=True))
@@ -277,6 +320,19 @@ def sweep_points(
         for seed in seed_list:
             points.append(SweepPoint(params, seed, net, opts, point_key(net, seed, opts, point)))
     return points
+
+
+def _check_simulations(todo: Sequence[SweepPoint]) -> None:
+    """Every check :func:`simulate` makes, for each grid element left to compute, before the
+    first point runs: a bad horizon or method fails at once, not inside a point (once per
+    element: the seeds share its network and options, and a seed is checked by the grid)."""
+    from ..simulation.simulate import check_arguments
+
+    seen: set[int] = set()
+    for p in todo:
+        if id(p.network) not in seen:
+            seen.add(id(p.network))
+            check_arguments(p.network, seed=p.seed, **p.options)
 
 
 # ---- cache -----------------------------------------------------------------------------------
@@ -644,6 +700,8 @@ def sweep(
     results = {} if store is None else store.load_all(points)
     # Distinct grid elements can build the same network (e.g. via 'scale'): compute it once.
     todo = list({p.key: p for p in points if p.key not in results}.values())
+    if point is simulate_point:
+        _check_simulations(todo)
     rows_per_key = Counter(p.key for p in points)
     with tqdm(
         total=len(points),
