@@ -75,6 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _USER_ERRORS as err:
         print(f"moa-stability {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError as err:
+        # Sizes the field checks accept can still exceed this machine (the network is built
+        # up front, so this is mostly caught there): one line, not numpy's traceback.
+        reason = str(err) or "MemoryError"
+        print(
+            f"moa-stability {args.command}: error: out of memory ({reason}); the inputs are "
+            "too large for this machine: use fewer devices n, layers M or replications",
+            file=sys.stderr,
+        )
+        return 2
 
 
 __all__ = ["build_parser", "main"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..analysis.report import stability_report
 from ..model.discipline import DISCIPLINES
-from ..model.network import MoANetwork
+from ..model.network import MoANetwork, count_field
 from ..simulation.simulate import SimulationResult, simulate
 from .network import add_network_arguments, network_from_args, output_path, write_table
 
@@ -75,9 +75,12 @@ def simulated_latency(net: MoANetwork, seed: int) -> SimulationResult:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Every argument is checked before the report: a mistake must not cost the work.
     out = output_path(args.out)
+    count_field("--seed", args.seed, 0)  # the --latency simulation's, checked now
+    net = network_from_args(args)
     report = stability_report(
-        network_from_args(args),
+        net,
         discipline=args.discipline,
         certificate=True if args.certify else None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -84,10 +85,20 @@ def read_network_file(path: Path) -> dict[str, Any]:
     """The fields of a network from a ``.toml`` or ``.json`` file."""
     if not path.is_file():
         raise ValueError(f"--network={path}: no such file; pass the path of a TOML or JSON file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"--network={path}: not a UTF-8 text file ({err.reason} at byte {err.start}); pass "
+            "a TOML or JSON text file"
+        ) from err
+    except OSError as err:
+        raise ValueError(
+            f"--network={path}: cannot read it ({err.strerror or err}); make it readable"
+        ) from err
     try:
         spec = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"--network={path}: cannot parse it ({err}); fix the file") from err
     spec = spec.get("network", spec) if isinstance(spec, dict) else spec
     if not isinstance(spec, dict):
@@ -163,8 +174,17 @@ def network_from_flags(load: float | None = None, **flags: Any) -> MoANetwork:
         raise ValueError(
             f"--load={load}: must be finite and > 0; pass the busiest device's load, e.g. 0.8"
         )
-    net = network_from_dict(network_spec(**flags))
-    return net if load is None else net.at_load(load)
+    spec = network_spec(**flags)
+    try:
+        net = network_from_dict(spec)
+        return net if load is None else net.at_load(load)
+    except MemoryError as err:
+        # A size the field checks accept can still exceed this machine: say so in one line.
+        sizes = ", ".join(f"{f}={spec[f]}" for f in ("n", "M", "k") if f in spec)
+        raise ValueError(
+            f"network ({sizes}): does not fit in memory ({str(err) or 'MemoryError'}); use fewer "
+            "devices n or layers M"
+        ) from err
 
 
 def network_from_args(args: argparse.Namespace) -> MoANetwork:
@@ -197,7 +217,9 @@ def output_path(path: Path | None, suffixes: tuple[str, ...] = (".csv", ".json")
     Raises
     ------
     ValueError
-        On another suffix, an existing directory, or a missing parent directory.
+        On another suffix, an existing directory, a missing parent directory, or a place
+        where no file can be written (tried: an existing file must be writable, a new one is
+        created and removed again).
     """
     if path is None:
         return None
@@ -211,6 +233,19 @@ def output_path(path: Path | None, suffixes: tuple[str, ...] = (".csv", ".json")
         )
     if not path.parent.is_dir():
         raise ValueError(f"--out={path}: the folder {path.parent} does not exist; create it first")
+    try:
+        if path.exists():
+            if not os.access(path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        else:  # create it for real (permissions, read-only mounts, /proc only show then)
+            with open(path, "x"):
+                pass
+            path.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"--out={path}: cannot write a file there ({err.strerror or err}); pass a path in a "
+            "writable folder"
+        ) from err
     return path
 
 

@@ -118,12 +118,34 @@ def read_samples(path: Path) -> dict[str, np.ndarray]:
     """Measured seconds per job type from a CSV with columns ``job_type`` and ``seconds``."""
     if not path.is_file():
         raise ValueError(f"--samples={path}: no such file; pass the path of a CSV file")
-    trace = pd.read_csv(path)
+    try:
+        trace = pd.read_csv(path)
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(
+            f"--samples={path}: the file is empty; write a header job_type,seconds and one row "
+            "per measured inference"
+        ) from err
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"--samples={path}: not a readable CSV file ({reason}); fix the file (columns "
+            "job_type, seconds)"
+        ) from err
     if not {"job_type", "seconds"} <= set(trace.columns):
         raise ValueError(
             f"--samples={path}: needs columns job_type and seconds (has {list(trace.columns)}); "
             "add them"
         )
+    seconds = pd.to_numeric(trace["seconds"], errors="coerce")
+    text = trace["seconds"].notna() & seconds.isna()
+    if text.any():
+        row = int(np.flatnonzero(text.to_numpy())[0])
+        raise ValueError(
+            f"--samples={path}: column seconds holds {int(text.sum())} value(s) that are not "
+            f"numbers (first {trace['seconds'].iloc[row]!r}, data row {row + 1}); write seconds "
+            "as numbers, or drop those rows"
+        )
+    trace = trace.assign(seconds=seconds.astype(float))
     return {str(c): g.to_numpy(dtype=float) for c, g in trace.groupby("job_type")["seconds"]}
 
 
