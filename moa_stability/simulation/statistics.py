@@ -155,6 +155,8 @@ def growth_slope(
         return Slope(float("nan"), float("nan"), float("nan"), max(dof, 0))
     x = t - t.mean()
     sxx = float(x @ x)
+    if not sxx > 0:  # batch times equal in floating point (a horizon of 1e-300 s): no line
+        return Slope(float("nan"), float("nan"), float("nan"), dof)
     beta = float(x @ (y - y.mean()) / sxx)
     resid = y - y.mean() - beta * x
     se = float(np.sqrt(resid @ resid / dof / sxx))
