@@ -55,7 +55,43 @@ def _shown(value: Any) -> str:
 
 
 MAX_COUNT = 2**31 - 1
-"""Largest device, layer or proposer count: arrays and numba kernels index with it."""
+"""Largest proposer count or graph degree: arrays and numba kernels index with it. Device and
+layer counts have the tighter, memory-bound caps :data:`MAX_DEVICES` and :data:`MAX_LAYERS`."""
+
+MAX_DEVICES = 10**7
+"""Largest device count ``n``. Per-device arrays cost about 140 bytes a device in ``loads`` and
+``stability_report`` on the implicit complete graph (measured: 1.4 GB peak at 10^7, seconds),
+so 10^7 leaves room on a machine with a few GB; 2^31 - 1 devices would need 16 GB for the
+network's own rate and service arrays and died in allocation."""
+
+MAX_LAYERS = 10**6
+"""Largest layer count ``M``. ``k`` is held per layer (8 MB of tuple at 10^6; 2^31 - 1 layers
+needed 17 GB and raised MemoryError), and ``loads``/``stability_report`` take about a second
+at 10^6 layers."""
+
+
+def size_field(field: str, value: Any, minimum: int, maximum: int, what: str) -> int:
+    """``value`` as an int in ``[minimum, maximum]`` where ``maximum`` is a memory cap on a
+    count of ``what``: a ValueError naming ``field``, the value and the largest that works."""
+    value = count_field(field, value, minimum)
+    if value > maximum:
+        raise _fail(
+            field,
+            value,
+            f"more {what} than the {maximum} whose arrays fit in memory",
+            f"pass {field} <= {maximum}",
+        )
+    return value
+
+
+def devices_field(value: Any, field: str = "n") -> int:
+    """A device count in ``[1, MAX_DEVICES]``, else a ValueError naming ``field``."""
+    return size_field(field, value, 1, MAX_DEVICES, "devices")
+
+
+def layers_field(value: Any, field: str = "M") -> int:
+    """A layer count in ``[0, MAX_LAYERS]``, else a ValueError naming ``field``."""
+    return size_field(field, value, 0, MAX_LAYERS, "layers")
 
 
 def count_field(field: str, value: Any, minimum: int, maximum: int | None = None) -> int:
@@ -164,7 +200,7 @@ def inferences_by_type(M: int, k: int | Sequence[int]) -> dict[str, int]:
     >>> inferences_by_type(0, 0)
     {'propose': 1}
     """
-    layers = MoANetwork._layer_counts(k, count_field("M", M, 0))
+    layers = MoANetwork._layer_counts(k, layers_field(M))
     if not layers:
         return {"propose": 1}
     counts = {"propose": layers[0] + 1, "refine": sum(km + 1 for km in layers[1:]), "aggregate": 1}
@@ -391,6 +427,9 @@ def _star(n: int) -> sp.csr_array:
 # this many edge ends the switched pairing below is used (seconds at n = 10^6, degree 8).
 _NETWORKX_MAX_STUBS = 100_000
 _MAX_SWITCH_ROUNDS = 1000
+MAX_STUBS = 10**8
+"""Largest ``n * degree`` (edge ends) :func:`random_regular_graph` builds: about 33 bytes an end
+from pairing through the validated network (measured 1.3 GB peak at 4 * 10^7), so 3.3 GB here."""
 
 
 def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr_array:
@@ -405,7 +444,7 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
     """
     import networkx as nx
 
-    n = count_field("n", n, 1, MAX_COUNT)
+    n = devices_field(n)
     degree = count_field("degree", degree, 0, MAX_COUNT)
     seed = seed_field("seed", seed)
     if degree >= n or (n * degree) % 2:
@@ -414,6 +453,13 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
             degree,
             f"no {degree}-regular graph on n={n} devices exists",
             "choose degree < n with n*degree even",
+        )
+    if n * degree > MAX_STUBS:
+        raise _fail(
+            "degree",
+            degree,
+            f"n*degree={n * degree} edge ends exceed the {MAX_STUBS} that fit in memory",
+            f"pass degree <= {MAX_STUBS // n} for n={n}",
         )
     if n * degree <= _NETWORKX_MAX_STUBS:
         import networkx as nx
@@ -516,8 +562,8 @@ class MoANetwork:
     selection: Any = None
 
     def __post_init__(self) -> None:
-        n = count_field("n", self.n, 1, MAX_COUNT)
-        M = count_field("M", self.M, 0, MAX_COUNT)
+        n = devices_field(self.n)
+        M = layers_field(self.M)
         k = self._layer_counts(self.k, M)
         topology = _adjacency(self.topology, n)
         fields = {
@@ -863,7 +909,7 @@ def network_from_dict(spec: Mapping[str, Any]) -> MoANetwork:
     fields = dict(spec)
     topo = fields.get("topology")
     if isinstance(topo, Mapping):
-        n = count_field("n", fields["n"], 1)
+        n = devices_field(fields["n"])
         keys = set(topo)
         if keys == {"edges"}:
             fields["topology"] = _edge_list(topo["edges"], n)
