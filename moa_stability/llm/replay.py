@@ -45,6 +45,7 @@ Tables I and II; see :class:`ReplayResult` for what it measures.
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_right, insort
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model.network import _fail, count_field
+from ..model.network import MAX_DEVICES, MAX_LAYERS, _fail, count_field, devices_field
 
 __all__ = ["REPLAY_COLUMNS", "ReplayResult", "replay", "trace_jobs"]
 
@@ -101,7 +102,7 @@ class ReplayResult:
     horizon_s : float
         :math:`T`, the last answer time (the window of the time averages).
     paper_horizon_s : float
-        :math:`T_{paper}`.
+        :math:`T_{paper}` (the per-device terms divide by :math:`T` instead when it is 0).
     prompts : pandas.DataFrame
         Per prompt (index ``prompt_id``): ``origin``, ``layers``, ``arrival_s``, ``answer_s``,
         ``latency_s``.
@@ -172,24 +173,59 @@ class ReplayResult:
 # ----------------------------------------------------------------------------- validation
 
 
-def _integer_column(jobs: pd.DataFrame, column: str, minimum: int) -> np.ndarray:
+def _reject_booleans(jobs: pd.DataFrame, column: str) -> None:
+    """True/False would count as devices 1/0 (or 1 s/0 s): a wrong column, not a number."""
+    values = jobs[column]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        flags = np.ones(len(values), dtype=bool)
+    elif values.dtype == object:
+        flags = values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+    else:
+        return
+    if flags.any():
+        raise _fail(
+            column,
+            repr(bool(values.iloc[int(np.argmax(flags))])),
+            "is a boolean, not a number",
+            "give numbers in this column",
+        )
+
+
+def _integer_column(jobs: pd.DataFrame, column: str, minimum: int, maximum: int) -> np.ndarray:
+    """Whole numbers in ``[minimum, maximum]``, checked before the int64 cast (2^63 wrapped
+    to -2^63); a bad value is shown as the table holds it."""
+    _reject_booleans(jobs, column)
     values = pd.to_numeric(jobs[column], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
         raise _fail(
             column, jobs[column].iloc[int(np.argmax(bad))], "must be a whole number", "fix the row"
         )
-    if (values < minimum).any():
+    low = values < minimum
+    if low.any():
         raise _fail(
             column,
-            values[values < minimum][0],
+            jobs[column].iloc[int(np.argmax(low))],
             f"must be >= {minimum}",
             "devices are numbered from 0 and layers from 1",
+        )
+    high = values > maximum
+    if high.any():
+        if column == "layer":
+            limit, fix = f"M={MAX_LAYERS} layers", "number each prompt's layers 1..M+1"
+        else:
+            limit, fix = f"n={MAX_DEVICES} devices", "number the devices 0..n-1"
+        raise _fail(
+            column,
+            jobs[column].iloc[int(np.argmax(high))],
+            f"must be <= {maximum}: at most {limit} fit in memory",
+            fix,
         )
     return values.astype(np.int64)
 
 
 def _seconds_column(jobs: pd.DataFrame, column: str) -> np.ndarray:
+    _reject_booleans(jobs, column)
     values = pd.to_numeric(jobs[column], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
@@ -219,13 +255,24 @@ def _validate(jobs: Any, n: int | None) -> tuple[pd.DataFrame, int]:
         raise _fail("jobs", "(no rows)", "the job table is empty", "give at least one job")
     if jobs["prompt_id"].isna().any():
         raise _fail("prompt_id", "NaN", "is missing in some rows", "give every job its prompt")
+    if jobs["prompt_id"].dtype == object:
+        for value in jobs["prompt_id"]:
+            try:
+                hash(value)
+            except TypeError:
+                raise _fail(
+                    "prompt_id",
+                    repr(value),
+                    f"is an unhashable {type(value).__name__}, so it cannot name a prompt",
+                    "give each prompt a number or a string",
+                ) from None
     table = pd.DataFrame(
         {
             "prompt_id": jobs["prompt_id"].to_numpy(),
-            "origin": _integer_column(jobs, "origin", 0),
+            "origin": _integer_column(jobs, "origin", 0, MAX_DEVICES - 1),
             "arrival_s": _seconds_column(jobs, "arrival_s"),
-            "layer": _integer_column(jobs, "layer", 1),
-            "device": _integer_column(jobs, "device", 0),
+            "layer": _integer_column(jobs, "layer", 1, MAX_LAYERS + 1),
+            "device": _integer_column(jobs, "device", 0, MAX_DEVICES - 1),
             "seconds": _seconds_column(jobs, "seconds"),
         },
         index=jobs.index,
@@ -234,7 +281,7 @@ def _validate(jobs: Any, n: int | None) -> tuple[pd.DataFrame, int]:
     if n is None:
         n = top + 1
     else:
-        n = count_field("n", n, 1)
+        n = devices_field(n)
         if top >= n:
             raise _fail("device", top, f"is outside 0..{n - 1}", f"pass n > {top}")
     by_prompt = table.groupby("prompt_id", sort=False)
@@ -248,6 +295,27 @@ def _validate(jobs: Any, n: int | None) -> tuple[pd.DataFrame, int]:
                 "give every job of a prompt the same value",
             )
     _check_layers(table)
+    # Every end time is at most the last birth plus all the service, and every queue area at
+    # most rows x all the service: both must stay finite (1e308 s jobs gave inf and NaN).
+    with np.errstate(over="ignore"):
+        work = float(table["seconds"].to_numpy().sum())
+        latest = float(table["arrival_s"].max()) + work
+    if not (math.isfinite(latest) and math.isfinite(work * len(table))):
+        raise _fail(
+            "seconds",
+            f"up to {table['seconds'].max():.3g} s in {len(table)} jobs, the last born at "
+            f"{table['arrival_s'].max():.3g} s",
+            "end times or queue areas would overflow the largest float (1.8e308)",
+            "record times in seconds of a real run",
+        )
+    if latest == 0:
+        raise _fail(
+            "seconds",
+            "0 for every job",
+            "every prompt arrives at 0 s and takes 0 s, so the horizon T is 0 and the time "
+            "averages over [0, T] are undefined",
+            "give the jobs their measured (positive) seconds",
+        )
     return table, n
 
 
@@ -349,7 +417,8 @@ def replay(jobs: pd.DataFrame, n: int | None = None) -> ReplayResult:
     # stages[i][m] = (row positions, devices, seconds) of prompt i's layer m + 1.
     prompt_of = table["prompt_id"].map(slot).to_numpy()
     layer_of = table["layer"].to_numpy() - 1
-    device_of = table["device"].to_numpy()
+    # The loop's per-device lists cover only the devices that run jobs (n may be 10^7).
+    busy, device_of = np.unique(table["device"].to_numpy(), return_inverse=True)
     seconds_of = table["seconds"].to_numpy()
     order = np.lexsort((layer_of, prompt_of))
     stages: list[list[tuple[np.ndarray, list[int], list[float]]]] = [[] for _ in pids]
@@ -363,11 +432,11 @@ def replay(jobs: pd.DataFrame, n: int | None = None) -> ReplayResult:
     start = np.zeros(len(table))
     end = np.zeros(len(table))
     answer = np.zeros(len(pids))
-    free = [0.0] * n
-    paper_area = [0.0] * n
+    free = [0.0] * busy.size
+    paper_area = [0.0] * busy.size
     # Ready times of the generated, not yet dispatched stages that include each device,
     # sorted: the paper's statistic counts those ready by a job's end.
-    pending: list[list[float]] = [[] for _ in range(n)]
+    pending: list[list[float]] = [[] for _ in range(busy.size)]
     heap = [(float(a), i, i) for i, a in enumerate(arrival)]  # (ready, generation seq, prompt)
     for a, _, i in heap:
         for d in stages[i][0][1]:
@@ -401,11 +470,13 @@ def replay(jobs: pd.DataFrame, n: int | None = None) -> ReplayResult:
 
     horizon = float(answer.max())
     device = table["device"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_queue = np.bincount(device, end - ready, minlength=n) / horizon
-        mean_waiting = np.bincount(device, start - ready, minlength=n) / horizon
-        utilisation = np.bincount(device, end - start, minlength=n) / horizon
-        paper_per_device = np.asarray(paper_area) / paper_horizon
+    mean_queue = np.bincount(device, end - ready, minlength=n) / horizon
+    mean_waiting = np.bincount(device, start - ready, minlength=n) / horizon
+    utilisation = np.bincount(device, end - start, minlength=n) / horizon
+    # The paper divides by the last completion's answer time; when that is 0 (a 0 s prompt
+    # dispatched last on an idle device) it would divide by 0: the horizon T is used instead.
+    paper_per_device = np.zeros(n)
+    paper_per_device[busy] = np.asarray(paper_area) / (paper_horizon or horizon)
     latency = pd.Series(answer - arrival, index=births.index, name="latency_s")
     prompts = pd.DataFrame(
         {
