@@ -115,6 +115,22 @@ def _metadata_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message, short: our messages are one line."""
+    text = (str(err).splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= 120 else f"{text[:117]}..."
+
+
+def _path_field(path: Any, field: str = "path") -> Path:
+    """``path`` as a :class:`~pathlib.Path`, else a ValueError naming ``field``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            f"{field}={type(path).__name__}: not a file path; pass a str or pathlib.Path "
+            "ending in .csv"
+        )
+    return Path(path)
+
+
 def save_trace(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a trace as CSV plus its metadata (``df.attrs``) as JSON beside it.
 
@@ -129,23 +145,59 @@ def save_trace(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     -------
     pathlib.Path
         The CSV path; the metadata goes to the same name with suffix ``.json``.
+
+    Raises
+    ------
+    ValueError
+        When ``df`` is not a DataFrame, ``path`` is not a path ending in ``.csv``, or the
+        folder or files cannot be written (the message names the path and the OS error).
     """
-    path = Path(path)
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(
+            f"df={type(df).__name__}: a trace is a pandas.DataFrame; "
+            "pass one as measure() or load_trace returns it"
+        )
+    path = _path_field(path)
     if path.suffix != ".csv":
         raise ValueError(f"path={path}: a trace path must end in .csv; rename it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
     meta = json.dumps(df.attrs, indent=1, default=str, ensure_ascii=False)
-    _metadata_path(path).write_text(meta + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False)
+        _metadata_path(path).write_text(meta + "\n", encoding="utf-8")
+    except OSError as err:
+        raise ValueError(
+            f"path={path}: cannot write the trace ({_first_line(err)}); "
+            "pass a path in a folder you can write"
+        ) from err
     return path
 
 
-def _read(csv: Any, meta: Any) -> pd.DataFrame:
-    """A trace from an open CSV and its metadata file (a Path or a package resource)."""
-    df = pd.read_csv(csv)
+def _read(csv: Any, meta: Any, name: str) -> pd.DataFrame:
+    """A trace from an open CSV (or its path) and its metadata file (a Path or a package
+    resource); ``name`` is the CSV's path, for messages."""
+    try:
+        df = pd.read_csv(csv)
+    except (ValueError, pd.errors.ParserError, OSError) as err:  # empty, binary, bad quoting
+        raise ValueError(
+            f"path={name}: not a readable CSV trace ({_first_line(err)}); "
+            "pass a .csv file as save_trace or measure() writes it"
+        ) from err
     validate_trace(df, TRACE_COLUMNS)
     if meta.is_file():
-        df.attrs.update(json.loads(meta.read_text(encoding="utf-8")))
+        try:
+            attrs = json.loads(meta.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:  # bad JSON, bad UTF-8, unreadable
+            raise ValueError(
+                f"metadata={meta}: not readable JSON ({_first_line(err)}); "
+                "fix or delete the .json file beside the trace"
+            ) from err
+        if not isinstance(attrs, dict):
+            raise ValueError(
+                f"metadata={meta}: holds a JSON {type(attrs).__name__}, not an object; "
+                "write a JSON object of fields (as save_trace does) or delete the file"
+            )
+        df.attrs.update(attrs)
     return df
 
 
@@ -160,10 +212,18 @@ def load_trace(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     ValueError
-        When the file lacks a column of :data:`TRACE_COLUMNS` or fails :func:`validate_trace`.
+        When ``path`` is not a path or not a readable file, when the file is not CSV, lacks
+        a column of :data:`TRACE_COLUMNS` or fails :func:`validate_trace`, or when its
+        metadata file is not a JSON object. The message names the path.
     """
-    path = Path(path)
-    return _read(path, _metadata_path(path))
+    path = _path_field(path)
+    if not path.exists():
+        raise ValueError(
+            f"path={path}: no such file; pass the .csv that save_trace or measure() wrote"
+        )
+    if not path.is_file():
+        raise ValueError(f"path={path}: is a directory, not a file; pass the trace's .csv file")
+    return _read(path, _metadata_path(path), str(path))
 
 
 def load_default_trace() -> pd.DataFrame:
@@ -188,7 +248,7 @@ def load_busy_trace() -> pd.DataFrame:
 def _shipped_trace(name: str) -> pd.DataFrame:
     data = resources.files("moa_stability").joinpath("data")
     with data.joinpath(name).open("r", encoding="utf-8") as fh:
-        return _read(fh, data.joinpath(name.replace(".csv", ".json")))
+        return _read(fh, data.joinpath(name.replace(".csv", ".json")), name)
 
 
 __all__ = [
