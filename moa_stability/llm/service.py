@@ -48,7 +48,9 @@ from ..model.network import (
     JOB_TYPES,
     count_field,
     inferences_by_type,
+    inferences_per_prompt,
     job_types_used,
+    layers_field,
     number_field,
 )
 from .trace import FIT_COLUMNS, load_default_trace, validate_trace
@@ -89,9 +91,35 @@ class ServiceModel(Protocol):
         ...
 
 
+MAX_SAMPLED_JOBS = 10**8
+"""Most jobs :meth:`LengthModel.sample` draws (``n`` prompts of ``(k + 1) M + 1`` jobs): about 24
+bytes a job at the peak (measured 0.48 GB for 2 * 10^7), so 2.4 GB here; ``k = 10^6`` or
+``n = 10^12`` used to end in MemoryError."""
+
+
 def _check_shape(M: Any, k: Any) -> None:
-    count_field("M", M, 0)
+    layers_field(M)
     count_field("k", k, 0)
+
+
+def _check_jobs(M: int, k: int, n: int) -> None:
+    """A ValueError naming ``k`` (or ``n``) when ``n`` prompts at ``(M, k)`` are more than
+    :data:`MAX_SAMPLED_JOBS` jobs to draw."""
+    per_prompt = inferences_per_prompt(M, k)
+    if n * per_prompt <= MAX_SAMPLED_JOBS:
+        return
+    if M >= 1 and per_prompt * min(n, 1000) > MAX_SAMPLED_JOBS:  # k itself is the problem
+        k_max = max((MAX_SAMPLED_JOBS // n - 1) // M - 1, 0)
+        raise ValueError(
+            f"k={k}: {n} prompts of {per_prompt} jobs at M={M} are {n * per_prompt} jobs to "
+            f"draw, over the {MAX_SAMPLED_JOBS} that fit in memory; pass k <= {k_max} "
+            "(or fewer prompts n)"
+        )
+    raise ValueError(
+        f"n={n}: {n} prompts of {per_prompt} jobs at (M, k)=({M}, {k}) are {n * per_prompt} "
+        f"jobs to draw, over the {MAX_SAMPLED_JOBS} that fit in memory; pass "
+        f"n <= {max(MAX_SAMPLED_JOBS // per_prompt, 1)}"
+    )
 
 
 def _tokens(input_tokens: Any, output_tokens: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -651,6 +679,7 @@ class LengthModel:
         at ``M`` (:func:`job_types_used`), each with flat arrays over all jobs of that type.
         """
         _check_shape(M, k)
+        _check_jobs(M, k, count_field("n", n, 1))
         if M >= 1 and not np.isfinite(self.instruction_tokens):
             raise ValueError(
                 f"M={M}: the trace has no refine or aggregate job, so the augmented prompt "
