@@ -19,6 +19,7 @@ import numbers
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from typing import Any
 
@@ -43,15 +44,22 @@ def _fail(field: str, value: Any, problem: str, fix: str) -> ValueError:
     return ValueError(f"{field}={_shown(value)}: {problem}; {fix}")
 
 
+_SHOWN_CHARS = 120
+"""Longest rendering of a bad value in a message (messages are one line)."""
+
+
 def _shown(value: Any) -> str:
-    """A short rendering of a bad value: it may be ragged or of any type, so never raise."""
+    """A short one-line rendering of a bad value: it may be ragged, nested or of any type, so
+    never raise (np.array2string put each row of a 2-D value on its own line)."""
     if isinstance(value, str):
-        return value
-    try:
-        return np.array2string(np.asarray(value), threshold=8)
-    except (TypeError, ValueError):
-        text = repr(value)
-        return text if len(text) <= 80 else f"{text[:77]}..."
+        text = value
+    else:
+        try:
+            text = np.array2string(np.asarray(value), threshold=8, max_line_width=10**6)
+        except (TypeError, ValueError):
+            text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 3]}..."
 
 
 MAX_COUNT = 2**31 - 1
@@ -258,7 +266,8 @@ _CONNECTED_GRAPHS: weakref.WeakValueDictionary[int, sp.csr_array] = weakref.Weak
 
 
 def _known(registry: weakref.WeakValueDictionary, value: Any) -> bool:
-    return registry.get(id(value)) is value
+    # get() answers None for a missing id: None itself must not count as registered.
+    return value is not None and registry.get(id(value)) is value
 
 
 def is_rectangular(value: Any) -> bool:
@@ -310,6 +319,13 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
                 "relabel it, e.g. networkx.convert_node_labels_to_integers(graph)",
             ) from err
         value = nx.to_scipy_sparse_array(value, nodelist=order, format="csr")
+    if value is None:
+        raise _fail(
+            "topology",
+            "None",
+            "no gossip graph given",
+            "pass 'complete', 'ring', 'star', a networkx graph or an n x n adjacency matrix",
+        )
     try:
         # A copy: the validated matrix is made read-only, the caller's must stay writable.
         adj = sp.csr_array(value, dtype=float, copy=True)
@@ -782,6 +798,15 @@ class MoANetwork:
 
     def replace(self, **changes: Any) -> MoANetwork:
         """A copy with some fields changed, validated again."""
+        names = [f.name for f in dataclass_fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise _fail(
+                "replace",
+                ", ".join(unknown),
+                "not a MoANetwork field",
+                f"change only fields from {names}",
+            )
         return replace(self, **changes)
 
     def scaled(self, theta: float) -> MoANetwork:
