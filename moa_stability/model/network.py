@@ -102,11 +102,17 @@ def layers_field(value: Any, field: str = "M") -> int:
     return size_field(field, value, 0, MAX_LAYERS, "layers")
 
 
+def _scalar(value: Any) -> Any:
+    """A 0-d numpy array as its numpy scalar (np.array(4) works where np.int64(4) does)."""
+    return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
 def count_field(field: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     """``value`` as an int ``>= minimum`` (and ``<= maximum`` if given), else a ValueError
     naming ``field``."""
     bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     fix = f"pass a whole number {bounds}"
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise _fail(field, repr(value), "must be an integer", fix)
     if value < minimum or (maximum is not None and value > maximum):
@@ -131,6 +137,7 @@ def network_field(value: Any, field: str = "net") -> MoANetwork:
 def number_field(field: str, value: Any, fix: str) -> float:
     """``value`` as a finite float (a Python or numpy real; not a bool), else a ValueError
     naming ``field``; ``fix`` says what to pass instead."""
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise _fail(field, repr(value), "must be a real number", fix)
     if not math.isfinite(value):
@@ -318,13 +325,24 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
                 "cannot order its nodes as devices 0..n-1",
                 "relabel it, e.g. networkx.convert_node_labels_to_integers(graph)",
             ) from err
-        value = nx.to_scipy_sparse_array(value, nodelist=order, format="csr")
+        # Edge weights (a weight=0 edge dropped silently, then k got the blame) are ignored:
+        # the gossip graph is which pairs are neighbours.
+        value = nx.to_scipy_sparse_array(value, nodelist=order, weight=None, format="csr")
     if value is None:
         raise _fail(
             "topology",
             "None",
             "no gossip graph given",
             "pass 'complete', 'ring', 'star', a networkx graph or an n x n adjacency matrix",
+        )
+    kind = value.dtype.kind if sp.issparse(value) else _dtype_kind(value)
+    if kind is not None and kind not in "biuf":
+        raise _fail(
+            "topology",
+            f"matrix of {value.dtype if sp.issparse(value) else np.asarray(value).dtype} entries",
+            "adjacency entries must be real 0/1 numbers (text and complex values converted "
+            "silently, or with only a ComplexWarning)",
+            "pass a numeric 0/1 adjacency matrix",
         )
     try:
         # A copy: the validated matrix is made read-only, the caller's must stay writable.
@@ -371,6 +389,14 @@ def _adjacency(value: Any, n: int) -> str | sp.csr_array:
         part.setflags(write=False)
     _VALID_GRAPHS[id(adj)] = adj
     return adj
+
+
+def _dtype_kind(value: Any) -> str | None:
+    """The numpy dtype kind of a dense matrix-like value, or None if it is not one."""
+    try:
+        return np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged: csr_array's own check reports it
+        return None
 
 
 @njit(cache=True)
@@ -448,7 +474,13 @@ MAX_STUBS = 10**8
 from pairing through the validated network (measured 1.3 GB peak at 4 * 10^7), so 3.3 GB here."""
 
 
-def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr_array:
+CONNECT_TRIES = 100
+"""Graphs :func:`random_regular_graph` draws looking for a connected one."""
+
+
+def random_regular_graph(
+    n: int, degree: int, seed: int | None = None, *, connected: bool = True
+) -> sp.csr_array:
     """Adjacency of a random ``degree``-regular graph on ``n`` devices (``n * degree`` even).
 
     Up to ``n * degree = 10^5`` edge ends it wraps :func:`networkx.random_regular_graph`
@@ -457,9 +489,16 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
     ``(d^2 - 1)/4`` of the ``n d / 2`` edges) by random switchings: a bad edge ``(a, b)`` and a
     random edge ``(c, e)`` become ``(a, c), (b, e)``, which keeps every degree. The result is
     uniform up to the switched edges, a vanishing fraction at large ``n``.
-    """
-    import networkx as nx
 
+    ``connected`` (default): a gossip graph must be connected (:class:`MoANetwork` rejects
+    one that is not), so a disconnected draw is redrawn with seeds derived from ``seed``
+    (``SeedSequence([seed, try])``; the first try uses ``seed`` itself), which keeps the
+    result a function of ``seed``: uniform over the connected graphs the generator draws.
+    ``random_regular_graph(6, 2, seed=0)`` drew two triangles; it now gives a hexagon. A
+    ValueError says when no connected graph exists (degree 0 or 1 beyond n = 1 or 2) or none
+    was found in :data:`CONNECT_TRIES` draws (degree 2 at large n: the only connected 2-regular
+    graph is the ring). ``connected=False`` returns the first draw as it is.
+    """
     n = devices_field(n)
     degree = count_field("degree", degree, 0, MAX_COUNT)
     seed = seed_field("seed", seed)
@@ -477,6 +516,32 @@ def random_regular_graph(n: int, degree: int, seed: int | None = None) -> sp.csr
             f"n*degree={n * degree} edge ends exceed the {MAX_STUBS} that fit in memory",
             f"pass degree <= {MAX_STUBS // n} for n={n}",
         )
+    if not connected:
+        return _regular_draw(n, degree, seed)
+    if degree < 2 and n > degree + 1:
+        raise _fail(
+            "degree",
+            degree,
+            f"every {degree}-regular graph on n={n} devices is disconnected",
+            "use degree >= 2 (or connected=False)",
+        )
+    for attempt in range(CONNECT_TRIES):
+        try_seed = seed
+        if attempt and seed is not None:
+            try_seed = int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+        g = _regular_draw(n, degree, try_seed)
+        if _component_count(g.indptr, g.indices) == 1:
+            return g
+    raise _fail(
+        "degree",
+        degree,
+        f"no connected {degree}-regular graph on n={n} devices found in {CONNECT_TRIES} draws",
+        "use degree >= 3, topology='ring' for degree 2, or connected=False",
+    )
+
+
+def _regular_draw(n: int, degree: int, seed: int | None) -> sp.csr_array:
+    """One random ``degree``-regular graph (checked arguments), connected or not."""
     if n * degree <= _NETWORKX_MAX_STUBS:
         import networkx as nx
 
@@ -597,8 +662,17 @@ class MoANetwork:
 
     @staticmethod
     def _layer_counts(value: Any, M: int) -> tuple[int, ...]:
+        value = _scalar(value)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return (count_field("k", value, 0, MAX_COUNT),) * M
+        # A dict would give its keys, a string its characters ('4' read as k=[4]).
+        if isinstance(value, (str, bytes, Mapping, set, frozenset)):
+            raise _fail(
+                "k",
+                repr(value),
+                f"is a {type(value).__name__}, not an int or a sequence of ints",
+                "pass e.g. k=2 or k=[2, 1]",
+            )
         try:
             counts = tuple(value)
         except TypeError as err:
@@ -842,8 +916,11 @@ class MoANetwork:
         """
         from .loads import load_profile  # loads builds on this module
 
-        if isinstance(rho, bool) or not isinstance(rho, (int, float, np.integer, np.floating)):
-            raise _fail("rho", rho, "must be a number", "pass the target peak load, e.g. 0.9")
+        rho = _scalar(rho)
+        if isinstance(rho, (bool, np.bool_)) or not isinstance(
+            rho, (int, float, np.integer, np.floating)
+        ):
+            raise _fail("rho", repr(rho), "must be a number", "pass the target peak load, e.g. 0.9")
         if not (math.isfinite(rho) and rho > 0):
             raise _fail("rho", rho, "must be finite and > 0", "pass the target peak load, e.g. 0.9")
         theta = load_profile(self).scale
