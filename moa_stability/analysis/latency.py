@@ -122,6 +122,12 @@ median of 16 s for a mean of 210 s). Capped so that :math:`e^{-\theta L}` stays 
 MAX_GRID_POINTS = 1 << 22
 """Largest ``grid_points`` (4,194,304: 32 MiB per grid row; the grid work holds several rows
 per distinct law)."""
+MEMORY_BUDGET_BYTES = 4 * 2**30
+"""Largest memory the grids of :func:`latency` may take (``ROWS_PER_CLASS`` rows of the grid per
+distinct device law); a network past it is refused before any work."""
+ROWS_PER_CLASS = 8
+"""Grid rows held per distinct device law, at most (measured: 3.0 GB peak for 10^5 distinct
+laws on 512 points, about 6.6 rows each; 10^6 such laws exhausted a 23 GB machine)."""
 MAX_SCV = 1e6
 """Largest ``scv`` for gamma and lognormal service (1e6 is computed on the paper network;
 1e300 exhausted the grid's doublings with a message that blamed ``grid_points``)."""
@@ -1361,8 +1367,26 @@ def latency(
     q = _overlaps(net, rates) if method == "estimate" else np.zeros((net.M, net.n))
     span = _range_guess(net, cls, service, scv)
     L = _default_grid(cls.load.size) if grid_points is None else int(grid_points)
+    _check_grid_memory(cls.load.size, L)
     return _widening(
         lambda h: _compute(net, cls, service, scv, h, L, q, method), span, L, grid_points
+    )
+
+
+def _check_grid_memory(classes: int, L: int) -> None:
+    """Refuse, before any work, grids of ``classes`` distinct device laws on ``L`` points that
+    would exceed :data:`MEMORY_BUDGET_BYTES`."""
+    need = classes * L * 8 * ROWS_PER_CLASS
+    if need <= MEMORY_BUDGET_BYTES:
+        return
+    points = MEMORY_BUDGET_BYTES // (classes * 8 * ROWS_PER_CLASS)
+    coarser = f"pass grid_points <= {points} (coarser), " if points >= 64 else ""
+    raise ValueError(
+        f"net: {classes} distinct device laws (job rates and service times) x {L} grid points "
+        f"need ~{need / 1e9:.3g} GB for the latency grids, over the "
+        f"{MEMORY_BUDGET_BYTES / 1e9:.3g} GB budget (MEMORY_BUDGET_BYTES); give devices shared "
+        f"rates and service times (fewer distinct laws), {coarser}or estimate the latency by "
+        "simulation (moa_stability.simulate)"
     )
 
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import moa_stability as ms
+from moa_stability import MoANetwork, stability_report
 from moa_stability import MoANetwork as N
+from moa_stability.analysis import latency as lat
 
 LONG_PROMPTS = [
     N(n=4, M=100, k=3, arrival_rate=1e-5),  # fast path: median was 16 s for a mean of 210 s
@@ -99,3 +101,35 @@ def test_quantile_rejects_non_numbers(q):
     result = ms.latency(ms.paper_network().at_load(0.5))
     with pytest.raises(ValueError, match="q="):
         result.quantile(q)
+
+
+def _heterogeneous(n: int) -> MoANetwork:
+    rng = np.random.default_rng(0)
+    return MoANetwork(
+        n=n,
+        M=2,
+        k=2,
+        arrival_rate=rng.uniform(0.5, 1.5, n),
+        service_time=rng.uniform(0.5, 1.5, n),
+        topology="complete",
+    ).at_load(0.7)
+
+
+def test_grids_past_the_memory_budget_are_refused_before_any_work(monkeypatch):
+    # 10^6 distinct device laws took more than the 23 GB of the machine; here the budget is
+    # shrunk so that 600 distinct laws on the default grid exceed it.
+    net = _heterogeneous(600)
+    need = 600 * lat._default_grid(600) * 8 * lat.ROWS_PER_CLASS
+    monkeypatch.setattr(lat, "MEMORY_BUDGET_BYTES", need - 1)
+    monkeypatch.setattr(lat, "_compute", lambda *a: pytest.fail("the grids were built"))
+    with pytest.raises(ValueError, match=r"^net: 600 distinct device laws .* grid_points <= "):
+        lat.latency(net)
+    report = stability_report(net)  # the verdict stands, the latency is a note
+    assert report.verdict == "stable" and report.latency is None
+    assert "600 distinct device laws" in report.latency_note
+
+
+def test_grids_within_the_memory_budget_are_computed():
+    net = _heterogeneous(600)
+    assert 600 * lat._default_grid(600) * 8 * lat.ROWS_PER_CLASS <= lat.MEMORY_BUDGET_BYTES
+    assert np.isfinite(lat.latency(net).quantile(0.99))
