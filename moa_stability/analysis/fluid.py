@@ -222,6 +222,12 @@ def _expected_min(own: float, helpers: np.ndarray, k: int) -> float:
     return float(_order_weights(helpers.size, k) @ np.minimum(np.sort(helpers), own))
 
 
+MAX_FLUID_CLASSES = 1200
+"""Most classes :math:`n^2(M+1)` of :func:`moa_fluid_network` (measured with per-type service
+times at load 0.8, M = 2: 108 classes took 17 s to certify, 300 took 42 s and 588 took 76 s;
+n = 10^4 ran out of memory building its classes)."""
+
+
 def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
     r"""The fluid limit of an MoA network, classes = device :math:`i` x origin :math:`j` x
     stage :math:`m` (layers :math:`0..M-1`, then the aggregate :math:`M` on the origin).
@@ -240,6 +246,13 @@ def moa_fluid_network(net: MoANetwork) -> FluidNetwork:
     for every possible helper). Stage :math:`m+1` then receives :math:`w_{m+1}[j, i]\,J_{j,m}`.
     """
     n, M = net.n, net.M
+    if n * n * (M + 1) > MAX_FLUID_CLASSES:
+        raise ValueError(
+            f"net: n={n} devices and M={M} layers give the fluid model up to n^2 (M+1) = "
+            f"{n * n * (M + 1)} classes, over MAX_FLUID_CLASSES = {MAX_FLUID_CLASSES} (minutes "
+            "of integration, and memory beyond); certify without it (stability_certificate("
+            "..., fluid=False), or stability_report's default certificate=None)"
+        )
     w = _stage_weights(net)
     classes = [(i, j, m) for m in range(M + 1) for j in range(n) for i in range(n) if w[m][j, i]]
     if M == 0:

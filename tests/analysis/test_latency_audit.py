@@ -133,3 +133,23 @@ def test_grids_within_the_memory_budget_are_computed():
     net = _heterogeneous(600)
     assert 600 * lat._default_grid(600) * 8 * lat.ROWS_PER_CLASS <= lat.MEMORY_BUDGET_BYTES
     assert np.isfinite(lat.latency(net).quantile(0.99))
+
+
+def test_fluid_model_past_its_class_limit_is_refused_before_building():
+    from moa_stability.analysis import fluid
+
+    side = 21  # 21^2 x 3 = 1323 classes > MAX_FLUID_CLASSES
+    assert side * side * 3 > fluid.MAX_FLUID_CLASSES
+    net = MoANetwork(
+        n=side,
+        M=2,
+        k=2,
+        arrival_rate=1.0,
+        service_time={"propose": 1.0, "refine": 2.0, "aggregate": 0.5},
+    ).at_load(0.8)
+    with pytest.raises(ValueError, match=r"^net: n=21 devices and M=2 layers .* fluid=False"):
+        fluid.moa_fluid_network(net)
+    with pytest.raises(ValueError, match=r"MAX_FLUID_CLASSES"):
+        stability_report(net, certificate=True, latency=False)
+    # the default report (no fluid model) still answers
+    assert stability_report(net, latency=False).verdict in ("stable", "undetermined")
