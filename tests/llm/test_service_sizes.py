@@ -5,6 +5,7 @@ and the largest that works, not a MemoryError."""
 from __future__ import annotations
 
 import pytest
+from one_line import one_line_value_error
 
 from moa_stability.llm import service
 from moa_stability.llm.service import MAX_SAMPLED_JOBS
@@ -24,12 +25,7 @@ from moa_stability.llm.service import MAX_SAMPLED_JOBS
     ],
 )
 def test_samples_that_do_not_fit_in_memory_are_refused(call, fragments) -> None:
-    with pytest.raises(ValueError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
+    one_line_value_error(call, *fragments)
 
 
 def test_the_largest_k_named_in_the_message_is_accepted() -> None:

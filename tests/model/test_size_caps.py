@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from one_line import one_line_value_error
 
 from moa_stability import (
     MoANetwork,
@@ -21,16 +22,6 @@ from moa_stability import (
 )
 from moa_stability.model import network as network_module
 from moa_stability.model.network import MAX_DEVICES, MAX_LAYERS, MAX_STUBS
-
-
-def _one_line_value_error(call, *fragments: str) -> str:
-    with pytest.raises(ValueError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
-    return message
 
 
 def test_caps_sit_well_above_the_million_device_target() -> None:
@@ -66,7 +57,7 @@ def test_caps_sit_well_above_the_million_device_target() -> None:
     ],
 )
 def test_sizes_that_do_not_fit_in_memory_are_refused_up_front(call, fragments) -> None:
-    _one_line_value_error(call, *fragments)
+    one_line_value_error(call, *fragments)
 
 
 def test_the_caps_themselves_are_accepted() -> None:
