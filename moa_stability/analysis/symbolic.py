@@ -26,7 +26,7 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from ..model.network import JOB_TYPES, MoANetwork, count_field, job_types_used
+from ..model.network import JOB_TYPES, MoANetwork, count_field, job_types_used, number_field
 
 
 @dataclass(frozen=True)
@@ -170,16 +170,29 @@ def type_aware_threshold(M: int, k: int, means: Mapping[str, float]) -> float:
     0.08333333333333333
     """
     M, k = count_field("M", M, 0), count_field("k", k, 0)
+    if not isinstance(means, Mapping):
+        raise ValueError(
+            f"means={means!r}: must map job types to mean seconds; pass e.g. "
+            '{"propose": 1.0, "refine": 2.0, "aggregate": 3.0}'
+        )
     missing = [c for c in job_types_used(M) if c not in means]
     if missing:
         raise ValueError(
             f"means={dict(means)}: no mean for {missing}, which occur when M={M}; add them"
         )
+    unknown = [c for c in means if c not in JOB_TYPES]
+    if unknown:
+        raise ValueError(f"means={dict(means)}: unknown job types {unknown}; use {JOB_TYPES}")
+    mean = {}
+    for c in job_types_used(M):  # the means that enter the threshold: finite and > 0
+        mean[c] = number_field(f"means[{c!r}]", means[c], "pass a mean in seconds > 0")
+        if mean[c] <= 0:
+            raise ValueError(f"means[{c!r}]={mean[c]!r}: must be > 0; pass a mean in seconds > 0")
     if M == 0:  # one propose job on the origin; the derivation's layers start at M = 1
-        return 1.0 / float(means["propose"])
-    alpha_p = float(means["propose"])
+        return 1.0 / mean["propose"]
+    alpha_p = mean["propose"]
     return float(
-        _type_aware_lambda()(M, k, alpha_p, means.get("refine", alpha_p), means["aggregate"])
+        _type_aware_lambda()(M, k, alpha_p, mean.get("refine", alpha_p), mean["aggregate"])
     )
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
-from ..llm.measure import measure, parse_configs
+from ..llm.measure import max_load_field, measure, parse_configs
 from ..llm.trace import save_trace
 from .network import output_path
 
@@ -49,20 +48,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def max_load_arg(value: float | None) -> float | None:
-    """``--max-load``: ``None`` (no guard) or a finite load average ``>= 0``. NaN must not get
-    through: ``load > nan`` is False, so it would switch the quiet-machine guard off."""
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"--max-load={value}: must be a finite 1-minute load average >= 0; pass e.g. 0.3, "
-            "or leave the flag out for no guard"
-        )
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     output_path(Path(args.out), (".csv",))
-    max_load = max_load_arg(args.max_load)
+    max_load = max_load_field(
+        args.max_load, "--max-load", "pass e.g. 0.3, or leave the flag out for no guard"
+    )
     df = measure(
         parse_configs(args.configs),
         n_prompts=args.prompts,

@@ -32,6 +32,8 @@ import datetime as _dt
 import hashlib
 import importlib.util
 import json
+import math
+import numbers
 import os
 import platform
 import shlex
@@ -104,6 +106,23 @@ QUIET_LOAD = 0.3
 """Largest 1-minute load average (beyond the run's own threads) at which timings are taken."""
 
 
+def max_load_field(
+    value: float | None,
+    field: str = "max_load",
+    fix: str = "pass e.g. 0.3, or None for no guard",
+) -> float | None:
+    """``value`` as a quiet-machine threshold: ``None`` (no guard) or a finite load average
+    ``>= 0``, else a ValueError naming ``field`` (``fix`` says what to pass instead). NaN must
+    not get through: ``load > nan`` is False, so it would switch the guard off."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{field}={value!r}: must be a number; {fix}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{field}={value}: must be a finite 1-minute load average >= 0; {fix}")
+    return float(value)
+
+
 def check_quiet(max_load: float | None = QUIET_LOAD, *, own_threads: int = 0) -> float:
     """The 1-minute load average; raise :class:`MachineBusyError` if it exceeds
     ``max_load + own_threads`` (``max_load=None``: never raise, the override for tests).
@@ -113,6 +132,7 @@ def check_quiet(max_load: float | None = QUIET_LOAD, *, own_threads: int = 0) ->
     discounts the threads of the run itself, which the load average counts once they have
     run for a while.
     """
+    max_load = max_load_field(max_load)
     load = os.getloadavg()[0]
     if max_load is not None and load > max_load + own_threads:
         raise MachineBusyError(

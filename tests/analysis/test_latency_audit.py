@@ -153,3 +153,30 @@ def test_fluid_model_past_its_class_limit_is_refused_before_building():
         stability_report(net, certificate=True, latency=False)
     # the default report (no fluid model) still answers
     assert stability_report(net, latency=False).verdict in ("stable", "undetermined")
+
+
+@pytest.mark.parametrize(
+    ("means", "names"),
+    [
+        ({"propose": 0, "refine": 0, "aggregate": 0}, "means['propose']=0.0: must be > 0"),
+        ({"propose": float("nan"), "refine": 1, "aggregate": 1}, "means['propose']=nan"),
+        ({"propose": -1, "refine": 1, "aggregate": 1}, "means['propose']=-1.0: must be > 0"),
+        ({"propose": "1", "refine": 1, "aggregate": 1}, "means['propose']='1': must be a real"),
+        ({"propose": 1, "refine": 1, "aggregate": 1, "foo": 1}, "unknown job types ['foo']"),
+        (None, "means=None: must map job types"),
+        ([1, 2, 3], "means=[1, 2, 3]: must map job types"),
+    ],
+)
+def test_type_aware_threshold_checks_its_means(means, names):
+    # Before: ZeroDivisionError, NaN, 1.0 for a negative mean, strings accepted, TypeError.
+    with pytest.raises(ValueError) as info:
+        ms.type_aware_threshold(2, 2, means)
+    assert names in str(info.value) and "\n" not in str(info.value)
+
+
+def test_capacity_region_angles_are_bounded_before_any_program():
+    from moa_stability.analysis import optimize
+
+    net = ms.paper_network(arrival_rate=0.5 / 7)
+    with pytest.raises(ValueError, match=rf"^n_angles={optimize.MAX_ANGLES + 1}"):
+        ms.capacity_region(net, (0, 1), n_angles=optimize.MAX_ANGLES + 1)

@@ -16,8 +16,10 @@ import moa_stability.cli.measure as measure_cli
 import moa_stability.cli.network as network_cli
 import moa_stability.cli.simulate as simulate_cli
 import moa_stability.experiments.sweep as sweep_module
+import moa_stability.llm.measure as llm_measure
 from moa_stability.cli import main
 from moa_stability.experiments.sweep import MAX_POINTS, sweep
+from moa_stability.llm.measure import max_load_field
 
 
 def _run(argv: list[str]) -> int:
@@ -123,8 +125,16 @@ def test_measure_max_load_must_be_a_load(value, tmp_path, monkeypatch, capsys):
 
 
 def test_measure_max_load_none_or_a_number_passes():
-    assert measure_cli.max_load_arg(None) is None
-    assert measure_cli.max_load_arg(0.3) == 0.3
+    assert max_load_field(None) is None
+    assert max_load_field(0.3) == 0.3
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, float("inf"), "0.3", True])
+def test_measure_api_refuses_a_max_load_that_is_no_guard_before_any_work(value, monkeypatch):
+    # From Python too: NaN would switch the guard off (load > nan is False) and run the model.
+    monkeypatch.setattr(llm_measure, "load_prompts", lambda: pytest.fail("the run started"))
+    with pytest.raises(ValueError, match=r"^max_load="):
+        llm_measure.measure(max_load=value)
 
 
 # ---- sweep -----------------------------------------------------------------------------------
