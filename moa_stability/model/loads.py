@@ -48,14 +48,12 @@ def helper_rates(net: MoANetwork, layer: int) -> np.ndarray:
     if net.M == 0:
         raise ValueError(f"layer={layer!r}: M=0 has no helper layers; use a network with M >= 1")
     layer = count_field("layer", layer, 0, net.M - 1)
-    lam, km = net.arrival_rate, net.k[layer]
+    km = net.k[layer]
     if net.selection is not None:
-        return net.selection[layer].T @ lam
+        return net.selection[layer].T @ net.arrival_rate
     if km == 0:
         return np.zeros(net.n)
-    if net.is_complete:
-        return km * (lam.sum() - lam) / (net.n - 1)
-    return net.topology.T @ (lam * km / net.degrees)
+    return km * _unit_helper_rates(net)
 
 
 def _unit_helper_rates(net: MoANetwork) -> np.ndarray:

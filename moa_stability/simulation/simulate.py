@@ -657,6 +657,9 @@ def _plan(
     preemptive: bool = False,
     record_paths: bool = False,
 ) -> _Plan:
+    if not isinstance(record_paths, (bool, np.bool_)):
+        raise ValueError(f"record_paths={record_paths!r}: must be True or False; pass a bool")
+    record_paths = bool(record_paths)
     if not isinstance(net, MoANetwork):
         raise ValueError(f"net={net!r}: is not a MoANetwork; build one with MoANetwork(...)")
     if not (isinstance(method, str) and method in METHODS):
@@ -1243,11 +1246,7 @@ def check_arguments(net: MoANetwork, **options: Any) -> None:
     bound.apply_defaults()
     args = dict(bound.arguments)
     del args["progress"]  # any value works: no check to make
-    if not isinstance(args["record_paths"], (bool, np.bool_)):
-        raise ValueError(
-            f"record_paths={args['record_paths']!r}: must be True or False; pass a bool"
-        )
-    _plan(**{**args, "record_paths": bool(args["record_paths"])})
+    _plan(**args)
 
 
 def simulate(
@@ -1346,8 +1345,6 @@ def simulate(
     >>> r.verdict
     'stable'
     """
-    if not isinstance(record_paths, (bool, np.bool_)):
-        raise ValueError(f"record_paths={record_paths!r}: must be True or False; pass a bool")
     plan = _plan(
         net,
         method,
@@ -1363,6 +1360,6 @@ def simulate(
         max_tracked_queue,
         discipline,
         preemptive,
-        bool(record_paths),
+        record_paths,
     )
-    return _summarise(net, plan, _run(net, plan, progress), record_paths)
+    return _summarise(net, plan, _run(net, plan, progress), bool(record_paths))
