@@ -117,7 +117,7 @@ _WRAP_EXPONENTS = np.array([16.0 * 2.0 ** (i / 2) for i in range(10)])
 r"""Chernoff exponents :math:`\theta L` (16 to 362) at which :func:`_add_log_mgf` bounds the
 mass of a prompt's sum of stages that the grid's circular convolution wraps around: the FFT
 sums the stages modulo the grid, so a span shorter than the latency folds its tail onto the
-start of the grid while the CDF still ends at 1 (H1 of the audit: n=4, M=100, k=3 gave a
+start of the grid while the CDF still ends at 1 (before this check, n=4, M=100, k=3 gave a
 median of 16 s for a mean of 210 s). Capped so that :math:`e^{-\theta L}` stays normal."""
 MAX_GRID_POINTS = 1 << 22
 """Largest ``grid_points`` (4,194,304: 32 MiB per grid row; the grid work holds several rows

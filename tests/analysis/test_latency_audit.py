@@ -1,5 +1,6 @@
-"""Regressions from the hostile-input audit (/tmp/audit/report.md, H1, H2 and the latency
-field checks)."""
+"""Regressions from a hostile-input audit of the analysis layer: the bound's grid that wrapped
+long prompts, reports lost to a latency the grid could not hold, and the size and field
+checks of latency, the fluid model, type_aware_threshold and capacity_region."""
 
 import numpy as np
 import pytest

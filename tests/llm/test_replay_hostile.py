@@ -13,7 +13,7 @@ from moa_stability.model.network import MAX_DEVICES, MAX_LAYERS
 
 
 def jobs(**changes) -> pd.DataFrame:
-    """Two one-job prompts on device 0 (the audit's construction, /tmp/audit/c_misc.py)."""
+    """Two one-job prompts on device 0; ``changes`` replace whole columns."""
     columns = dict(
         prompt_id=[0, 1],
         origin=[0, 0],
@@ -82,16 +82,7 @@ def test_zero_second_jobs_after_time_zero_have_defined_statistics() -> None:
 def test_paper_statistic_is_finite_when_the_last_dispatched_prompt_answers_at_zero() -> None:
     # Both born at 0: prompt 0 takes 5 s on device 1, then prompt 1 (0 s, device 0) is
     # dispatched last and answers at 0, so T_paper = 0; the terms divide by T = 5 instead.
-    table = pd.DataFrame(
-        dict(
-            prompt_id=[0, 1],
-            origin=[1, 0],
-            arrival_s=[0.0, 0.0],
-            layer=[1, 1],
-            device=[1, 0],
-            seconds=[5.0, 0.0],
-        )
-    )
+    table = jobs(origin=[1, 0], arrival_s=[0.0, 0.0], device=[1, 0], seconds=[5.0, 0.0])
     result = replay(table)
     assert result.paper_horizon_s == 0.0
     assert np.all(np.isfinite(result.paper_queue_per_device))
